@@ -1,0 +1,111 @@
+"""Hyperparameters of SASRec and its training, with the paper's names and defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+LAYER_NORM_PLACEMENTS = ("original", "pre", "post")
+TRAINING_WINDOWS = ("last", "all")
+
+
+@dataclasses.dataclass
+class SASRecConfig:
+    """Everything needed to rebuild and retrain a SASRec model.
+
+    Defaults follow the reference implementation of Kang & McAuley (2018) (``main.py``: ``maxlen``
+    50, ``hidden_units`` 50, 2 blocks, 1 head, dropout 0.5, ``l2_emb`` 0, Adam lr 1e-3, batch 128).
+    The paper used dropout 0.2 and ``max_len`` 200 on dense data (MovieLens-1M).
+
+    Ablations of the paper's Table IV are switches, not forks: ``use_positional_embedding``,
+    ``share_item_embedding``, ``use_residual``, ``dropout_rate=0``, ``num_blocks`` 0..n,
+    ``num_heads``, ``use_user_embedding``.
+
+    ``layer_norm`` places LayerNorm inside each block:
+      * ``"original"`` -- the reference code: the attention query and the FFN input are normalised,
+        the residual adds the normalised tensor, and a final LayerNorm follows the last block;
+      * ``"pre"`` -- Pre-LN, ``x + f(LN(x))``, final LayerNorm;
+      * ``"post"`` -- Post-LN (Vaswani et al.), ``LN(x + f(x))``.
+    """
+
+    # Architecture.
+    max_len: int = 50
+    hidden_units: int = 50
+    num_blocks: int = 2
+    num_heads: int = 1
+    dropout_rate: float = 0.5
+    l2_emb: float = 0.0
+    layer_norm: str = "original"
+    use_positional_embedding: bool = True
+    share_item_embedding: bool = True
+    use_residual: bool = True
+    use_user_embedding: bool = False
+    # Training.
+    learning_rate: float = 1e-3
+    batch_size: int = 128
+    epochs: int = 200
+    num_negatives: int = 1
+    training_windows: str = "last"
+    exclude_history_negatives: bool = False
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first invalid field."""
+        positive = ("max_len", "hidden_units", "num_heads", "batch_size", "epochs", "num_negatives")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"SASRecConfig.{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.num_blocks, int) or self.num_blocks < 0:
+            raise ValueError(f"SASRecConfig.num_blocks must be >= 0, got {self.num_blocks!r}")
+        if not 0.0 <= float(self.dropout_rate) < 1.0:
+            raise ValueError(f"SASRecConfig.dropout_rate must be in [0, 1), got {self.dropout_rate!r}")
+        if self.l2_emb < 0 or self.learning_rate <= 0:
+            raise ValueError("SASRecConfig.l2_emb must be >= 0 and learning_rate > 0")
+        if self.hidden_units % self.num_heads:
+            raise ValueError(
+                f"SASRecConfig.hidden_units ({self.hidden_units}) must be divisible by "
+                f"num_heads ({self.num_heads})"
+            )
+        if self.layer_norm not in LAYER_NORM_PLACEMENTS:
+            raise ValueError(
+                f"SASRecConfig.layer_norm must be one of {LAYER_NORM_PLACEMENTS}, got {self.layer_norm!r}"
+            )
+        if self.training_windows not in TRAINING_WINDOWS:
+            raise ValueError(
+                f"SASRecConfig.training_windows must be one of {TRAINING_WINDOWS}, "
+                f"got {self.training_windows!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "SASRecConfig":
+        """Build from a dict, rejecting unknown keys (a typo must not be silently ignored)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"Unknown SASRecConfig field(s): {unknown}; known fields: {sorted(known)}")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "SASRecConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        if path is not None:
+            Path(path).write_text(text + "\n", encoding="utf-8")
+        return text
+
+    @classmethod
+    def from_json(cls, path_or_text: str | Path) -> "SASRecConfig":
+        text = str(path_or_text)
+        if not text.lstrip().startswith("{"):
+            text = Path(path_or_text).read_text(encoding="utf-8")
+        return cls.from_dict(json.loads(text))

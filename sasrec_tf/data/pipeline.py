@@ -1,0 +1,174 @@
+"""The training input pipeline: per-user item sequences → batches with fresh sampled negatives.
+
+All the work after the initial index arrays is done in the TensorFlow graph on whole batches
+(gather windows from one flat tensor of all sequences, sample negatives), so ``model.fit`` never
+waits on Python. Each element is a dict:
+
+* ``item_ids``  int32 ``[B, max_len]`` -- inputs, the most recent items, left-padded with 0;
+* ``positives`` int32 ``[B, max_len]`` -- the next item at every position (0 where padded);
+* ``negatives`` int32 ``[B, max_len, K]`` -- uniform over ``1..num_items``, never 0, never the
+  positive at that position (and, with ``exclude_history=True``, never an item of the user's
+  training sequence), drawn afresh for every batch of every epoch;
+* ``user_ids`` int32 ``[B]`` -- 1-based index of the sequence's user (0 is reserved).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+# Rejection rounds when negatives must avoid the whole history; the chance that a negative still
+# collides afterwards is (history share of the catalogue) ** rounds, negligible in practice.
+_HISTORY_REJECTION_ROUNDS = 16
+
+
+def pad_sequences(sequences: Sequence[np.ndarray], max_len: int) -> np.ndarray:
+    """Keep the most recent ``max_len`` items of each sequence and left-pad with 0 → int32 ``[N, max_len]``."""
+    if max_len < 1:
+        raise ValueError(f"max_len must be >= 1, got {max_len}")
+    lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+    out = np.zeros((len(sequences), max_len), dtype=np.int32)
+    if not len(sequences) or not lengths.sum():
+        return out
+    flat = np.concatenate([np.asarray(s, dtype=np.int64) for s in sequences])
+    ends = np.cumsum(lengths)
+    kept = np.minimum(lengths, max_len)
+    # Row r's column c holds flat[ends[r] - max_len + c] when that index is inside row r.
+    index = ends[:, None] - max_len + np.arange(max_len)[None, :]
+    valid = np.arange(max_len)[None, :] >= (max_len - kept)[:, None]
+    out[valid] = flat[index[valid]]
+    return out
+
+
+def _window_ends(lengths: np.ndarray, max_len: int, windows: str) -> tuple[np.ndarray, np.ndarray]:
+    """(sequence index, end) of every training window; ``end`` = number of items the window's targets reach."""
+    trainable = np.flatnonzero(lengths >= 2)
+    if windows == "last":
+        return trainable, lengths[trainable]
+    if windows != "all":
+        raise ValueError(f"windows must be 'last' or 'all', got {windows!r}")
+    # Targets are items 1..n-1; cut them into consecutive windows of max_len from the end.
+    counts = -(-(lengths[trainable] - 1) // max_len)
+    rows = np.repeat(trainable, counts)
+    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    return rows, lengths[rows] - offsets * max_len
+
+
+def training_dataset(
+    sequences: Sequence[np.ndarray],
+    num_items: int,
+    max_len: int,
+    batch_size: int = 128,
+    *,
+    num_negatives: int = 1,
+    windows: str = "last",
+    exclude_history: bool = False,
+    shuffle: bool = True,
+    seed: int | None = 42,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """Build the ``tf.data`` pipeline that ``SASRec.fit`` trains on.
+
+    Args:
+      sequences: per-user training sequences of dense item ids (1..num_items), oldest first.
+        Sequences with fewer than two items have no target and are skipped.
+      num_items: catalogue size; negatives are drawn from ``1..num_items``.
+      max_len: the model's maximum sequence length ``n``.
+      batch_size: sequences per batch.
+      num_negatives: negatives ``K`` per position.
+      windows: ``"last"`` trains on the most recent ``max_len`` targets of each user (the paper);
+        ``"all"`` cuts long histories into consecutive windows so that every target is used.
+      exclude_history: also reject negatives that occur anywhere in the user's sequence.
+      shuffle: reshuffle the windows every epoch.
+      seed: makes shuffling and negatives reproducible (still different in every epoch).
+    """
+    if num_items < 2:
+        raise ValueError(f"num_items must be >= 2 to sample negatives, got {num_items}")
+    if num_negatives < 1:
+        raise ValueError(f"num_negatives must be >= 1, got {num_negatives}")
+    lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+    if not len(sequences):
+        raise ValueError("no sequences to train on")
+    flat_np = np.concatenate([np.asarray(s, dtype=np.int64) for s in sequences])
+    if flat_np.size and (flat_np.min() < 1 or flat_np.max() > num_items):
+        raise ValueError(
+            f"sequences must hold dense item ids in 1..{num_items}; found values in "
+            f"[{flat_np.min()}, {flat_np.max()}]"
+        )
+    rows, ends = _window_ends(lengths, max_len, windows)
+    if not rows.size:
+        raise ValueError("no sequence has two or more items: nothing to train on")
+
+    starts_np = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    flat = tf.constant(flat_np.astype(np.int32))
+    row_starts = tf.constant(starts_np.astype(np.int64))
+    positions = tf.range(max_len, dtype=tf.int64)
+    if exclude_history:
+        sorted_history = tf.RaggedTensor.from_row_lengths(
+            np.concatenate([np.sort(np.asarray(s, dtype=np.int32)) for s in sequences]), lengths
+        )
+
+    def make_batch(example, seeds):
+        row, end = example["row"], example["end"]  # [B]
+        start = tf.gather(row_starts, row)
+        # Input at column c is item (end - 1 - max_len + c) of the row, target the one after it.
+        index = (end - 1 - max_len)[:, None] + positions[None, :]
+        valid = index >= 0
+        absolute = start[:, None] + tf.maximum(index, 0)
+        item_ids = tf.where(valid, tf.gather(flat, absolute), 0)
+        positives = tf.where(valid, tf.gather(flat, absolute + 1), 0)
+
+        shape = tf.concat([tf.shape(positives), [num_negatives]], axis=0)
+        seed_pair = tf.cast(seeds, tf.int64)
+        if exclude_history:
+            history = tf.gather(sorted_history, row).to_tensor(default_value=num_items + 1)
+            negatives = _sample_avoiding(history, positives, shape, num_items, seed_pair)
+        else:
+            # Uniform over {1..N} \ {positive}: draw from N-1 values and skip over the positive.
+            draw = tf.random.stateless_uniform(shape, seed_pair, minval=1, maxval=num_items, dtype=tf.int32)
+            negatives = draw + tf.cast(draw >= positives[..., None], tf.int32)
+        batch = {
+            "item_ids": item_ids,
+            "positives": positives,
+            "negatives": negatives,
+            "user_ids": tf.cast(row + 1, tf.int32),
+        }
+        return batch
+
+    examples = tf.data.Dataset.from_tensor_slices({"row": rows.astype(np.int64), "end": ends.astype(np.int64)})
+    if shuffle:
+        examples = examples.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
+    examples = examples.batch(batch_size, drop_remainder=drop_remainder)
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    dataset = tf.data.Dataset.zip((examples, seeds))
+    dataset = dataset.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _sample_avoiding(sorted_history, positives, shape, num_items, seed_pair):
+    """Uniform negatives in 1..num_items that avoid each row's (sorted, padded) history.
+
+    Colliding draws are redrawn for a fixed number of rounds; a draw that still collides after
+    that (only possible when the history covers nearly the whole catalogue) falls back to a
+    uniform item other than the positive, so the positive is excluded in every case.
+    """
+    batch = tf.shape(sorted_history)[0]
+
+    def draw(round_index):
+        seed = tf.stack([seed_pair[0], seed_pair[1] + tf.cast(round_index, tf.int64)])
+        return tf.random.stateless_uniform(shape, seed, minval=1, maxval=num_items + 1, dtype=tf.int32)
+
+    def collides(candidates):
+        flat = tf.reshape(candidates, [batch, -1])
+        where = tf.searchsorted(sorted_history, flat, side="left")
+        found = tf.gather(sorted_history, tf.minimum(where, tf.shape(sorted_history)[1] - 1), batch_dims=1)
+        return tf.reshape(tf.equal(found, flat), shape)
+
+    negatives = draw(0)
+    for round_index in range(1, _HISTORY_REJECTION_ROUNDS):
+        negatives = tf.where(collides(negatives), draw(round_index), negatives)
+    fallback = draw(_HISTORY_REJECTION_ROUNDS) % (num_items - 1) + 1  # uniform in 1..N-1
+    fallback = fallback + tf.cast(fallback >= positives[..., None], tf.int32)
+    return tf.where(collides(negatives), fallback, negatives)

@@ -1,0 +1,270 @@
+"""Keras layers of SASRec: positional embedding, causal self-attention block, encoder stack.
+
+Shapes: ``B`` batch, ``T`` sequence width (``T <= max_len``), ``d`` hidden units. Sequences are
+left-padded; ``padding_mask`` is ``True`` at real items.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from sasrec_tf._compat import keras
+from sasrec_tf.config import LAYER_NORM_PLACEMENTS
+
+_PACKAGE = "sasrec_tf"
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class PositionalEmbedding(keras.layers.Layer):
+    """Adds a learned embedding of each position, counted from the right end of the sequence.
+
+    The most recent item gets position 0, the one before it position 1, and so on. With left
+    padding this is the reference implementation's absolute positions read backwards when
+    ``T == max_len``, and it makes the output independent of how much padding precedes the items:
+    a batch may be cut to its longest sequence without changing any result.
+
+    Input ``[B, T, d]`` with ``T <= max_len``; output ``[B, T, d]``.
+    """
+
+    def __init__(self, max_len: int, **kwargs):
+        super().__init__(**kwargs)
+        if max_len < 1:
+            raise ValueError(f"max_len must be >= 1, got {max_len}")
+        self.max_len = int(max_len)
+
+    def build(self, input_shape):
+        self.embeddings = self.add_weight(
+            name="embeddings",
+            shape=(self.max_len, int(input_shape[-1])),
+            initializer=keras.initializers.GlorotUniform(),
+        )
+        super().build(input_shape)
+
+    def call(self, inputs):
+        width = tf.shape(inputs)[1]
+        tf.debugging.assert_less_equal(
+            width, self.max_len, message="sequence width exceeds the positional embedding's max_len"
+        )
+        positions = tf.reverse(self.embeddings[:width], axis=[0])
+        return inputs + tf.cast(positions, inputs.dtype)[tf.newaxis]
+
+    def get_config(self):
+        return {**super().get_config(), "max_len": self.max_len}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class PointWiseFeedForward(keras.layers.Layer):
+    """Two position-wise dense layers (ReLU between) with dropout, as the paper's FFN."""
+
+    def __init__(self, hidden_units: int, dropout_rate: float = 0.0, activation="relu", **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_units = int(hidden_units)
+        self.dropout_rate = float(dropout_rate)
+        self.activation = keras.activations.get(activation)
+        self.inner = keras.layers.Dense(self.hidden_units, activation=self.activation, name="inner")
+        self.outer = keras.layers.Dense(self.hidden_units, name="outer")
+        self.dropout = keras.layers.Dropout(self.dropout_rate)
+
+    def call(self, inputs, training=None):
+        hidden = self.dropout(self.inner(inputs), training=training)
+        return self.dropout(self.outer(hidden), training=training)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "hidden_units": self.hidden_units,
+            "dropout_rate": self.dropout_rate,
+            "activation": keras.activations.serialize(self.activation),
+        }
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class CausalSelfAttentionBlock(keras.layers.Layer):
+    """One SASRec block: causal multi-head self-attention then a point-wise feed-forward network.
+
+    Each sub-layer has dropout, an optional residual connection and LayerNorm placed according to
+    ``layer_norm`` (see :class:`sasrec_tf.SASRecConfig`). Outputs at padded positions are zeroed.
+
+    Call with ``inputs [B, T, d]``, ``attention_mask [B, T, T]`` (bool, ``True`` where query ``i``
+    may attend to key ``j``; build it with :func:`causal_attention_mask`) and ``padding_mask
+    [B, T]``. Returns ``[B, T, d]``.
+    """
+
+    def __init__(
+        self,
+        hidden_units: int,
+        num_heads: int = 1,
+        dropout_rate: float = 0.0,
+        layer_norm: str = "original",
+        use_residual: bool = True,
+        layer_norm_epsilon: float = 1e-8,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if layer_norm not in LAYER_NORM_PLACEMENTS:
+            raise ValueError(f"layer_norm must be one of {LAYER_NORM_PLACEMENTS}, got {layer_norm!r}")
+        if hidden_units % num_heads:
+            raise ValueError(f"hidden_units ({hidden_units}) must be divisible by num_heads ({num_heads})")
+        self.hidden_units = int(hidden_units)
+        self.num_heads = int(num_heads)
+        self.dropout_rate = float(dropout_rate)
+        self.layer_norm = layer_norm
+        self.use_residual = bool(use_residual)
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
+
+        self.attention = keras.layers.MultiHeadAttention(
+            num_heads=self.num_heads,
+            key_dim=self.hidden_units // self.num_heads,
+            dropout=self.dropout_rate,
+            name="attention",
+        )
+        self.attention_dropout = keras.layers.Dropout(self.dropout_rate)
+        self.feed_forward = PointWiseFeedForward(self.hidden_units, self.dropout_rate, name="feed_forward")
+        self.attention_norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, name="attention_norm")
+        self.feed_forward_norm = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, name="feed_forward_norm"
+        )
+
+    def _residual(self, inputs, outputs):
+        return inputs + outputs if self.use_residual else outputs
+
+    def call(self, inputs, attention_mask, padding_mask, training=None, return_attention_scores=False):
+        def attend(query, value):
+            out, scores = self.attention(
+                query, value, attention_mask=attention_mask, training=training, return_attention_scores=True
+            )
+            return self.attention_dropout(out, training=training), scores
+
+        if self.layer_norm == "original":
+            # Reference code: Q = LN(x); keys/values = x; residual adds the normalised query.
+            query = self.attention_norm(inputs)
+            attended, scores = attend(query, inputs)
+            hidden = self._residual(query, attended)
+            hidden = self.feed_forward_norm(hidden)
+            outputs = self._residual(hidden, self.feed_forward(hidden, training=training))
+        elif self.layer_norm == "pre":
+            normed = self.attention_norm(inputs)
+            attended, scores = attend(normed, normed)
+            hidden = self._residual(inputs, attended)
+            outputs = self._residual(hidden, self.feed_forward(self.feed_forward_norm(hidden), training=training))
+        else:  # post
+            attended, scores = attend(inputs, inputs)
+            hidden = self.attention_norm(self._residual(inputs, attended))
+            outputs = self.feed_forward_norm(self._residual(hidden, self.feed_forward(hidden, training=training)))
+
+        outputs = outputs * tf.cast(padding_mask, outputs.dtype)[..., tf.newaxis]
+        if return_attention_scores:
+            return outputs, scores
+        return outputs
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "hidden_units": self.hidden_units,
+            "num_heads": self.num_heads,
+            "dropout_rate": self.dropout_rate,
+            "layer_norm": self.layer_norm,
+            "use_residual": self.use_residual,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+        }
+
+
+def causal_attention_mask(padding_mask: tf.Tensor) -> tf.Tensor:
+    """``[B, T]`` real-item mask → ``[B, T, T]`` mask: query ``i`` sees keys ``j <= i`` that are real."""
+    width = tf.shape(padding_mask)[1]
+    causal = tf.linalg.band_part(tf.ones((width, width), dtype=tf.bool), -1, 0)
+    return tf.logical_and(causal[tf.newaxis], padding_mask[:, tf.newaxis, :])
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class SASRecEncoder(keras.layers.Layer):
+    """Embedded item sequence → sequence representations: positions, dropout, 0..n blocks, LayerNorm.
+
+    Call with ``inputs [B, T, d]`` (item embeddings, already scaled) and ``padding_mask [B, T]``.
+    Returns ``[B, T, d]``, zero at padded positions. The final LayerNorm is applied for the
+    ``original`` and ``pre`` placements (Post-LN blocks already end normalised), and also with
+    zero blocks under ``post`` so that every configuration outputs normalised features.
+    """
+
+    def __init__(
+        self,
+        max_len: int,
+        hidden_units: int,
+        num_blocks: int = 2,
+        num_heads: int = 1,
+        dropout_rate: float = 0.0,
+        layer_norm: str = "original",
+        use_residual: bool = True,
+        use_positional_embedding: bool = True,
+        layer_norm_epsilon: float = 1e-8,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if num_blocks < 0:
+            raise ValueError(f"num_blocks must be >= 0, got {num_blocks}")
+        self.max_len = int(max_len)
+        self.hidden_units = int(hidden_units)
+        self.num_blocks = int(num_blocks)
+        self.num_heads = int(num_heads)
+        self.dropout_rate = float(dropout_rate)
+        self.layer_norm = layer_norm
+        self.use_residual = bool(use_residual)
+        self.use_positional_embedding = bool(use_positional_embedding)
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
+
+        self.positional_embedding = (
+            PositionalEmbedding(self.max_len, name="positional_embedding") if self.use_positional_embedding else None
+        )
+        self.embedding_dropout = keras.layers.Dropout(self.dropout_rate)
+        self.blocks = [
+            CausalSelfAttentionBlock(
+                self.hidden_units,
+                num_heads=self.num_heads,
+                dropout_rate=self.dropout_rate,
+                layer_norm=self.layer_norm,
+                use_residual=self.use_residual,
+                layer_norm_epsilon=self.layer_norm_epsilon,
+                name=f"block_{i}",
+            )
+            for i in range(self.num_blocks)
+        ]
+        final_norm = self.layer_norm != "post" or self.num_blocks == 0
+        self.final_norm = (
+            keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, name="final_norm") if final_norm else None
+        )
+
+    def call(self, inputs, padding_mask, training=None, return_attention_scores=False):
+        mask = tf.cast(padding_mask, inputs.dtype)[..., tf.newaxis]
+        hidden = inputs
+        if self.positional_embedding is not None:
+            hidden = self.positional_embedding(hidden)
+        hidden = self.embedding_dropout(hidden, training=training) * mask
+        attention_mask = causal_attention_mask(padding_mask)
+        all_scores = []
+        for block in self.blocks:
+            if return_attention_scores:
+                hidden, scores = block(
+                    hidden, attention_mask, padding_mask, training=training, return_attention_scores=True
+                )
+                all_scores.append(scores)
+            else:
+                hidden = block(hidden, attention_mask, padding_mask, training=training)
+        if self.final_norm is not None:
+            hidden = self.final_norm(hidden) * mask
+        if return_attention_scores:
+            return hidden, all_scores
+        return hidden
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "max_len": self.max_len,
+            "hidden_units": self.hidden_units,
+            "num_blocks": self.num_blocks,
+            "num_heads": self.num_heads,
+            "dropout_rate": self.dropout_rate,
+            "layer_norm": self.layer_norm,
+            "use_residual": self.use_residual,
+            "use_positional_embedding": self.use_positional_embedding,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+        }

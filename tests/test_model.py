@@ -1,0 +1,209 @@
+"""SASRec model behaviour users rely on: causality, padding, ablations, loss masking, save/load."""
+
+import itertools
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import sasrec_tf
+from sasrec_tf import SASRec, SASRecConfig
+from sasrec_tf._compat import keras
+from sasrec_tf.data import training_dataset
+from sasrec_tf.losses import sampled_binary_crossentropy
+
+NUM_ITEMS = 40
+
+
+def make_model(**overrides):
+    config = SASRecConfig(**{"max_len": 12, "hidden_units": 16, "num_blocks": 2, "num_heads": 2,
+                             "dropout_rate": 0.0, **overrides})
+    keras.utils.set_random_seed(0)
+    model = SASRec(config, num_items=NUM_ITEMS, num_users=5 if config.use_user_embedding else 0)
+    return model.build_for()
+
+
+def call(model, item_ids, user_ids=None):
+    item_ids = tf.constant(item_ids, tf.int32)
+    if model.uses_user_embedding:
+        user_ids = tf.ones((item_ids.shape[0],), tf.int32) if user_ids is None else user_ids
+        return model({"item_ids": item_ids, "user_ids": user_ids}, training=False).numpy()
+    return model(item_ids, training=False).numpy()
+
+
+ARCHITECTURES = [
+    dict(layer_norm="original"),
+    dict(layer_norm="pre"),
+    dict(layer_norm="post"),
+    dict(use_positional_embedding=False),
+    dict(use_residual=False),
+    dict(num_blocks=0),
+    dict(num_heads=1, num_blocks=3),
+    dict(use_user_embedding=True),
+]
+
+
+@pytest.mark.parametrize("overrides", ARCHITECTURES, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_output_at_position_t_ignores_items_after_t(overrides):
+    model = make_model(**overrides)
+    rng = np.random.default_rng(1)
+    base = np.array([[0, 0, 0] + list(rng.integers(1, NUM_ITEMS + 1, size=9))])
+    reference = call(model, base)
+    for t in range(3, 11):
+        changed = base.copy()
+        changed[0, t + 1:] = rng.integers(1, NUM_ITEMS + 1, size=11 - t)
+        out = call(model, changed)
+        np.testing.assert_allclose(out[0, : t + 1], reference[0, : t + 1], atol=1e-5)
+        assert not np.allclose(out[0, t + 1:], reference[0, t + 1:], atol=1e-5)
+
+
+@pytest.mark.parametrize("overrides", ARCHITECTURES, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_real_positions_do_not_depend_on_leading_padding(overrides):
+    model = make_model(**overrides)
+    items = [5, 9, 1, 33, 7]
+    padded_full = [[0] * 7 + items]
+    padded_short = [[0] * 2 + items]
+    unpadded = [items]
+    full = call(model, padded_full)[0, 7:]
+    np.testing.assert_allclose(call(model, padded_short)[0, 2:], full, atol=1e-5)
+    np.testing.assert_allclose(call(model, unpadded)[0], full, atol=1e-5)
+    np.testing.assert_array_equal(call(model, padded_full)[0, :7], 0.0)
+
+
+def test_padding_embedding_row_never_influences_outputs():
+    model = make_model()
+    batch = [[0, 0, 0, 0, 0, 0, 0, 4, 8, 15, 16, 23]]
+    before = call(model, batch)
+    table = model.item_embedding.embeddings
+    table.assign(tf.tensor_scatter_nd_update(table, [[0]], tf.fill((1, table.shape[1]), 1e3)))
+    np.testing.assert_allclose(call(model, batch), before, atol=1e-5)
+
+
+def test_training_mode_dropout_changes_outputs_but_inference_is_deterministic():
+    model = make_model(dropout_rate=0.5)
+    batch = tf.constant([[0, 0, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]])
+    assert not np.allclose(model(batch, training=True).numpy(), model(batch, training=True).numpy())
+    np.testing.assert_array_equal(model(batch, training=False).numpy(), model(batch, training=False).numpy())
+
+
+def test_scores_are_dot_products_with_the_shared_item_embedding():
+    model = make_model()
+    batch = tf.constant([[0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5]])
+    query = model.query_embeddings(batch).numpy()
+    candidates = tf.constant([[7, 11, 2]])
+    expected = query @ model.item_embedding.embeddings.numpy()[[7, 11, 2]].T
+    np.testing.assert_allclose(model.score_items(query, candidates).numpy(), expected, rtol=1e-5)
+    assert model.item_embeddings() is model.item_embedding.embeddings
+
+
+def test_unshared_item_embedding_scores_with_a_separate_table():
+    model = make_model(share_item_embedding=False)
+    assert model.item_embeddings() is model.output_item_embedding.embeddings
+    assert model.item_embeddings() is not model.item_embedding.embeddings
+
+
+def test_sampled_bce_matches_hand_computation_and_ignores_padded_positions():
+    pos = tf.constant([[0.0, 2.0, -1.0]])
+    neg = tf.constant([[[5.0], [0.5], [1.0]]])
+    mask = tf.constant([[False, True, True]])
+    sigmoid = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    expected = np.mean([-np.log(sigmoid(2.0)) - np.log(1 - sigmoid(0.5)),
+                        -np.log(sigmoid(-1.0)) - np.log(1 - sigmoid(1.0))])
+    assert sampled_binary_crossentropy(pos, neg, mask).numpy() == pytest.approx(expected, rel=1e-6)
+    changed = tf.constant([[[-50.0], [0.5], [1.0]]])
+    assert sampled_binary_crossentropy(pos, changed, mask).numpy() == pytest.approx(expected, rel=1e-6)
+
+
+def test_model_loss_ignores_whatever_sits_at_padded_positions():
+    model = make_model()
+    batch = {
+        "item_ids": tf.constant([[0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4]]),
+        "positives": tf.constant([[0, 0, 0, 0, 0, 0, 0, 0, 2, 3, 4, 5]]),
+        "negatives": tf.constant([[[9]] * 12]),
+    }
+    loss, _ = model._forward_loss(batch, training=False)
+    other = dict(batch, negatives=tf.constant([[[30]] * 8 + [[9]] * 4]))
+    loss_other, _ = model._forward_loss(other, training=False)
+    assert loss.numpy() == pytest.approx(loss_other.numpy(), rel=1e-6)
+
+
+ABLATIONS = ARCHITECTURES + [
+    dict(share_item_embedding=False),
+    dict(dropout_rate=0.0),
+    dict(num_blocks=1),
+    dict(num_heads=4, hidden_units=16),
+    dict(l2_emb=1e-3),
+    dict(num_negatives=3),
+]
+
+
+@pytest.mark.parametrize("overrides", ABLATIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_every_ablation_builds_and_trains_with_fit(overrides):
+    config = SASRecConfig(**{"max_len": 8, "hidden_units": 16, "num_blocks": 1, "batch_size": 4, **overrides})
+    model = SASRec(config, num_items=NUM_ITEMS, num_users=6 if config.use_user_embedding else 0)
+    rng = np.random.default_rng(0)
+    sequences = [rng.integers(1, NUM_ITEMS + 1, size=n) for n in (3, 5, 9, 12, 2, 7)]
+    data = training_dataset(sequences, NUM_ITEMS, config.max_len, config.batch_size,
+                            num_negatives=config.num_negatives)
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+    before = [w.numpy().copy() for w in model.trainable_weights] if model.built else None
+    history = model.fit(data, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert before is None or any(not np.allclose(a, b.numpy()) for a, b in zip(before, model.trainable_weights))
+    if config.l2_emb:
+        assert model.losses, "L2 on embeddings must add a regularisation loss"
+
+
+def test_save_and_reload_gives_identical_predictions(tmp_path):
+    model = make_model(layer_norm="pre", share_item_embedding=False)
+    batch = tf.constant([[0, 0, 0, 0, 0, 3, 1, 4, 1, 5, 9, 2]])
+    expected = model(batch, training=False).numpy()
+    path = tmp_path / "model.keras"
+    model.save(path)
+    restored = keras.models.load_model(path)
+    assert isinstance(restored, SASRec)
+    assert restored.config == model.config
+    np.testing.assert_array_equal(restored(batch, training=False).numpy(), expected)
+
+
+def test_weights_checkpoint_round_trip(tmp_path):
+    model = make_model()
+    batch = tf.constant([[0, 0, 0, 0, 0, 3, 1, 4, 1, 5, 9, 2]])
+    model.save_weights(str(tmp_path / "ckpt"))
+    fresh = SASRec(model.config, num_items=NUM_ITEMS).build_for()
+    fresh.load_weights(str(tmp_path / "ckpt"))
+    np.testing.assert_array_equal(fresh(batch, training=False).numpy(), model(batch, training=False).numpy())
+
+
+def test_config_json_round_trip_and_unknown_keys_rejected(tmp_path):
+    config = SASRecConfig(max_len=200, dropout_rate=0.2, layer_norm="pre")
+    assert SASRecConfig.from_json(config.to_json(tmp_path / "c.json")) == config
+    assert SASRecConfig.from_json(config.to_json()) == config
+    with pytest.raises(ValueError, match="hiden_units"):
+        SASRecConfig.from_dict({"hiden_units": 64})
+
+
+@pytest.mark.parametrize("bad", [dict(hidden_units=50, num_heads=3), dict(layer_norm="middle"),
+                                 dict(dropout_rate=1.0), dict(num_blocks=-1), dict(max_len=0)])
+def test_invalid_config_is_rejected_with_the_field_named(bad):
+    with pytest.raises(ValueError):
+        SASRecConfig(**bad)
+
+
+def test_model_rejects_float_inputs_and_missing_user_ids():
+    model = make_model()
+    with pytest.raises(TypeError, match="integer"):
+        model(tf.zeros((1, 12), tf.float32))
+    user_model = make_model(use_user_embedding=True)
+    with pytest.raises(ValueError, match="user"):
+        user_model(tf.ones((1, 12), tf.int32))
+
+
+def test_layers_are_serializable_with_complete_configs():
+    for layer in [sasrec_tf.layers.PositionalEmbedding(7),
+                  sasrec_tf.layers.CausalSelfAttentionBlock(16, num_heads=2, dropout_rate=0.1, layer_norm="post"),
+                  sasrec_tf.layers.SASRecEncoder(7, 16, num_blocks=3, use_positional_embedding=False)]:
+        clone = type(layer).from_config(layer.get_config())
+        assert clone.get_config() == layer.get_config()
+        assert keras.saving.get_registered_object(
+            keras.saving.get_registered_name(type(layer))) is type(layer)

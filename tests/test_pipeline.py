@@ -1,0 +1,128 @@
+"""The tf.data training pipeline: windows, padding, shifted targets and negative sampling."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sasrec_tf.data import pad_sequences, training_dataset
+
+NUM_ITEMS = 30
+
+
+def sequences_fixture(seed=0, count=50):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(1, NUM_ITEMS + 1, size=n) for n in rng.integers(1, 25, size=count)]
+
+
+def collect(dataset):
+    batches = list(dataset.as_numpy_iterator())
+    return {key: np.concatenate([b[key] for b in batches]) for key in batches[0]}
+
+
+def test_pad_sequences_keeps_most_recent_items_left_padded():
+    out = pad_sequences([np.array([1, 2, 3]), np.array([4, 5, 6, 7, 8, 9]), np.array([], dtype=int)], 4)
+    np.testing.assert_array_equal(out, [[0, 1, 2, 3], [6, 7, 8, 9], [0, 0, 0, 0]])
+    assert out.dtype == np.int32
+
+
+def test_batches_hold_last_window_left_padded_with_targets_shifted_by_one():
+    sequences = sequences_fixture()
+    max_len = 10
+    data = collect(training_dataset(sequences, NUM_ITEMS, max_len, batch_size=7, shuffle=False))
+    trainable = [s for s in sequences if len(s) >= 2]
+    assert len(data["item_ids"]) == len(trainable)
+    for row, seq in enumerate(trainable):
+        inputs, positives = data["item_ids"][row], data["positives"][row]
+        np.testing.assert_array_equal(inputs, pad_sequences([seq[:-1]], max_len)[0])
+        np.testing.assert_array_equal(positives, pad_sequences([seq[1:]], max_len)[0])
+        real = inputs != 0
+        assert not real[: max_len - real.sum()].any(), "padding must be on the left"
+    assert data["item_ids"].dtype == np.int32 and data["negatives"].shape[1:] == (max_len, 1)
+
+
+def test_user_ids_point_at_the_sequence_of_each_example():
+    sequences = sequences_fixture()
+    data = collect(training_dataset(sequences, NUM_ITEMS, 8, batch_size=5, shuffle=True, seed=3))
+    for user, positives in zip(data["user_ids"], data["positives"]):
+        expected = pad_sequences([sequences[user - 1][1:]], 8)[0]
+        np.testing.assert_array_equal(positives, expected)
+
+
+def test_sequences_shorter_than_two_items_are_skipped():
+    data = collect(training_dataset([np.array([3]), np.array([4, 5])], NUM_ITEMS, 4, shuffle=False))
+    np.testing.assert_array_equal(data["item_ids"], [[0, 0, 0, 4]])
+    np.testing.assert_array_equal(data["user_ids"], [2])
+
+
+@pytest.mark.parametrize("num_negatives", [1, 5])
+def test_negatives_are_never_padding_nor_the_positive(num_negatives):
+    data = collect(training_dataset(sequences_fixture(), NUM_ITEMS, 10, batch_size=16,
+                                    num_negatives=num_negatives))
+    negatives, positives = data["negatives"], data["positives"]
+    assert negatives.shape[-1] == num_negatives
+    assert negatives.min() >= 1 and negatives.max() <= NUM_ITEMS
+    assert not (negatives == positives[..., None]).any()
+
+
+def test_negatives_cover_every_other_item_uniformly():
+    sequences = [np.array([1, 2, 3, 4, 5, 6])] * 400
+    data = collect(training_dataset(sequences, 6, 5, batch_size=64, num_negatives=10))
+    counts = np.bincount(data["negatives"][:, -1, :].ravel(), minlength=7)  # positive there is 6
+    assert counts[0] == 0 and counts[6] == 0
+    share = counts[1:6] / counts[1:6].sum()
+    np.testing.assert_allclose(share, 0.2, atol=0.03)
+
+
+def test_negatives_can_avoid_the_whole_history():
+    sequences = sequences_fixture(count=30)
+    data = collect(training_dataset(sequences, NUM_ITEMS, 10, batch_size=8, num_negatives=4,
+                                    exclude_history=True))
+    for user, negatives in zip(data["user_ids"], data["negatives"]):
+        history = set(sequences[user - 1].tolist())
+        assert not history.intersection(negatives.ravel().tolist())
+
+
+def test_negatives_are_fresh_every_epoch_and_reproducible_from_the_seed():
+    sequences = sequences_fixture()
+    dataset = training_dataset(sequences, NUM_ITEMS, 10, batch_size=64, shuffle=False, seed=7)
+    first, second = collect(dataset), collect(dataset)
+    np.testing.assert_array_equal(first["item_ids"], second["item_ids"])
+    assert not np.array_equal(first["negatives"], second["negatives"])
+    again = collect(training_dataset(sequences, NUM_ITEMS, 10, batch_size=64, shuffle=False, seed=7))
+    np.testing.assert_array_equal(again["negatives"], first["negatives"])
+
+
+def test_shuffling_changes_order_each_epoch_but_not_content():
+    sequences = sequences_fixture()
+    dataset = training_dataset(sequences, NUM_ITEMS, 10, batch_size=8, seed=1)
+    first, second = collect(dataset)["user_ids"], collect(dataset)["user_ids"]
+    assert sorted(first) == sorted(second) and list(first) != list(second)
+
+
+def test_all_windows_mode_uses_every_target_exactly_once():
+    sequence = np.arange(1, 24)  # 23 items: 22 targets → windows of 10, 10, 2 targets
+    data = collect(training_dataset([sequence], 30, 10, shuffle=False, windows="all"))
+    assert len(data["item_ids"]) == 3
+    targets = np.sort(data["positives"][data["positives"] > 0])
+    np.testing.assert_array_equal(targets, np.arange(2, 24))
+    for inputs, positives in zip(data["item_ids"], data["positives"]):
+        real = positives > 0
+        np.testing.assert_array_equal(positives[real], inputs[real] + 1)
+
+
+def test_bad_inputs_are_rejected_clearly():
+    with pytest.raises(ValueError, match="1..30"):
+        training_dataset([np.array([0, 3, 4])], 30, 5)
+    with pytest.raises(ValueError, match="two or more"):
+        training_dataset([np.array([3])], 30, 5)
+    with pytest.raises(ValueError, match="windows"):
+        training_dataset([np.array([3, 4])], 30, 5, windows="every")
+
+
+def test_pipeline_needs_no_python_in_the_hot_path():
+    dataset = training_dataset(sequences_fixture(), NUM_ITEMS, 10, batch_size=8, exclude_history=True)
+    graph = tf.compat.v1.GraphDef.FromString(dataset._as_serialized_graph().numpy())
+    ops = {node.op for node in graph.node}
+    ops |= {node.op for function in graph.library.function for node in function.node_def}
+    assert "MapDataset" in ops or "ParallelMapDatasetV2" in ops
+    assert not ops & {"PyFunc", "EagerPyFunc", "PyFuncStateless", "GeneratorDataset"}
