@@ -1,0 +1,158 @@
+"""Keras callback that adds validation ranking metrics (HR@k, NDCG@k, MRR) to the epoch logs."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from sasrec_tf._compat import keras
+from sasrec_tf.evaluation import (
+    _FullRanker,
+    _prepare,
+    _Prepared,
+    _SampledRanker,
+    _select_users,
+    sample_negatives,
+)
+from sasrec_tf.metrics import ranking_metrics
+
+__all__ = ["RankingMetricsCallback"]
+
+_PROTOCOLS = ("full", "sampled")
+
+
+class RankingMetricsCallback(keras.callbacks.Callback):
+    """Computes leave-one-out ranking metrics at epoch end and writes them into the epoch logs.
+
+    Keys are ``f"{prefix}hr@{k}"``, ``f"{prefix}ndcg@{k}"`` for each k and ``f"{prefix}mrr"``
+    (e.g. ``val_ndcg@10``). Every callback of a ``fit`` call receives the same logs dict in list
+    order, so place this callback **before** the ones that read the keys:
+    ``EarlyStopping(monitor="val_ndcg@10", mode="max")``, ``ModelCheckpoint``, ``TensorBoard``
+    (which logs ``val_*`` keys under its validation run as ``epoch_ndcg@10``); ``History`` always
+    runs last and records them.
+
+    The metrics are computed every ``every_n_epochs`` epochs and on the last epoch. On the epochs
+    in between, the last computed values are carried forward into the logs, so monitors never see a
+    missing key; a carried value counts as "no improvement" for ``EarlyStopping``, so give it a
+    ``patience`` of at least ``every_n_epochs``. Before the first computation the keys are absent.
+
+    Args:
+      inputs, targets, user_ids: as for :func:`sasrec_tf.evaluation.evaluate_full` (typically a
+        split's ``valid_inputs``, ``valid_targets`` and ``valid_users + 1``).
+      every_n_epochs: compute every this many epochs.
+      protocol: ``"full"`` (honest; the default) or ``"sampled"`` (the paper's; the same users and
+        negatives every epoch, from ``seed``, so epochs are comparable).
+      ks: cut-offs for HR and NDCG.
+      prefix: prepended to every key.
+      exclude_history: full protocol only; see :func:`~sasrec_tf.evaluation.evaluate_full`.
+      num_negatives, sampling, item_counts: sampled protocol only; see
+        :func:`~sasrec_tf.evaluation.evaluate_sampled`.
+      seed: seeds the user subset and the negatives.
+      max_users: evaluate a fixed seeded subset of at most this many users (both protocols), to
+        bound the cost per epoch.
+      batch_size: users scored per step.
+      verbose: print a one-line summary when the metrics are computed.
+    """
+
+    def __init__(
+        self,
+        inputs: Sequence[np.ndarray],
+        targets: Any,
+        *,
+        user_ids: Any = None,
+        every_n_epochs: int = 1,
+        protocol: str = "full",
+        ks: Sequence[int] = (10,),
+        prefix: str = "val_",
+        exclude_history: bool = True,
+        num_negatives: int = 100,
+        sampling: str = "uniform",
+        item_counts: Any = None,
+        seed: int = 0,
+        max_users: int | None = None,
+        batch_size: int = 1024,
+        verbose: int = 1,
+    ):
+        super().__init__()
+        if protocol not in _PROTOCOLS:
+            raise ValueError(f"protocol must be one of {_PROTOCOLS}, got {protocol!r}")
+        if int(every_n_epochs) < 1:
+            raise ValueError(f"every_n_epochs must be positive, got {every_n_epochs}")
+        if len(inputs) != len(np.asarray(targets).reshape(-1)):
+            raise ValueError(f"got {len(inputs)} input sequences but {len(np.asarray(targets).reshape(-1))} targets")
+        ranking_metrics([1], ks)  # validates ks early
+        self.inputs = list(inputs)
+        self.targets = np.asarray(targets).reshape(-1)
+        self.user_ids = user_ids
+        self.every_n_epochs = int(every_n_epochs)
+        self.protocol = protocol
+        self.ks = tuple(ks)
+        self.prefix = prefix
+        self.exclude_history = bool(exclude_history)
+        self.num_negatives = int(num_negatives)
+        self.sampling = sampling
+        self.item_counts = item_counts
+        self.seed = seed
+        self.max_users = max_users
+        self.batch_size = int(batch_size)
+        self.verbose = verbose
+        self.last_metrics: dict[str, float] = {}
+        self._reset_cache()
+
+    def _reset_cache(self) -> None:
+        self._prepared: _Prepared | None = None
+        self._negatives: np.ndarray | None = None
+        self._ranker = None
+
+    def set_model(self, model) -> None:
+        if model is not getattr(self, "model", None):
+            self._reset_cache()
+        super().set_model(model)
+
+    def _should_run(self, epoch: int) -> bool:
+        epochs = (self.params or {}).get("epochs")
+        return (epoch + 1) % self.every_n_epochs == 0 or (epochs is not None and epoch + 1 == epochs)
+
+    def _setup(self) -> None:
+        """Pad the inputs, pick the users and (sampled) the negatives once per model."""
+        rng = np.random.default_rng(self.seed)
+        prepared = _prepare(self.model, self.inputs, self.targets, self.user_ids)
+        self._prepared = prepared.subset(_select_users(prepared.size, self.max_users, rng))
+        if self.protocol == "full":
+            self._ranker = _FullRanker(self.model, self.batch_size)
+        else:
+            self._negatives = sample_negatives(
+                self._prepared.histories,
+                self._prepared.targets,
+                self._prepared.num_items,
+                self.num_negatives,
+                sampling=self.sampling,
+                item_counts=self.item_counts,
+                seed=rng,
+            )
+            self._ranker = _SampledRanker(self.model, self.batch_size)
+
+    def compute_metrics(self) -> dict[str, float]:
+        """The prefixed metrics for the model's current weights."""
+        if self._prepared is None:
+            self._setup()
+        if self.protocol == "full":
+            ranks = self._ranker.ranks(self._prepared, self.exclude_history)
+        else:
+            ranks = self._ranker.ranks(self._prepared, self._negatives)
+        return {self.prefix + name: value for name, value in ranking_metrics(ranks, self.ks).items()}
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self._should_run(epoch):
+            start = time.perf_counter()
+            self.last_metrics = self.compute_metrics()
+            if self.verbose:
+                summary = " - ".join(f"{name}: {value:.4f}" for name, value in self.last_metrics.items())
+                print(
+                    f"Epoch {epoch + 1}: {summary} ({self.protocol} ranking, {self._prepared.size} users, "
+                    f"{time.perf_counter() - start:.1f}s)"
+                )
+        if logs is not None:
+            logs.update(self.last_metrics)  # fresh values, or the last ones carried forward
