@@ -1,0 +1,73 @@
+"""A trained model's directory: weights, config and the vocabularies that give ids their meaning.
+
+Layout of ``DIR``::
+
+    model.keras   the Keras model (architecture, config and weights)
+    config.json   the SASRecConfig plus catalogue sizes (human-readable)
+    vocab.txt     item vocabulary: line i = raw id of dense item i (see ItemVocabulary)
+    users.txt     raw user ids, line i = dense user i (only for the user-embedding variant)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from sasrec_tf._compat import keras
+from sasrec_tf.data.vocab import ItemVocabulary
+from sasrec_tf.model import SASRec
+
+MODEL_FILE = "model.keras"
+CONFIG_FILE = "config.json"
+VOCAB_FILE = "vocab.txt"
+USERS_FILE = "users.txt"
+
+
+@dataclasses.dataclass
+class TrainedModel:
+    model: SASRec
+    vocab: ItemVocabulary
+    user_ids: np.ndarray | None = None
+
+
+def save_trained(path: str | os.PathLike[str], model: SASRec, vocab: ItemVocabulary, user_ids=None) -> Path:
+    """Write the model directory; each file is replaced atomically."""
+    if len(vocab) != model.num_items:
+        raise ValueError(f"vocabulary has {len(vocab)} items but the model {model.num_items}")
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path) as tmp:
+        staged = Path(tmp) / MODEL_FILE
+        model.save(staged)
+        os.replace(staged, path / MODEL_FILE)
+    vocab.save(path / VOCAB_FILE)
+    meta = {"sasrec_config": model.config.to_dict(), "num_items": model.num_items, "num_users": model.num_users}
+    _write_text(path / CONFIG_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    if model.uses_user_embedding and user_ids is not None:
+        _write_text(path / USERS_FILE, "".join(f"{u}\n" for u in user_ids))
+    return path
+
+
+def load_trained(path: str | os.PathLike[str]) -> TrainedModel:
+    """Load a directory written by :func:`save_trained` (or by ``sasrec-tf train``)."""
+    path = Path(path)
+    missing = [name for name in (MODEL_FILE, VOCAB_FILE) if not (path / name).exists()]
+    if missing:
+        raise FileNotFoundError(f"{path} is not a sasrec-tf model directory: missing {', '.join(missing)}")
+    model = keras.models.load_model(path / MODEL_FILE, compile=False)
+    vocab = ItemVocabulary.load(path / VOCAB_FILE)
+    users = None
+    if (path / USERS_FILE).exists():
+        users = np.array((path / USERS_FILE).read_text(encoding="utf-8").splitlines(), dtype=object)
+    return TrainedModel(model=model, vocab=vocab, user_ids=users)
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,105 @@
+"""The `sasrec-tf` command line: train → metrics.json, evaluate, resume after a kill, clear errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sasrec_tf.cli import main
+from sasrec_tf.data.synthetic import generate_interactions
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--epochs", "2", "--max-len", "10", "--hidden-units", "16", "--eval-every", "1"]
+
+
+@pytest.fixture(scope="module")
+def log_csv(tmp_path_factory):
+    path = tmp_path_factory.mktemp("log") / "log.csv"
+    generate_interactions(num_users=200, num_items=300, mean_length=10, seed=5).rename(
+        columns={"user": "uid", "item": "sku", "timestamp": "ts"}).to_csv(path, index=False)
+    return path
+
+
+def train_args(log_csv, out):
+    return ["train", "--data", str(log_csv), "--format", "csv", "--user-col", "uid", "--item-col", "sku",
+            "--time-col", "ts", "--out", str(out), *TINY]
+
+
+def test_train_writes_model_vocabulary_and_metrics_for_both_stages_and_protocols(log_csv, tmp_path, capsys):
+    assert main(train_args(log_csv, tmp_path / "run")) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    for stage in ("valid", "test"):
+        for protocol in ("full", "sampled"):
+            assert {"hr@10", "ndcg@10", "mrr", "hr@1", "ndcg@20"} <= set(metrics[stage][protocol])
+    assert metrics["training"]["epochs"] == 2
+    assert {"model.keras", "vocab.txt", "config.json"} <= {p.name for p in (tmp_path / "run").iterdir()}
+    assert "test" in capsys.readouterr().out
+
+    assert main(["evaluate", "--model", str(tmp_path / "run"), "--data", str(log_csv), "--format", "csv",
+                 "--user-col", "uid", "--item-col", "sku", "--time-col", "ts",
+                 "--out", str(tmp_path / "again.json")]) == 0
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert again["test"]["full"] == pytest.approx(metrics["test"]["full"], abs=1e-6)
+
+
+def test_pipeline_config_file_is_applied_and_flags_override_it(log_csv, tmp_path):
+    config = tmp_path / "pipe.json"
+    config.write_text(json.dumps({"model": {"max_len": 8, "hidden_units": 8, "dropout_rate": 0.3},
+                                  "data": {"format": "csv", "user_col": "uid", "item_col": "sku",
+                                           "time_col": "ts"},
+                                  "train": {"eval_every": 1}}))
+    assert main(["train", "--config", str(config), "--data", str(log_csv), "--out", str(tmp_path / "r"),
+                 "--epochs", "1", "--set", "num_blocks=1"]) == 0
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())["sasrec_config"]
+    assert (saved["max_len"], saved["hidden_units"], saved["num_blocks"], saved["epochs"]) == (8, 8, 1, 1)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--set", "hiden_units=3"], "hiden_units"),
+    (["--set", "num_heads=3"], "divisible"),
+])
+def test_bad_configuration_exits_with_a_message_not_a_traceback(log_csv, tmp_path, capsys, extra, message):
+    assert main(train_args(log_csv, tmp_path / "x") + extra) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_malformed_log_exits_with_the_file_and_line_named(tmp_path, capsys):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1 2\n1 3\nthis-line-has-one-field\n")
+    assert main(["train", "--data", str(bad), "--format", "sasrec", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.txt" in err and "3" in err and "Traceback" not in err
+
+
+def test_killed_training_resumes_when_the_same_command_is_rerun(log_csv, tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "sasrec_tf.cli", *train_args(log_csv, out)]
+    command[command.index("--epochs") + 1] = "400"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    deadline = time.monotonic() + 240
+    completed = 0
+    try:
+        for line in process.stdout:  # "Epoch N/400" starts an epoch; a backup is written after each
+            if line.startswith("Epoch "):
+                completed = int(line.split()[1].split("/")[0]) - 1
+            if completed >= 3 or time.monotonic() > deadline:
+                break
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+    assert completed >= 3, "training did not get going"
+
+    command[command.index("--epochs") + 1] = str(completed + 1)
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    epochs_run = [line for line in result.stdout.splitlines() if line.startswith("Epoch ")]
+    first_epoch = int(epochs_run[0].split()[1].split("/")[0])
+    assert first_epoch >= completed, f"resumed at epoch {first_epoch}, but {completed} had completed"
+    assert json.loads((out / "metrics.json").read_text())["test"]["full"]["hr@10"] >= 0

@@ -1,0 +1,72 @@
+"""Training end to end: the model learns sequential structure; interrupted training resumes."""
+
+import numpy as np
+import pytest
+
+from sasrec_tf import SASRecConfig, training
+from sasrec_tf._compat import keras
+from sasrec_tf.baselines import MostPopular
+from sasrec_tf.data.sequences import build_sequences, leave_one_out
+from sasrec_tf.data.synthetic import generate_interactions
+from sasrec_tf.evaluation import evaluate_full
+
+
+@pytest.fixture(scope="module")
+def split():
+    log = generate_interactions(num_users=1200, num_items=300, mean_length=15, seed=3)
+    return leave_one_out(build_sequences(log))
+
+
+SMALL = dict(max_len=20, hidden_units=32, num_blocks=2, dropout_rate=0.2, batch_size=128, seed=1)
+
+
+def test_trained_model_clearly_beats_most_popular_on_sequential_data(split):
+    model = training.build_model(SASRecConfig(**SMALL, epochs=25), split.num_items)
+    training.fit(model, split, eval_every=25, verbose=0)
+    sasrec = evaluate_full(model, split.test_inputs, split.test_targets)
+    popular = evaluate_full(MostPopular(split.train, split.num_items), split.test_inputs, split.test_targets)
+    assert sasrec["hr@10"] > 2 * popular["hr@10"], (sasrec, popular)
+    assert sasrec["ndcg@10"] > 2 * popular["ndcg@10"], (sasrec, popular)
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def __init__(self, at_epoch):
+        super().__init__()
+        self.at_epoch = at_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.at_epoch:
+            raise RuntimeError("simulated crash")
+
+
+class _EpochRecorder(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+
+def test_interrupted_training_resumes_after_the_last_completed_epoch(split, tmp_path):
+    config = SASRecConfig(**SMALL, epochs=5)
+    first = training.build_model(config, split.num_items)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        training.fit(first, split, out_dir=tmp_path, eval_every=1, verbose=0, callbacks=[_Interrupt(2)])
+    assert (tmp_path / "backup").exists()
+
+    recorder = _EpochRecorder()
+    resumed = training.build_model(config, split.num_items)
+    history = training.fit(resumed, split, out_dir=tmp_path, eval_every=1, verbose=0, callbacks=[recorder])
+    assert recorder.epochs == [3, 4], "epochs 0-2 completed before the crash and must not be rerun"
+    assert len(history.history["loss"]) == 2
+    assert "val_ndcg@10" in history.history
+    assert not (tmp_path / "backup").exists() or not any((tmp_path / "backup").iterdir())
+
+
+def test_validation_metrics_drive_early_stopping_and_best_weights(split):
+    model = training.build_model(SASRecConfig(**SMALL, epochs=10, learning_rate=0.02), split.num_items)
+    history = training.fit(model, split, eval_every=1, patience=2, verbose=0)
+    scores = history.history["val_ndcg@10"]
+    final = evaluate_full(model, split.valid_inputs, split.valid_targets, ks=(10,))["ndcg@10"]
+    assert final == pytest.approx(max(scores), abs=1e-6)
