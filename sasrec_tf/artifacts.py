@@ -6,6 +6,8 @@ Layout of ``DIR``::
     config.json   the SASRecConfig plus catalogue sizes (human-readable)
     vocab.txt     item vocabulary: line i = raw id of dense item i (see ItemVocabulary)
     users.txt     raw user ids, line i = dense user i (only for the user-embedding variant)
+    item_counts.npy  training interactions per dense item id ([num_items + 1] int64), when known:
+                  the popularity used for empty histories and popularity-sampled evaluation
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.txt"
 USERS_FILE = "users.txt"
+ITEM_COUNTS_FILE = "item_counts.npy"
 
 
 @dataclasses.dataclass
@@ -33,9 +36,12 @@ class TrainedModel:
     model: SASRec
     vocab: ItemVocabulary
     user_ids: np.ndarray | None = None
+    item_counts: np.ndarray | None = None
 
 
-def save_trained(path: str | os.PathLike[str], model: SASRec, vocab: ItemVocabulary, user_ids=None) -> Path:
+def save_trained(
+    path: str | os.PathLike[str], model: SASRec, vocab: ItemVocabulary, user_ids=None, item_counts=None
+) -> Path:
     """Write the model directory; each file is replaced atomically."""
     if len(vocab) != model.num_items:
         raise ValueError(f"vocabulary has {len(vocab)} items but the model {model.num_items}")
@@ -48,6 +54,13 @@ def save_trained(path: str | os.PathLike[str], model: SASRec, vocab: ItemVocabul
     vocab.save(path / VOCAB_FILE)
     meta = {"sasrec_config": model.config.to_dict(), "num_items": model.num_items, "num_users": model.num_users}
     _write_text(path / CONFIG_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    if item_counts is not None:
+        item_counts = np.asarray(item_counts, dtype=np.int64)
+        if item_counts.shape != (model.num_items + 1,):
+            raise ValueError(f"item_counts must have shape ({model.num_items + 1},), got {item_counts.shape}")
+        with open(path / (ITEM_COUNTS_FILE + ".tmp"), "wb") as handle:
+            np.save(handle, item_counts)
+        os.replace(path / (ITEM_COUNTS_FILE + ".tmp"), path / ITEM_COUNTS_FILE)
     if model.uses_user_embedding and user_ids is not None:
         _write_text(path / USERS_FILE, "".join(f"{u}\n" for u in user_ids))
     return path
@@ -64,7 +77,8 @@ def load_trained(path: str | os.PathLike[str]) -> TrainedModel:
     users = None
     if (path / USERS_FILE).exists():
         users = np.array((path / USERS_FILE).read_text(encoding="utf-8").splitlines(), dtype=object)
-    return TrainedModel(model=model, vocab=vocab, user_ids=users)
+    counts = np.load(path / ITEM_COUNTS_FILE) if (path / ITEM_COUNTS_FILE).exists() else None
+    return TrainedModel(model=model, vocab=vocab, user_ids=users, item_counts=counts)
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -86,7 +86,7 @@ def run_training(data, config: SASRecConfig, out_dir: Path, train_options: dict[
     from sasrec_tf import artifacts, training
     from sasrec_tf.baselines import MostPopular
     from sasrec_tf.data.sequences import leave_one_out
-    from sasrec_tf.evaluation import evaluate
+    from sasrec_tf.evaluation import evaluate, training_item_counts
 
     split = leave_one_out(data)
     print(f"data: {data.num_users} users, {data.num_items} items, {int(data.lengths().sum())} interactions; "
@@ -97,7 +97,8 @@ def run_training(data, config: SASRecConfig, out_dir: Path, train_options: dict[
     started = time.perf_counter()
     history = training.fit(model, split, out_dir=out_dir, verbose=verbose, **train_options)
     train_seconds = time.perf_counter() - started
-    artifacts.save_trained(out_dir, model, data.vocab, data.user_ids)
+    artifacts.save_trained(out_dir, model, data.vocab, data.user_ids,
+                           item_counts=training_item_counts(split.train, data.num_items))
 
     metrics: dict[str, Any] = {}
     for stage in ("valid", "test"):

@@ -37,7 +37,7 @@ def test_train_writes_model_vocabulary_and_metrics_for_both_stages_and_protocols
         for protocol in ("full", "sampled"):
             assert {"hr@10", "ndcg@10", "mrr", "hr@1", "ndcg@20"} <= set(metrics[stage][protocol])
     assert metrics["training"]["epochs"] == 2
-    assert {"model.keras", "vocab.txt", "config.json"} <= {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"model.keras", "vocab.txt", "config.json", "item_counts.npy"} <= {p.name for p in (tmp_path / "run").iterdir()}
     assert "test" in capsys.readouterr().out
 
     assert main(["evaluate", "--model", str(tmp_path / "run"), "--data", str(log_csv), "--format", "csv",
