@@ -81,7 +81,7 @@ def resolve_config(args: argparse.Namespace, pipeline: dict[str, Any]) -> SASRec
 
 # ------------------------------------------------------------------------------------ the work
 def run_training(data, config: SASRecConfig, out_dir: Path, train_options: dict[str, Any], *,
-                 baseline: bool = False, verbose: int | str = "auto") -> dict[str, Any]:
+                 baseline: bool = False, verbose: int | None = None) -> dict[str, Any]:
     """Split, train, save and evaluate; returns the metrics written to ``out_dir/metrics.json``."""
     from sasrec_tf import artifacts, training
     from sasrec_tf.baselines import MostPopular
@@ -95,6 +95,8 @@ def run_training(data, config: SASRecConfig, out_dir: Path, train_options: dict[
     out_dir.mkdir(parents=True, exist_ok=True)
     model = training.build_model(config, data.num_items, data.num_users)
     started = time.perf_counter()
+    if verbose is None:  # a progress bar on a terminal, one line per epoch in a log file
+        verbose = 1 if sys.stdout.isatty() else 2
     history = training.fit(model, split, out_dir=out_dir, verbose=verbose, **train_options)
     train_seconds = time.perf_counter() - started
     artifacts.save_trained(out_dir, model, data.vocab, data.user_ids,

@@ -49,6 +49,7 @@ class SASRecConfig:
     num_negatives: int = 1
     training_windows: str = "last"
     exclude_history_negatives: bool = False
+    bucket_by_length: bool = False
     seed: int = 42
 
     def __post_init__(self) -> None:

@@ -66,6 +66,7 @@ def fit(
         num_negatives=config.num_negatives,
         windows=config.training_windows,
         exclude_history=config.exclude_history_negatives,
+        bucket_by_length=config.bucket_by_length,
         seed=config.seed,
     )
     all_callbacks: list[keras.callbacks.Callback] = []

@@ -126,3 +126,25 @@ def test_pipeline_needs_no_python_in_the_hot_path():
     ops |= {node.op for function in graph.library.function for node in function.node_def}
     assert "MapDataset" in ops or "ParallelMapDatasetV2" in ops
     assert not ops & {"PyFunc", "EagerPyFunc", "PyFuncStateless", "GeneratorDataset"}
+
+
+def test_length_buckets_cut_batches_to_their_longest_window_without_changing_any_window():
+    sequences = sequences_fixture(count=200)
+    max_len = 12
+    full = collect(training_dataset(sequences, NUM_ITEMS, max_len, batch_size=16, shuffle=False))
+    batches = list(training_dataset(sequences, NUM_ITEMS, max_len, batch_size=16, seed=4,
+                                    bucket_by_length=True).as_numpy_iterator())
+    widths = [b["item_ids"].shape[1] for b in batches]
+    assert min(widths) < max_len, "short windows must get narrow batches"
+    by_user = {int(u): (i, p) for b in batches for u, i, p in zip(b["user_ids"], b["item_ids"], b["positives"])}
+    assert len(by_user) == len(full["user_ids"]) == sum(len(b["user_ids"]) for b in batches)
+    for user, inputs, positives in zip(full["user_ids"], full["item_ids"], full["positives"]):
+        cut_inputs, cut_positives = by_user[int(user)]
+        width = len(cut_inputs)
+        assert not inputs[: max_len - width].any(), "only leading padding may be cut"
+        np.testing.assert_array_equal(cut_inputs, inputs[max_len - width:])
+        np.testing.assert_array_equal(cut_positives, positives[max_len - width:])
+    for b in batches:
+        assert (b["item_ids"][:, -1] > 0).all()
+        assert (b["item_ids"][:, 0] > 0).any(), "each batch is as wide as its longest window, no wider"
+        assert not (b["negatives"] == b["positives"][..., None]).any()

@@ -10,6 +10,11 @@ waits on Python. Each element is a dict:
   positive at that position (and, with ``exclude_history=True``, never an item of the user's
   training sequence), drawn afresh for every batch of every epoch;
 * ``user_ids`` int32 ``[B]`` -- 1-based index of the sequence's user (0 is reserved).
+
+With ``bucket_by_length=True`` windows of similar length are batched together and each batch is
+cut to its longest window, so ``T <= max_len`` varies per batch. Because SASRec counts positions
+from the right and masks padding, cutting leading padding changes no output; it only removes
+work that the paper's code spends on padding (about 80% of positions on sparse data).
 """
 
 from __future__ import annotations
@@ -42,6 +47,13 @@ def pad_sequences(sequences: Sequence[np.ndarray], max_len: int) -> np.ndarray:
     return out
 
 
+def length_bucket_boundaries(max_len: int, num_buckets: int = 10) -> list[int]:
+    """Geometrically spaced window-length boundaries up to ``max_len``: short windows, which
+    dominate sparse logs, get fine buckets; each bucket pads to at most about 1.4x its shortest."""
+    edges = np.unique(np.round(np.geomspace(2, max_len + 1, num_buckets + 1)).astype(int))
+    return [int(b) for b in edges[1:] if 2 < b <= max_len]
+
+
 def _window_ends(lengths: np.ndarray, max_len: int, windows: str) -> tuple[np.ndarray, np.ndarray]:
     """(sequence index, end) of every training window; ``end`` = number of items the window's targets reach."""
     trainable = np.flatnonzero(lengths >= 2)
@@ -68,6 +80,7 @@ def training_dataset(
     shuffle: bool = True,
     seed: int | None = 42,
     drop_remainder: bool = False,
+    bucket_by_length: bool = False,
 ) -> tf.data.Dataset:
     """Build the ``tf.data`` pipeline that ``SASRec.fit`` trains on.
 
@@ -83,6 +96,9 @@ def training_dataset(
       exclude_history: also reject negatives that occur anywhere in the user's sequence.
       shuffle: reshuffle the windows every epoch.
       seed: makes shuffling and negatives reproducible (still different in every epoch).
+      drop_remainder: drop the last, smaller batch (of each length bucket when bucketing).
+      bucket_by_length: batch windows of similar length together and cut each batch to its
+        longest window (``T`` varies per batch); the examples are still shuffled every epoch.
     """
     if num_items < 2:
         raise ValueError(f"num_items must be >= 2 to sample negatives, got {num_items}")
@@ -104,7 +120,7 @@ def training_dataset(
     starts_np = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     flat = tf.constant(flat_np.astype(np.int32))
     row_starts = tf.constant(starts_np.astype(np.int64))
-    positions = tf.range(max_len, dtype=tf.int64)
+    window_lengths = np.minimum(ends - 1, max_len)
     if exclude_history:
         sorted_history = tf.RaggedTensor.from_row_lengths(
             np.concatenate([np.sort(np.asarray(s, dtype=np.int32)) for s in sequences]), lengths
@@ -112,9 +128,10 @@ def training_dataset(
 
     def make_batch(example, seeds):
         row, end = example["row"], example["end"]  # [B]
+        width = tf.reduce_max(example["length"]) if bucket_by_length else tf.constant(max_len, tf.int64)
         start = tf.gather(row_starts, row)
-        # Input at column c is item (end - 1 - max_len + c) of the row, target the one after it.
-        index = (end - 1 - max_len)[:, None] + positions[None, :]
+        # Input at column c is item (end - 1 - width + c) of the row, target the one after it.
+        index = (end - 1 - width)[:, None] + tf.range(width)[None, :]
         valid = index >= 0
         absolute = start[:, None] + tf.maximum(index, 0)
         item_ids = tf.where(valid, tf.gather(flat, absolute), 0)
@@ -137,10 +154,21 @@ def training_dataset(
         }
         return batch
 
-    examples = tf.data.Dataset.from_tensor_slices({"row": rows.astype(np.int64), "end": ends.astype(np.int64)})
+    examples = tf.data.Dataset.from_tensor_slices(
+        {"row": rows.astype(np.int64), "end": ends.astype(np.int64), "length": window_lengths.astype(np.int64)}
+    )
     if shuffle:
         examples = examples.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
-    examples = examples.batch(batch_size, drop_remainder=drop_remainder)
+    if bucket_by_length:
+        boundaries = length_bucket_boundaries(max_len)
+        examples = examples.bucket_by_sequence_length(
+            lambda example: tf.cast(example["length"], tf.int32),
+            bucket_boundaries=boundaries,
+            bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+            drop_remainder=drop_remainder,
+        )
+    else:
+        examples = examples.batch(batch_size, drop_remainder=drop_remainder)
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
     dataset = tf.data.Dataset.zip((examples, seeds))
     dataset = dataset.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
