@@ -11,8 +11,9 @@ waits on Python. Each element is a dict:
   training sequence), drawn afresh for every batch of every epoch;
 * ``user_ids`` int32 ``[B]`` -- 1-based index of the sequence's user (0 is reserved).
 
-With ``bucket_by_length=True`` windows of similar length are batched together and each batch is
-cut to its longest window, so ``T <= max_len`` varies per batch. Because SASRec counts positions
+With ``bucket_by_length=True`` windows of similar length are batched together (each pool of 64
+batches' worth of shuffled windows is sorted by length, cut into batches, and the batches are
+shuffled) and each batch is cut to its longest window, so ``T <= max_len`` varies per batch. Because SASRec counts positions
 from the right and masks padding, cutting leading padding changes no output; it only removes
 work that the paper's code spends on padding (about 80% of positions on sparse data).
 """
@@ -27,6 +28,8 @@ import tensorflow as tf
 # Rejection rounds when negatives must avoid the whole history; the chance that a negative still
 # collides afterwards is (history share of the catalogue) ** rounds, negligible in practice.
 _HISTORY_REJECTION_ROUNDS = 16
+# Length bucketing sorts pools of this many batches' worth of windows by length.
+_POOL_BATCHES = 64
 
 
 def pad_sequences(sequences: Sequence[np.ndarray], max_len: int) -> np.ndarray:
@@ -45,13 +48,6 @@ def pad_sequences(sequences: Sequence[np.ndarray], max_len: int) -> np.ndarray:
     valid = np.arange(max_len)[None, :] >= (max_len - kept)[:, None]
     out[valid] = flat[index[valid]]
     return out
-
-
-def length_bucket_boundaries(max_len: int, num_buckets: int = 10) -> list[int]:
-    """Geometrically spaced window-length boundaries up to ``max_len``: short windows, which
-    dominate sparse logs, get fine buckets; each bucket pads to at most about 1.4x its shortest."""
-    edges = np.unique(np.round(np.geomspace(2, max_len + 1, num_buckets + 1)).astype(int))
-    return [int(b) for b in edges[1:] if 2 < b <= max_len]
 
 
 def _window_ends(lengths: np.ndarray, max_len: int, windows: str) -> tuple[np.ndarray, np.ndarray]:
@@ -160,13 +156,20 @@ def training_dataset(
     if shuffle:
         examples = examples.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
     if bucket_by_length:
-        boundaries = length_bucket_boundaries(max_len)
-        examples = examples.bucket_by_sequence_length(
-            lambda example: tf.cast(example["length"], tf.int32),
-            bucket_boundaries=boundaries,
-            bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
-            drop_remainder=drop_remainder,
+        # Pool-sort: sort each pool of shuffled windows by length, cut it into batches, then
+        # shuffle the batches, so batches hold similar lengths but still come in random order.
+        def sort_pool(pool):
+            order = tf.argsort(pool["length"], stable=True)
+            return {key: tf.gather(value, order) for key, value in pool.items()}
+
+        examples = (
+            examples.batch(batch_size * _POOL_BATCHES)
+            .map(sort_pool)
+            .flat_map(lambda pool: tf.data.Dataset.from_tensor_slices(pool).batch(batch_size, drop_remainder))
         )
+        if shuffle:
+            examples = examples.shuffle(_POOL_BATCHES, seed=None if seed is None else seed + 1,
+                                        reshuffle_each_iteration=True)
     else:
         examples = examples.batch(batch_size, drop_remainder=drop_remainder)
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
