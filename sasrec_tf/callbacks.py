@@ -33,10 +33,11 @@ class RankingMetricsCallback(keras.callbacks.Callback):
     (which logs ``val_*`` keys under its validation run as ``epoch_ndcg@10``); ``History`` always
     runs last and records them.
 
-    The metrics are computed every ``every_n_epochs`` epochs and on the last epoch. On the epochs
+    The metrics are computed every ``every_n_epochs`` epochs, on the first epoch of each ``fit``
+    (a resumed one too) and on the last epoch. On the epochs
     in between, the last computed values are carried forward into the logs, so monitors never see a
     missing key; a carried value counts as "no improvement" for ``EarlyStopping``, so give it a
-    ``patience`` of at least ``every_n_epochs``. Before the first computation the keys are absent.
+    ``patience`` of at least ``every_n_epochs``.
 
     Args:
       inputs, targets, user_ids: as for :func:`sasrec_tf.evaluation.evaluate_full` (typically a
@@ -144,8 +145,13 @@ class RankingMetricsCallback(keras.callbacks.Callback):
             ranks = self._ranker.ranks(self._prepared, self._negatives)
         return {self.prefix + name: value for name, value in ranking_metrics(ranks, self.ks).items()}
 
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.last_metrics = {}
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if self._should_run(epoch):
+        # Also run on the first epoch of every fit (a resumed one too), so that monitors such as
+        # EarlyStopping never meet a missing key.
+        if self._should_run(epoch) or not self.last_metrics:
             start = time.perf_counter()
             self.last_metrics = self.compute_metrics()
             if self.verbose:

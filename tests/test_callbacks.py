@@ -93,14 +93,14 @@ def test_early_stopping_after_the_callback_monitors_ndcg_and_restores_best_weigh
     np.testing.assert_array_equal(model.item_scores.numpy(), scores_with_rank(1))  # epoch 2's weights
 
 
-def test_skipped_epochs_carry_the_last_values_forward_and_last_epoch_always_runs(capsys):
+def test_skipped_epochs_carry_the_last_values_forward_first_and_last_epochs_always_run(capsys):
     ranks = [3, 1, 5, 8, 11]
     history = fit(ScriptedModel(ranks), 5, [ranking_callback(every_n_epochs=2, verbose=1)])
 
-    # Computed after epochs 2 and 4 and the last (5); epoch 3 carries epoch 2's value; epoch 1 has none.
-    assert history.history["val_ndcg@10"] == pytest.approx([ndcg(1), ndcg(1), ndcg(8), ndcg(11)])
+    # Computed after the first epoch, epochs 2 and 4, and the last (5); epoch 3 carries epoch 2's.
+    assert history.history["val_ndcg@10"] == pytest.approx([ndcg(3), ndcg(1), ndcg(1), ndcg(8), ndcg(11)])
     printed = [line for line in capsys.readouterr().out.splitlines() if "val_ndcg@10" in line]
-    assert [line.split(":")[0] for line in printed] == ["Epoch 2", "Epoch 4", "Epoch 5"]
+    assert [line.split(":")[0] for line in printed] == ["Epoch 1", "Epoch 2", "Epoch 4", "Epoch 5"]
 
 
 def test_tensorboard_after_the_callback_logs_the_metrics_as_validation_scalars(tmp_path):
