@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from sasrec_tf.cli import main
 from sasrec_tf.data.synthetic import generate_interactions
 
 ROOT = Path(__file__).resolve().parents[1]
+EPOCH_START = re.compile(r"^Epoch (\d+)/\d+$", re.MULTILINE)
 TINY = ["--epochs", "2", "--max-len", "10", "--hidden-units", "16", "--eval-every", "1"]
 
 
@@ -87,8 +89,9 @@ def test_killed_training_resumes_when_the_same_command_is_rerun(log_csv, tmp_pat
     completed = 0
     try:
         for line in process.stdout:  # "Epoch N/400" starts an epoch; a backup is written after each
-            if line.startswith("Epoch "):
-                completed = int(line.split()[1].split("/")[0]) - 1
+            started = EPOCH_START.match(line)
+            if started:
+                completed = int(started.group(1)) - 1
             if completed >= 3 or time.monotonic() > deadline:
                 break
     finally:
@@ -99,7 +102,6 @@ def test_killed_training_resumes_when_the_same_command_is_rerun(log_csv, tmp_pat
     command[command.index("--epochs") + 1] = str(completed + 1)
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    epochs_run = [line for line in result.stdout.splitlines() if line.startswith("Epoch ")]
-    first_epoch = int(epochs_run[0].split()[1].split("/")[0])
+    first_epoch = int(EPOCH_START.search(result.stdout).group(1))
     assert first_epoch >= completed, f"resumed at epoch {first_epoch}, but {completed} had completed"
     assert json.loads((out / "metrics.json").read_text())["test"]["full"]["hr@10"] >= 0
