@@ -170,3 +170,13 @@ def test_saved_file_feeds_string_lookup_with_the_same_dense_ids(tmp_path):
     lookup = keras.layers.StringLookup(vocabulary=str(path), num_oov_indices=1, mask_token=None)
     raw = ["日本", "b", "unknown", "007"]
     assert lookup(raw).numpy().tolist() == vocab.encode(raw, unknown="zero").tolist()
+
+
+def test_saved_vocabulary_is_readable_by_other_users(tmp_path):
+    import stat
+
+    from sasrec_tf.data.vocab import ItemVocabulary
+
+    path = tmp_path / "vocab.txt"
+    ItemVocabulary(["a", "b"]).save(path)
+    assert stat.S_IMODE(path.stat().st_mode) & 0o044 == 0o044

@@ -195,6 +195,9 @@ class ItemVocabulary:
                 handle.write(text)
                 handle.flush()
                 os.fsync(handle.fileno())
+            # NamedTemporaryFile creates 0600; a vocabulary is shared with other readers (workers,
+            # a serving container running as another user), so give it the usual 0644.
+            os.chmod(handle.name, 0o644)
             os.replace(handle.name, path)
         except BaseException:
             Path(handle.name).unlink(missing_ok=True)
