@@ -81,9 +81,16 @@ def resolve_config(args: argparse.Namespace, pipeline: dict[str, Any]) -> SASRec
 
 # ------------------------------------------------------------------------------------ the work
 def run_training(data, config: SASRecConfig, out_dir: Path, train_options: dict[str, Any], *,
-                 baseline: bool = False, verbose: int | None = None) -> dict[str, Any]:
-    """Split, train, save and evaluate; returns the metrics written to ``out_dir/metrics.json``."""
-    from sasrec_tf import artifacts, training
+                 baseline: bool = False, verbose: int | None = None, strategy=None,
+                 shards=None) -> dict[str, Any]:
+    """Split, train, save and evaluate; returns the metrics written to ``out_dir/metrics.json``.
+
+    With a ``tf.distribute`` ``strategy``, every worker of a cluster runs this; only the chief
+    writes the model directory and ``metrics.json``. With ``shards`` (a
+    :class:`~sasrec_tf.data.tfrecord.ShardedSequences`), training streams from the TFRecord shards
+    and ``data`` holds only the users that are evaluated.
+    """
+    from sasrec_tf import artifacts, distribute, training
     from sasrec_tf.baselines import MostPopular
     from sasrec_tf.data.sequences import leave_one_out
     from sasrec_tf.evaluation import evaluate, training_item_counts
@@ -93,14 +100,30 @@ def run_training(data, config: SASRecConfig, out_dir: Path, train_options: dict[
           f"{len(split.test_targets)} users evaluated ({split.num_short_users} with < 3 interactions train only)")
     print(f"config: {json.dumps(config.to_dict(), sort_keys=True)}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = training.build_model(config, data.num_items, data.num_users)
+    model = training.build_model(config, data.num_items, shards.num_users if shards else data.num_users,
+                                 strategy=strategy)
+    sharded_input = {}
+    if shards is not None:
+        sharded_input = {
+            "dataset": shards.dataset_fn(config.max_len, config.batch_size, leave_one_out=True,
+                                         num_negatives=config.num_negatives, windows=config.training_windows,
+                                         exclude_history=config.exclude_history_negatives,
+                                         bucket_by_length=config.bucket_by_length, seed=config.seed),
+            "steps_per_epoch": shards.steps_per_epoch(config.max_len, config.batch_size, config.training_windows,
+                                                      leave_one_out=True),
+        }
+        print(f"training streams {shards.num_users} users from {len(shards.files)} shards in {shards.directory}")
     started = time.perf_counter()
     if verbose is None:  # a progress bar on a terminal, one line per epoch in a log file
         verbose = 1 if sys.stdout.isatty() else 2
-    history = training.fit(model, split, out_dir=out_dir, verbose=verbose, **train_options)
+    history = training.fit(model, split, out_dir=out_dir, verbose=verbose, strategy=strategy, **sharded_input,
+                           **train_options)
     train_seconds = time.perf_counter() - started
-    artifacts.save_trained(out_dir, model, data.vocab, data.user_ids,
-                           item_counts=training_item_counts(split.train, data.num_items))
+    item_counts = shards.train_item_counts() if shards else training_item_counts(split.train, data.num_items)
+    # Every worker saves (saving synchronises variables across workers); only the chief's copy stays.
+    with distribute.writable_dir(out_dir, strategy) as target:
+        artifacts.save_trained(target, model, data.vocab, shards.user_ids() if shards else data.user_ids,
+                               item_counts=item_counts)
 
     metrics: dict[str, Any] = {}
     for stage in ("valid", "test"):
@@ -108,14 +131,15 @@ def run_training(data, config: SASRecConfig, out_dir: Path, train_options: dict[
     epochs_run = len(history.history.get("loss", []))
     metrics["training"] = {"epochs": epochs_run, "wall_seconds": round(train_seconds, 2),
                            "seconds_per_epoch": round(train_seconds / max(epochs_run, 1), 3)}
-    metrics["dataset"] = {"users": data.num_users, "items": data.num_items,
-                          "interactions": int(data.lengths().sum()),
+    metrics["dataset"] = {"users": shards.num_users if shards else data.num_users, "items": data.num_items,
+                          "interactions": shards.num_interactions if shards else int(data.lengths().sum()),
                           "evaluated_users": int(len(split.test_targets)),
                           "short_users": int(split.num_short_users)}
     if baseline:
         popular = MostPopular(split.train, data.num_items, config.max_len)
         metrics["baseline_most_popular"] = {"test": evaluate(popular, split, stage="test", seed=config.seed)}
-    _write_json(out_dir / "metrics.json", metrics)
+    if distribute.is_chief(strategy):
+        _write_json(out_dir / "metrics.json", metrics)
     return metrics
 
 
@@ -152,6 +176,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                                       metrics["baseline_most_popular"]["test"])]))
     print(f"\ntraining: {metrics['training']['epochs']} epochs in {metrics['training']['wall_seconds']:.1f} s; "
           f"total {time.perf_counter() - started:.1f} s; model and metrics.json in {args.out}/")
+    from sasrec_tf.serving.commands import demo_export_and_recommend
+    demo_export_and_recommend(Path(args.out), data)
     return 0
 
 
@@ -189,11 +215,38 @@ def cmd_train(args: argparse.Namespace) -> int:
         value = getattr(args, name, None)
         if value is not None:
             train_options[name] = value
-    data = _read_data(args, pipeline["data"])
-    metrics = run_training(data, config, Path(args.out), train_options)
-    print(format_table([("valid", metrics["valid"]), ("test", metrics["test"])]))
-    print(f"wrote {args.out}/metrics.json")
+    strategy, config = _distribution(args, config)  # before TensorFlow runs anything (multi_worker)
+    if getattr(args, "data_format", "log") == "tfrecord":
+        from sasrec_tf.data.tfrecord import read_for_training
+
+        shards, data = read_for_training(args.data, config, train_options)
+    else:
+        shards, data = None, _read_data(args, pipeline["data"])
+    metrics = run_training(data, config, Path(args.out), train_options, strategy=strategy, shards=shards)
+    from sasrec_tf.distribute import is_chief
+
+    if is_chief(strategy):
+        print(format_table([("valid", metrics["valid"]), ("test", metrics["test"])]))
+        print(f"wrote {args.out}/metrics.json")
     return 0
+
+
+def _distribution(args: argparse.Namespace, config: SASRecConfig):
+    """The ``--strategy`` and the config with the global batch (from ``--per-replica-batch-size``)."""
+    from sasrec_tf.distribute import global_batch_size, make_strategy
+
+    try:
+        strategy = make_strategy(getattr(args, "strategy", None) or "default")
+    except (ValueError, RuntimeError) as err:
+        raise UsageError(str(err)) from None
+    per_replica = getattr(args, "per_replica_batch_size", None)
+    if per_replica is not None:
+        config = config.replace(batch_size=global_batch_size(strategy, per_replica=per_replica))
+    replicas = strategy.num_replicas_in_sync
+    if replicas > 1:
+        print(f"strategy {args.strategy}: {replicas} replicas; global batch {config.batch_size} = "
+              f"{replicas} x {config.batch_size / replicas:g} per replica")
+    return strategy, config
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -256,6 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-every", dest="eval_every", type=int, help="validate every N epochs")
     train.add_argument("--patience", type=int, help="early stopping after N evaluations without improvement")
     train.add_argument("--max-eval-users", dest="max_eval_users", type=int)
+    train.add_argument("--strategy", choices=("default", "mirrored", "multi_worker"), default="default",
+                       help="tf.distribute strategy: one device, the GPUs of this machine, or the workers in TF_CONFIG")
+    train.add_argument("--per-replica-batch-size", dest="per_replica_batch_size", type=int,
+                       help="batch per replica; the global batch (--batch-size) becomes this x replicas")
+    train.add_argument("--data-format", dest="data_format", choices=("log", "tfrecord"), default="log",
+                       help="log: --data is an interaction log (--format); tfrecord: a `sasrec-tf shard` directory")
     train.set_defaults(func=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="re-evaluate a trained model directory")
@@ -264,6 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", help="write the metrics as JSON here")
     evaluate.add_argument("--seed", type=int, default=42)
     evaluate.set_defaults(func=cmd_evaluate)
+    from sasrec_tf.serving.commands import add_commands; add_commands(commands)  # export, serve
+    from sasrec_tf.data.tfrecord import add_commands; add_commands(commands)  # shard
     return parser
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
+import tensorflow as tf
 
+from sasrec_tf import distribute
 from sasrec_tf._compat import keras
 from sasrec_tf.callbacks import RankingMetricsCallback
 from sasrec_tf.config import SASRecConfig
@@ -24,12 +26,17 @@ def make_optimizer(config: SASRecConfig) -> keras.optimizers.Optimizer:
     return keras.optimizers.Adam(learning_rate=config.learning_rate, beta_2=0.98)
 
 
-def build_model(config: SASRecConfig, num_items: int, num_users: int = 0) -> SASRec:
-    """A compiled SASRec, seeded from ``config.seed`` so a run can be repeated."""
+def build_model(config: SASRecConfig, num_items: int, num_users: int = 0, *, strategy=None) -> SASRec:
+    """A compiled SASRec, seeded from ``config.seed`` so a run can be repeated.
+
+    With a ``tf.distribute`` ``strategy`` (:func:`sasrec_tf.distribute.make_strategy`) the weights
+    and the optimizer are created in its scope, so ``fit`` trains under it.
+    """
     keras.utils.set_random_seed(config.seed)
-    model = SASRec(config, num_items=num_items, num_users=num_users if config.use_user_embedding else 0)
-    model.build_for()
-    model.compile(optimizer=make_optimizer(config))
+    with (strategy or tf.distribute.get_strategy()).scope():
+        model = SASRec(config, num_items=num_items, num_users=num_users if config.use_user_embedding else 0)
+        model.build_for()
+        model.compile(optimizer=make_optimizer(config))
     return model
 
 
@@ -45,6 +52,10 @@ def fit(
     max_eval_users: int | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int | str = "auto",
+    strategy=None,
+    per_replica_batch_size: int | None = None,
+    dataset: tf.data.Dataset | Callable | None = None,
+    steps_per_epoch: int | None = None,
 ) -> keras.callbacks.History:
     """Train ``model`` on ``split.train`` and validate on ``split.valid_*`` with full ranking.
 
@@ -55,20 +66,59 @@ def fit(
     ``BackupAndRestore`` keeps the training state in ``out_dir/backup`` after every epoch: a run
     that is interrupted and started again with the same ``out_dir`` resumes after the last
     completed epoch. (Early-stopping patience restarts counting from the resumed epoch.)
+
+    Distributed training: build the model with ``build_model(..., strategy=strategy)`` and pass
+    the same ``strategy`` (or none: the model's own is used). ``config.batch_size`` is the
+    **global** batch, split among ``strategy.num_replicas_in_sync`` replicas; or give
+    ``per_replica_batch_size`` instead. Under ``MultiWorkerMirroredStrategy`` every worker runs
+    this same call: the in-memory pipeline is sharded by data (each worker builds it and keeps its
+    part of every global batch), only the chief writes TensorBoard logs and backups (Keras sends
+    the other workers' copies to temporary folders; ``out_dir`` must be storage that all workers
+    share, so they can resume from the chief's backup), and the validation callback runs on every
+    worker with the same weights, so all take the same early-stopping decisions.
+
+    ``dataset`` replaces the in-memory pipeline built from ``split.train`` (``split`` then only
+    provides validation): a ``tf.data.Dataset`` of the same batches, or a function of a
+    ``tf.distribute.InputContext`` returning one worker's never-ending dataset of per-replica
+    batches (e.g. :meth:`sasrec_tf.data.tfrecord.ShardedSequences.dataset_fn`, which reads only that
+    worker's shard files); a function needs ``steps_per_epoch``.
     """
     config = model.config
     epochs = epochs or config.epochs
-    dataset = training_dataset(
-        split.train,
-        split.num_items,
-        config.max_len,
-        config.batch_size,
-        num_negatives=config.num_negatives,
-        windows=config.training_windows,
-        exclude_history=config.exclude_history_negatives,
-        bucket_by_length=config.bucket_by_length,
-        seed=config.seed,
+    model_strategy = model.distribute_strategy
+    if strategy is not None and strategy is not model_strategy:
+        raise ValueError("the model was not built under this strategy: use build_model(..., strategy=strategy)")
+    strategy = model_strategy
+    global_batch = distribute.global_batch_size(
+        strategy,
+        global_batch=config.batch_size if per_replica_batch_size is None else None,
+        per_replica=per_replica_batch_size,
     )
+    if strategy.num_replicas_in_sync > 1:
+        logger.info("global batch %d = %d replicas x %s per replica (%d worker(s))", global_batch,
+                    strategy.num_replicas_in_sync, distribute.per_replica_batch_size(global_batch, strategy),
+                    distribute.num_workers(strategy))
+    if dataset is None:
+        dataset = training_dataset(
+            split.train,
+            split.num_items,
+            config.max_len,
+            global_batch,
+            num_negatives=config.num_negatives,
+            windows=config.training_windows,
+            exclude_history=config.exclude_history_negatives,
+            bucket_by_length=config.bucket_by_length,
+            seed=config.seed,
+        )
+        # Built from in-memory arrays, it has no files to split: every worker keeps its share of
+        # each batch (saying so explicitly spares the failed attempt of the AUTO policy).
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        dataset = dataset.with_options(options)
+    elif callable(dataset) and not isinstance(dataset, tf.data.Dataset):
+        if steps_per_epoch is None:
+            raise ValueError("a dataset function needs steps_per_epoch (its dataset never ends)")
+        dataset = strategy.distribute_datasets_from_function(dataset)
     all_callbacks: list[keras.callbacks.Callback] = []
     if len(split.valid_targets):
         all_callbacks.append(
@@ -97,4 +147,11 @@ def fit(
         all_callbacks.append(keras.callbacks.BackupAndRestore(str(out_dir / "backup")))
         all_callbacks.append(keras.callbacks.TensorBoard(str(out_dir / "logs"), profile_batch=0))
     all_callbacks.extend(callbacks)
-    return model.fit(dataset, epochs=epochs, callbacks=all_callbacks, verbose=verbose)
+    try:
+        return model.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=all_callbacks,
+                         verbose=verbose)
+    finally:
+        # tf_keras' BackupAndRestore deletes this attribute at the end of training, and the next
+        # ``fit`` on the same model then fails reading it: restore the value it had before.
+        if not hasattr(model, "_training_state"):
+            model._training_state = None

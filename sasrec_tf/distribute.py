@@ -1,0 +1,350 @@
+"""Distributed training with TensorFlow's own engine: ``tf.distribute`` strategies by name.
+
+Three strategies, picked by name (``sasrec-tf train --strategy NAME``):
+
+* ``"default"`` -- no distribution: the one device TensorFlow picks (TensorFlow's default strategy).
+* ``"mirrored"`` -- :class:`tf.distribute.MirroredStrategy`: synchronous data parallelism over the
+  GPUs of this machine (the CPU when there is none). One process.
+* ``"multi_worker"`` -- :class:`tf.distribute.MultiWorkerMirroredStrategy`: synchronous data
+  parallelism over several processes (machines), each with its local GPUs, configured by the
+  ``TF_CONFIG`` environment variable (see :func:`tf_config`). Create it at the very start of the
+  program, before TensorFlow runs any operation; every worker runs the same program.
+
+Batch sizes. ``SASRecConfig.batch_size`` is the **global** batch: the sequences consumed by one
+synchronous step across all replicas; each replica gets ``global / num_replicas_in_sync``. Use
+:func:`global_batch_size` to convert a per-replica size instead. The learning rate is not scaled
+automatically.
+
+Files under multi-worker training. Only the chief (task ``chief``, or ``worker`` 0 when the cluster
+has no chief) writes TensorBoard logs, backups and the final model to the real paths; Keras'
+``TensorBoard`` and ``BackupAndRestore`` already write non-chief output to ``workertemp_<id>``
+folders that they delete. Saving a model reads variables that are aggregated across workers, so
+**every** worker must call ``save`` (the others into a temporary folder: :func:`writable_dir`), or
+the chief waits forever for the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+__all__ = [
+    "STRATEGIES",
+    "WorkerResult",
+    "make_strategy",
+    "is_chief",
+    "worker_index",
+    "num_workers",
+    "global_batch_size",
+    "per_replica_batch_size",
+    "writable_dir",
+    "tf_config",
+    "read_tf_config",
+    "free_ports",
+    "run_local_cluster",
+]
+
+logger = logging.getLogger(__name__)
+
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
+# ------------------------------------------------------------------------------------ TF_CONFIG
+def tf_config(workers: Sequence[str], index: int, *, chief: str | None = None, task_type: str = "worker") -> str:
+    """The ``TF_CONFIG`` JSON for one task of a cluster of ``host:port`` addresses.
+
+    With ``chief=None`` worker 0 is the chief (the usual set-up); with ``chief="host:port"`` the
+    cluster has a separate ``chief`` task, which trains like a worker and also writes the files.
+    """
+    cluster: dict[str, list[str]] = {"worker": list(workers)}
+    if chief is not None:
+        cluster["chief"] = [chief]
+    size = len(cluster.get(task_type, []))
+    if not 0 <= index < size:
+        raise ValueError(f"task index {index} out of range for {size} {task_type!r} task(s)")
+    return json.dumps({"cluster": cluster, "task": {"type": task_type, "index": int(index)}})
+
+
+def read_tf_config(environ: Mapping[str, str] | None = None) -> dict | None:
+    """Parse and check ``TF_CONFIG``; ``None`` when it is unset or empty.
+
+    Raises:
+        ValueError: invalid JSON, no ``cluster``/``task``, or a task that is not in the cluster,
+            with a message that says which.
+    """
+    text = (os.environ if environ is None else environ).get("TF_CONFIG", "").strip()
+    if not text:
+        return None
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"TF_CONFIG is not valid JSON ({err.msg} at column {err.colno}): {text[:200]!r}") from None
+    cluster, task = config.get("cluster"), config.get("task")
+    if not isinstance(cluster, dict) or not cluster:
+        raise ValueError(f"TF_CONFIG needs a 'cluster' mapping of task types to addresses, got {cluster!r}")
+    if not isinstance(task, dict) or "type" not in task or "index" not in task:
+        raise ValueError(f"TF_CONFIG needs a 'task' with 'type' and 'index', got {task!r}")
+    members = cluster.get(task["type"])
+    if not isinstance(members, list) or not 0 <= int(task["index"]) < len(members):
+        raise ValueError(f"TF_CONFIG task {task} is not in the cluster {cluster}")
+    if "chief" in cluster and len(cluster["chief"]) != 1:
+        raise ValueError(f"TF_CONFIG: a cluster has at most one chief, got {cluster['chief']}")
+    return config
+
+
+# ------------------------------------------------------------------------------------ strategies
+def make_strategy(name: str = "default", *, devices: Sequence[str] | None = None, communication: str = "auto"):
+    """Build a :class:`tf.distribute.Strategy` by name: ``default``, ``mirrored`` or ``multi_worker``.
+
+    Args:
+      name: one of :data:`STRATEGIES`.
+      devices: ``mirrored`` only: the devices to mirror over (default: all local GPUs, or the CPU).
+      communication: ``multi_worker`` only: ``"auto"``, ``"ring"`` (gRPC, CPU or GPU) or
+        ``"nccl"`` (GPUs) for the all-reduce.
+
+    ``multi_worker`` reads ``TF_CONFIG``; without it, the process is a cluster of one worker (which
+    is logged, since it is usually a deployment mistake). It must be created before TensorFlow runs
+    any operation in this process (TensorFlow's own rule: collective ops are configured at start-up).
+    """
+    import tensorflow as tf
+
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; expected one of {STRATEGIES}")
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy(devices=list(devices) if devices else None)
+    config = read_tf_config()
+    if config is None:
+        logger.warning("--strategy multi_worker without TF_CONFIG: training as a cluster of one worker")
+    implementations = {
+        "auto": tf.distribute.experimental.CommunicationImplementation.AUTO,
+        "ring": tf.distribute.experimental.CommunicationImplementation.RING,
+        "nccl": tf.distribute.experimental.CommunicationImplementation.NCCL,
+    }
+    if communication not in implementations:
+        raise ValueError(f"communication must be one of {sorted(implementations)}, got {communication!r}")
+    options = tf.distribute.experimental.CommunicationOptions(implementation=implementations[communication])
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    except RuntimeError as err:  # e.g. "Collective ops must be configured at program startup"
+        raise RuntimeError(
+            f"could not start MultiWorkerMirroredStrategy ({err}); create the strategy at the start "
+            "of the program, before TensorFlow runs any operation"
+        ) from err
+
+
+def _in_multi_worker_mode(strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None:
+        return False
+    spec = resolver.cluster_spec().as_dict()
+    return sum(len(tasks) for job, tasks in spec.items() if job in ("chief", "worker")) > 1
+
+
+def is_chief(strategy=None) -> bool:
+    """Whether this process writes the shared files (checkpoints, logs, the final model).
+
+    True outside multi-worker training; under ``MultiWorkerMirroredStrategy``, true on the
+    ``chief`` task, or on ``worker`` 0 when the cluster has no chief.
+    """
+    import tensorflow as tf
+
+    strategy = strategy or tf.distribute.get_strategy()
+    if not _in_multi_worker_mode(strategy):
+        return True
+    return bool(strategy.extended.should_checkpoint)
+
+
+def worker_index(strategy=None) -> int:
+    """This process' index among the training tasks (chief first, then workers); 0 when alone."""
+    import tensorflow as tf
+
+    strategy = strategy or tf.distribute.get_strategy()
+    if not _in_multi_worker_mode(strategy):
+        return 0
+    resolver = strategy.cluster_resolver
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return int(resolver.task_id) + (1 if has_chief and resolver.task_type == "worker" else 0)
+
+
+def num_workers(strategy=None) -> int:
+    """How many processes train together (1 outside multi-worker training)."""
+    import tensorflow as tf
+
+    strategy = strategy or tf.distribute.get_strategy()
+    if not _in_multi_worker_mode(strategy):
+        return 1
+    spec = strategy.cluster_resolver.cluster_spec().as_dict()
+    return sum(len(spec.get(job, [])) for job in ("chief", "worker"))
+
+
+def global_batch_size(strategy, *, global_batch: int | None = None, per_replica: int | None = None) -> int:
+    """The global batch (sequences per synchronous step, all replicas together).
+
+    Give exactly one of ``global_batch`` (returned as is, after a check that it is at least the
+    number of replicas) or ``per_replica`` (multiplied by ``strategy.num_replicas_in_sync``).
+    A global batch that the replicas do not divide evenly works, but the replicas then get
+    unequal shares; this is logged.
+    """
+    if (global_batch is None) == (per_replica is None):
+        raise ValueError("give exactly one of global_batch and per_replica")
+    replicas = int(strategy.num_replicas_in_sync)
+    if per_replica is not None:
+        if per_replica < 1:
+            raise ValueError(f"per-replica batch size must be positive, got {per_replica}")
+        return int(per_replica) * replicas
+    if global_batch < replicas:
+        raise ValueError(f"global batch {global_batch} is smaller than the {replicas} replicas")
+    if global_batch % replicas:
+        logger.warning("global batch %d is not a multiple of the %d replicas: replicas get unequal shares",
+                       global_batch, replicas)
+    return int(global_batch)
+
+
+def per_replica_batch_size(global_batch: int, strategy) -> float:
+    """What each replica gets per step from ``global_batch`` (fractional when uneven)."""
+    return global_batch / int(strategy.num_replicas_in_sync)
+
+
+@contextlib.contextmanager
+def writable_dir(path: str | os.PathLike[str], strategy=None) -> Iterator[Path]:
+    """Where this worker should write what belongs in ``path``; removed afterwards unless chief.
+
+    The chief gets ``path`` itself. Other workers get a temporary folder that is deleted when the
+    block ends: they must still write (saving a model synchronises variables across workers) but
+    their copy is not wanted.
+    """
+    if is_chief(strategy):
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
+        return
+    scratch = Path(tempfile.mkdtemp(prefix=f"sasrec-worker{worker_index(strategy)}-"))
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------ local clusters
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct ports that are free now (bound to port 0, then released).
+
+    Another process may take one before it is used; :func:`run_local_cluster` retries then.
+    """
+    sockets, ports = [], []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, 0))
+            sockets.append(sock)
+            ports.append(sock.getsockname()[1])
+    finally:
+        for sock in sockets:
+            sock.close()
+    return ports
+
+
+@dataclass
+class WorkerResult:
+    """One worker process of :func:`run_local_cluster`: exit code (None: killed at the deadline) and output."""
+
+    index: int
+    returncode: int | None
+    output: str
+
+
+_PORT_ERRORS = ("Address already in use", "Failed to add port", "Could not start gRPC server")
+
+
+def run_local_cluster(
+    argv: Sequence[str],
+    num_workers: int,
+    *,
+    timeout: float = 300.0,
+    env: Mapping[str, str] | None = None,
+    host: str = "127.0.0.1",
+    attempts: int = 2,
+) -> list[WorkerResult]:
+    """Run ``argv`` as ``num_workers`` processes of one multi-worker cluster on this machine.
+
+    Each process gets its own ``TF_CONFIG`` (worker ``i`` of ``num_workers``, worker 0 the chief)
+    on free ports of ``host``. All processes are waited for until ``timeout`` seconds in total; at
+    the deadline, or as soon as one fails, the others are killed (their whole process groups), so
+    nothing is left running. If a worker fails because its port was taken in the meantime, the
+    cluster is started again on new ports (up to ``attempts`` times). For tests and benchmarks;
+    real clusters are started by a scheduler (see the README).
+    """
+    for attempt in range(1, attempts + 1):
+        results = _run_cluster_once(argv, num_workers, timeout=timeout, env=env, host=host)
+        port_clash = any(r.returncode not in (0, None) and any(e in r.output for e in _PORT_ERRORS) for r in results)
+        if not port_clash or attempt == attempts:
+            return results
+        logger.warning("a worker's port was taken; starting the cluster again on new ports")
+    return results  # pragma: no cover
+
+
+def _run_cluster_once(argv, count, *, timeout, env, host) -> list[WorkerResult]:
+    addresses = [f"{host}:{port}" for port in free_ports(count, host)]
+    base_env = dict(os.environ if env is None else env)
+    base_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    processes, logs = [], []
+    try:
+        for index in range(count):
+            log = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
+            logs.append(log)
+            processes.append(
+                subprocess.Popen(
+                    list(argv),
+                    env={**base_env, "TF_CONFIG": tf_config(addresses, index)},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own process group: killed as a whole
+                )
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            codes = [p.poll() for p in processes]
+            if all(code is not None for code in codes) or any(code not in (None, 0) for code in codes):
+                break
+            time.sleep(0.2)
+        if any(code not in (None, 0) for code in (p.poll() for p in processes)):
+            time.sleep(1.0)  # let the others report the failure before they are stopped
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                _kill_group(process)
+    results = []
+    for index, (process, log) in enumerate(zip(processes, logs)):
+        log.seek(0)
+        results.append(WorkerResult(index, process.returncode if process.returncode is not None and
+                                    process.returncode >= 0 else None, log.read()))
+        log.close()
+    return results
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    """Stop a process started by :func:`run_local_cluster` and its children (its own group)."""
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue

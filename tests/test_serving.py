@@ -1,0 +1,409 @@
+"""Serving over TF Serving's APIs: the local PredictionService/ModelService, the gRPC and REST clients,
+status codes, versions and labels, concurrency. Expected answers are computed in-process from the
+model (see ``reference_top_k`` in test_export.py), independently of the export and the server."""
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
+
+from sasrec_tf.export import SIGNATURES, UNKNOWN_SCORE, export_saved_model
+from sasrec_tf.serving import LocalModelServer, PredictionClient, RestClient, ServingError
+from sasrec_tf.serving.client import history_tensor
+from sasrec_tf.serving.manager import ModelSource, read_model_config
+from test_export import K, MAX_LEN, check_top_k, make_trained, reference_top_k, sample_histories
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return make_trained(seed=1)
+
+
+@pytest.fixture(scope="module")
+def base(trained, tmp_path_factory):
+    """``sasrec`` (version 1), ``live`` (gets a version 2 during a test), an empty and a broken model."""
+    base = tmp_path_factory.mktemp("serving")
+    first = export_saved_model(trained, base, "sasrec", k=K)
+    shutil.copytree(first, base / "live" / "1")
+    (base / "empty").mkdir()
+    (base / "broken" / "1").mkdir(parents=True)
+    (base / "broken" / "1" / "saved_model.pb").write_bytes(b"not a SavedModel")
+    return base
+
+
+@pytest.fixture(scope="module")
+def server(base):
+    with LocalModelServer(base, port=0, rest_port=0, poll_seconds=0.2,
+                          labels={"sasrec": {"stable": 1, "canary": 2}}) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with PredictionClient(server.address, "sasrec", timeout=30) as client:
+        yield client
+
+
+def codes(call):
+    with pytest.raises(ServingError) as info:
+        call()
+    return info.value
+
+
+# ------------------------------------------------------------------------------- answers
+def test_server_binds_loopback_by_default_and_reports_the_bound_port(server):
+    assert server.host == "127.0.0.1" and server.port > 0 and server.address == f"127.0.0.1:{server.port}"
+
+
+def test_grpc_top_k_equals_the_in_process_top_k_for_the_same_histories(client, trained):
+    histories = sample_histories(trained, count=16, seed=21)
+    top = client.recommend(histories)
+    check_top_k(trained, histories, top.item_ids, top.scores)
+    for row, history in enumerate(histories):
+        assert not set(top.item_ids[row]) & set(history)
+    both = client.recommend(histories, exclude_history=False)
+    check_top_k(trained, histories, both.item_ids, both.scores, exclude_history=False)
+
+
+def test_unknown_ids_empty_and_over_long_histories_through_grpc(client, trained):
+    ids = trained.vocab.ids
+    histories = [["nope", ids[3], "", "zzz", ids[4]], [], ["unknown"], [ids[i] for i in range(3 * MAX_LEN)]]
+    top = client.recommend(histories)
+    check_top_k(trained, histories, top.item_ids, top.scores)
+    popular = trained.vocab.decode(np.argsort(-trained.item_counts, kind="stable")[:K])
+    assert list(top.item_ids[1]) == list(popular) == list(top.item_ids[2])
+
+
+def test_score_embed_and_item_embeddings_through_the_client(client, trained):
+    ids = trained.vocab.ids
+    histories = [[ids[1], ids[2]], [ids[5]]]
+    _, _, reference = reference_top_k(trained, histories, exclude_history=False)
+    scores = client.score(histories, [[ids[10], "nope"], [ids[11], ids[12], ids[13]]])
+    assert [len(s) for s in scores] == [2, 3]
+    np.testing.assert_allclose(scores[0][0], reference[0, 11], rtol=1e-4)
+    assert scores[0][1] == UNKNOWN_SCORE
+    np.testing.assert_allclose(scores[1], reference[1, [12, 13, 14]], rtol=1e-4)
+    assert client.embed(histories).shape == (2, 16)
+    vectors, known = client.item_embeddings([ids[0], "nope"])
+    np.testing.assert_allclose(vectors[0], trained.model.item_embeddings().numpy()[1], rtol=1e-6)
+    assert known.tolist() == [True, False]
+
+
+@pytest.fixture(scope="module")
+def batching_server(base):
+    with LocalModelServer(base, port=0, poll_seconds=0, enable_batching=True, max_batch_size=16) as server:
+        yield server
+
+
+@pytest.mark.parametrize("which", ["server", "batching_server"])
+def test_many_concurrent_clients_all_get_correct_answers(which, request, trained):
+    server = request.getfixturevalue(which)
+    requests = [sample_histories(trained, count=1 + i % 3, seed=100 + i) for i in range(24)]
+    answers: dict[int, object] = {}
+    failures: list[BaseException] = []
+
+    def worker(offset: int) -> None:
+        try:
+            with PredictionClient(server.address, "sasrec", timeout=60) as own:
+                for index in range(offset, len(requests), 8):
+                    answers[index] = own.recommend(requests[index])
+        except BaseException as err:  # noqa: BLE001 - reported below
+            failures.append(err)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not failures and len(answers) == len(requests)
+    for index, histories in enumerate(requests):
+        check_top_k(trained, histories, answers[index].item_ids, answers[index].scores)
+
+
+# ------------------------------------------------------------------------------- status codes
+def test_wrong_dtype_rank_missing_or_extra_inputs_are_invalid_argument(client):
+    good = history_tensor([["a"]])
+    for inputs, message in [
+        ({"history": np.array([[1, 2]], dtype=np.int64)}, "must be DT_STRING, got DT_INT64"),
+        ({"history": np.array([[1, 2]], dtype=np.int32)}, "got DT_INT32"),
+        ({"history": np.array(["a", "b"], dtype=object)}, "must have shape [None, None]"),
+        ({}, "missing ['history']"),
+        ({"history": good, "user": good}, "unexpected ['user']"),
+    ]:
+        error = codes(lambda: client.predict(inputs))
+        assert error.code == grpc.StatusCode.INVALID_ARGUMENT and message in error.details, error
+    error = codes(lambda: client.predict({"history": history_tensor([["a"], ["b"]]),
+                                          "candidates": history_tensor([["a"]])}, "score"))
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT and "same batch size" in error.details
+    error = codes(lambda: client.predict({"history": good}, output_filter=["nope"]))
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT and "output_filter" in error.details
+
+
+def test_unknown_signature_is_invalid_argument_and_names_the_available_ones(client):
+    error = codes(lambda: client.predict({"history": history_tensor([["a"]])}, "recommend"))
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "'recommend' not found" in error.details and "serving_default" in error.details
+    assert "Predict 'sasrec' signature 'recommend'" in str(error) and error.target in str(error)
+
+
+def test_unknown_model_and_version_are_not_found_and_an_unknown_label_is_invalid(server, client):
+    with PredictionClient(server.address, "nope") as other:
+        assert codes(lambda: other.recommend([["a"]])).code == grpc.StatusCode.NOT_FOUND
+        assert codes(other.status).code == grpc.StatusCode.NOT_FOUND
+    error = codes(lambda: client.recommend([["a"]], version=9))
+    assert error.code == grpc.StatusCode.NOT_FOUND and "version 9" in str(error)
+    assert codes(lambda: client.recommend([["a"]], label="canary")).code == grpc.StatusCode.NOT_FOUND  # -> 2
+    error = codes(lambda: client.recommend([["a"]], label="beta"))
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT and "label" in error.details
+    assert client.recommend([["a"]], label="stable").item_ids.shape == (1, K)
+
+
+def test_models_without_a_loadable_version_are_failed_precondition(server):
+    with PredictionClient(server.address, "empty") as empty:
+        error = codes(lambda: empty.recommend([["a"]]))
+        assert error.code == grpc.StatusCode.FAILED_PRECONDITION and "no loaded version" in error.details
+    with PredictionClient(server.address, "broken") as broken:
+        error = codes(lambda: broken.recommend([["a"]]))
+        assert error.code == grpc.StatusCode.FAILED_PRECONDITION and "failed to load" in error.details
+        [status] = broken.status()
+        assert status["state"] == "END" and status["error_message"]
+
+
+class _SlowPredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def Predict(self, request, context):  # noqa: N802 - gRPC method name
+        time.sleep(2)
+        return predict_pb2.PredictResponse()
+
+
+def test_client_errors_name_deadlines_and_unreachable_servers(client):
+    from concurrent import futures
+
+    slow = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(_SlowPredictionService(), slow)
+    port = slow.add_insecure_port("127.0.0.1:0")
+    slow.start()
+    try:
+        with PredictionClient(f"127.0.0.1:{port}", "sasrec", timeout=0.2) as waiting:
+            error = codes(lambda: waiting.recommend([["a"]]))
+        assert error.code == grpc.StatusCode.DEADLINE_EXCEEDED and "within 0.2 s" in error.details
+    finally:
+        slow.stop(0)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    with PredictionClient(f"127.0.0.1:{free}", "sasrec", timeout=5) as nowhere:
+        error = codes(lambda: nowhere.recommend([["a"]]))
+    assert error.code == grpc.StatusCode.UNAVAILABLE and f"127.0.0.1:{free}" in str(error)
+    with pytest.raises(ValueError, match="not both"):
+        client.recommend([["a"]], version=1, label="stable")
+
+
+def test_metadata_and_status_describe_the_loaded_version(server, client):
+    version, signatures = client.metadata()
+    assert version == 1 and set(signatures) == set(SIGNATURES)
+    assert signatures["serving_default"].inputs["history"].dtype == 7  # DT_STRING
+    assert client.status() == [{"version": 1, "state": "AVAILABLE", "error_code": 0, "error_message": ""}]
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(client.channel)
+    request = get_model_metadata_pb2.GetModelMetadataRequest()
+    request.model_spec.name = "sasrec"
+    with pytest.raises(grpc.RpcError) as info:
+        stub.GetModelMetadata(request, timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+# ------------------------------------------------------------------------------- versions
+def test_a_new_version_is_served_without_restart_and_no_request_fails_during_the_switch(server, base, trained):
+    widths: list[int] = []
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        with PredictionClient(server.address, "live", timeout=60) as live:
+            while not stop.is_set():
+                try:
+                    widths.append(live.recommend([["sku-1", "sku-2"]]).item_ids.shape[1])
+                except BaseException as err:  # noqa: BLE001
+                    failures.append(err)
+                    return
+
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    try:
+        export_saved_model(trained, base, "live", k=3, warmup=False)  # version 2 returns 3 items
+        with PredictionClient(server.address, "live", timeout=30) as live:
+            deadline = time.monotonic() + 60
+            while live.status()[0]["version"] != 2:
+                assert time.monotonic() < deadline, "version 2 was not picked up"
+                time.sleep(0.1)
+            assert live.recommend([["sku-1"]]).item_ids.shape == (1, 3)
+            assert live.recommend([["sku-1"]], version=1).item_ids.shape == (1, K)  # older: on request
+            assert [s["version"] for s in live.status()] == [2, 1]
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert not failures and widths and set(widths) <= {K, 3}
+    assert widths[-1] == 3 and sorted(widths, key=lambda w: w == 3) == widths  # never back to v1
+
+
+def test_version_policies_follow_tf_serving():
+    disk = [1, 2, 5]
+    assert ModelSource("m", Path("."), "on_demand").eager(disk) == {5}
+    assert ModelSource("m", Path("."), "on_demand").allows(1, disk)
+    assert ModelSource("m", Path("."), "latest", num_versions=2).eager(disk) == {2, 5}
+    assert not ModelSource("m", Path("."), "latest", num_versions=2).allows(1, disk)
+    assert ModelSource("m", Path("."), "all").eager(disk) == {1, 2, 5}
+    assert ModelSource("m", Path("."), "specific", versions=(1, 3)).eager(disk) == {1}
+    assert not ModelSource("m", Path("."), "on_demand").allows(3, disk)
+
+
+def test_the_deployment_models_config_drives_labels_locally(base):
+    sources = read_model_config(ROOT / "serving" / "models.config", model_base=base)
+    [source] = [s for s in sources if s.name == "sasrec"]
+    assert source.base_path == base / "sasrec" and dict(source.labels) == {"stable": 1, "canary": 2}
+    with LocalModelServer(base, model_config_file=ROOT / "serving" / "models.config", port=0,
+                          poll_seconds=0) as configured:
+        with PredictionClient(configured.address, "sasrec", label="stable", timeout=30) as stable:
+            assert stable.recommend([["sku-3"]]).item_ids.shape == (1, K)
+            assert stable.status()[0]["version"] == 1
+        with PredictionClient(configured.address, "sasrec", label="canary", timeout=30) as canary:
+            assert codes(lambda: canary.recommend([["sku-3"]])).code == grpc.StatusCode.NOT_FOUND
+
+
+# ------------------------------------------------------------------------------- REST
+def test_rest_client_gets_the_same_answers_in_both_formats(server, client, trained):
+    rest = RestClient(f"http://127.0.0.1:{server.rest_port}", "sasrec", timeout=30)
+    histories = sample_histories(trained, count=4, seed=31)
+    via_grpc = client.recommend(histories)
+    via_rest = rest.recommend(histories)
+    np.testing.assert_array_equal(via_rest.item_ids, via_grpc.item_ids)
+    np.testing.assert_allclose(via_rest.scores, via_grpc.scores, rtol=1e-6)
+    rows = rest.predict({"history": history_tensor(histories)}, fmt="instances", version=1)
+    np.testing.assert_array_equal(rows["item_ids"], via_grpc.item_ids)
+    assert rest.status()["model_version_status"][0]["state"] == "AVAILABLE"
+    assert set(rest.metadata()["metadata"]["signature_def"]["signature_def"]) == set(SIGNATURES)
+    error = codes(lambda: RestClient(rest.base_url, "nope").recommend([["a"]]))
+    assert (error.code, error.http_status) == (grpc.StatusCode.NOT_FOUND, 404)
+    error = codes(lambda: rest.predict({"history": np.array([[1, 2]])}))
+    assert (error.code, error.http_status) == (grpc.StatusCode.INVALID_ARGUMENT, 400)
+
+
+def test_rest_requests_follow_tf_servings_url_and_body_formats():
+    rest = RestClient("http://serving.example:8501/", "recs")
+    request = rest.predict_request({"history": history_tensor([["a", "é"]])}, "score", version=3)
+    assert request.full_url == "http://serving.example:8501/v1/models/recs/versions/3:predict"
+    assert json.loads(request.data) == {"signature_name": "score", "inputs": {"history": [["", "a", "é"]]}}
+    request = rest.predict_request({"history": history_tensor([["a"], []])}, fmt="instances", label="canary")
+    assert request.full_url.endswith("/v1/models/recs/labels/canary:predict")
+    assert json.loads(request.data)["instances"] == [{"history": ["", "a"]}, {"history": ["", ""]}]
+
+
+# ------------------------------------------------------------------------------- the command
+def test_sasrec_tf_serve_answers_grpc_and_stops_on_sigterm(base, trained):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sasrec_tf.cli", "serve", "--model-base", str(base), "--port", "0",
+         "--poll-seconds", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.append(process.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(timeout=120)
+        assert lines and " on 127.0.0.1:" in lines[0], (lines, process.poll())
+        address = lines[0].split(" on ", 1)[1].split(" ", 1)[0]
+        with PredictionClient(address, "sasrec", timeout=30) as remote:
+            histories = sample_histories(trained, count=2, seed=41)
+            top = remote.recommend(histories)
+        check_top_k(trained, histories, top.item_ids, top.scores)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_raw_predict_request_with_tf_make_tensor_proto_works_like_any_tf_serving_client(client, trained):
+    import tensorflow as tf
+
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(client.channel)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "sasrec"
+    request.inputs["history"].CopyFrom(tf.make_tensor_proto([["", "sku-4", "sku-5"]]))
+    response = stub.Predict(request, timeout=30)
+    assert (response.model_spec.version.value, response.model_spec.signature_name) == (1, "serving_default")
+    ids = [x.decode() for x in tf.make_ndarray(response.outputs["item_ids"])[0]]
+    check_top_k(trained, [["sku-4", "sku-5"]], [ids], tf.make_ndarray(response.outputs["scores"]))
+
+
+def test_batcher_merges_concurrent_requests_pads_like_tf_serving_and_splits_results():
+    from sasrec_tf.serving.batching import Batcher
+
+    calls, gate = [], threading.Event()
+
+    def run(inputs):
+        calls.append({k: v.copy() for k, v in inputs.items()})
+        gate.wait(timeout=10)  # hold the first batch so that the others queue up behind it
+        return {"first": inputs["x"][:, 0], "width": np.full(len(inputs["x"]), inputs["x"].shape[1])}
+
+    batcher = Batcher(run, max_batch_size=8)
+    results = {}
+    requests = {i: np.array([[f"r{i}"] + [""] * i] * (1 + i % 2), dtype=object) for i in range(5)}
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, batcher({"x": requests[i]})))
+               for i in range(5)]
+    def wait_for(condition):
+        deadline = time.monotonic() + 10
+        while not condition():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+    threads[0].start()
+    wait_for(lambda: len(calls) == 1)  # the first request runs alone and is held at the gate
+    for thread in threads[1:]:
+        thread.start()
+    wait_for(lambda: len(batcher._pending) == 4)
+    gate.set()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert len(calls) == 2 and calls[1]["x"].shape == (6, 5)  # requests 1-4 (6 rows) merged, padded to width 5
+    # Padded at the end with the request's first element, as TF Serving does.
+    assert list(calls[1]["x"][0]) == ["r1", "", "r1", "r1", "r1"]
+    for i, request in requests.items():
+        assert list(results[i]["first"]) == [f"r{i}"] * len(request)
+    batcher.close()
+    assert batcher({"x": requests[2]})["width"].tolist() == [3]  # after close: unbatched
+
+
+def test_batcher_gives_every_request_of_a_failed_batch_the_error():
+    from sasrec_tf.serving.batching import Batcher
+
+    def run(inputs):
+        time.sleep(0.05)
+        raise ValueError("boom")
+
+    batcher = Batcher(run, max_batch_size=8)
+    errors = []
+
+    def call():
+        try:
+            batcher({"x": np.zeros((1, 2))})
+        except ValueError as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    batcher.close()
+    assert len(errors) == 4
