@@ -215,7 +215,10 @@ def two_worker_run(tmp_path_factory):
     out, results, shards = root / "out", root / "results", root / "shards"
     results.mkdir()
     write_shards(build_sequences(generate_interactions(**WORKER_LOG)), shards, TFRECORD_SHARDS)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    # The workers run this file as a script: put this checkout first so they import its sasrec_tf.
+    repo = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "",
+           "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
     workers = distribute.run_local_cluster(
         [sys.executable, str(Path(__file__).resolve()), "worker", str(out), str(results), str(shards)],
         2, timeout=150, env=env,
