@@ -324,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=42)
     evaluate.set_defaults(func=cmd_evaluate)
     from sasrec_tf.serving.commands import add_commands; add_commands(commands)  # export, serve
+    from sasrec_tf.ablation import add_commands; add_commands(commands)  # ablation, attention-plot
     from sasrec_tf.data.tfrecord import add_commands; add_commands(commands)  # shard
     return parser
 

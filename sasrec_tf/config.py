@@ -9,6 +9,9 @@ from typing import Any
 
 LAYER_NORM_PLACEMENTS = ("original", "pre", "post")
 TRAINING_WINDOWS = ("last", "all")
+# Training objectives (see sasrec_tf.losses) and how their sampled negatives are drawn.
+LOSSES = ("bce", "gbce", "sampled_softmax", "inbatch_softmax", "full_softmax")
+NEGATIVE_SAMPLING = ("uniform", "popularity")
 
 
 @dataclasses.dataclass
@@ -22,6 +25,16 @@ class SASRecConfig:
     Ablations of the paper's Table IV are switches, not forks: ``use_positional_embedding``,
     ``share_item_embedding``, ``use_residual``, ``dropout_rate=0``, ``num_blocks`` 0..n,
     ``num_heads``, ``use_user_embedding``.
+
+    ``loss`` selects the training objective (:mod:`sasrec_tf.losses`); ``num_negatives`` is
+    ``k`` for the sampled ones:
+      * ``"bce"`` -- the paper's binary cross-entropy (1 negative by default, or k);
+      * ``"gbce"`` -- gSASRec's calibrated gBCE (Petrov & Macdonald 2023) with ``gbce_t``;
+      * ``"sampled_softmax"`` -- softmax cross-entropy over the positive and k negatives, with
+        ``negative_sampling`` ``"uniform"`` or ``"popularity"`` and optional ``logq_correction``;
+      * ``"inbatch_softmax"`` -- tensorflow-recommenders' ``Retrieval`` task: every real position
+        of the batch is a query, the other positions' target items its negatives;
+      * ``"full_softmax"`` -- cross-entropy over the whole catalogue (Klenitskiy & Vasilev 2023).
 
     ``layer_norm`` places LayerNorm inside each block:
       * ``"original"`` -- the reference code: the attention query and the FFN input are normalised,
@@ -57,6 +70,11 @@ class SASRecConfig:
     exclude_history_negatives: bool = False
     bucket_by_length: bool = True
     seed: int = 42
+    # Training objective (sasrec_tf.losses): "bce" with 1 negative is the paper's.
+    loss: str = "bce"
+    gbce_t: float = 0.75  # gBCE calibration t in [0, 1]: 0 = plain BCE, 1 = fully calibrated
+    negative_sampling: str = "uniform"  # or "popularity" (training-target frequencies)
+    logq_correction: bool = False  # subtract log of the sampling probability (softmax objectives)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -87,6 +105,30 @@ class SASRecConfig:
             raise ValueError(
                 f"SASRecConfig.training_windows must be one of {TRAINING_WINDOWS}, "
                 f"got {self.training_windows!r}"
+            )
+
+        self._validate_objective()
+
+    def _validate_objective(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"SASRecConfig.loss must be one of {LOSSES}, got {self.loss!r}")
+        if isinstance(self.gbce_t, bool) or not isinstance(self.gbce_t, (int, float)) or not 0.0 <= self.gbce_t <= 1.0:
+            raise ValueError(f"SASRecConfig.gbce_t must be a number in [0, 1], got {self.gbce_t!r}")
+        if self.negative_sampling not in NEGATIVE_SAMPLING:
+            raise ValueError(
+                f"SASRecConfig.negative_sampling must be one of {NEGATIVE_SAMPLING}, got {self.negative_sampling!r}"
+            )
+        if self.negative_sampling == "popularity" and self.loss in ("inbatch_softmax", "full_softmax"):
+            raise ValueError(
+                f"SASRecConfig.negative_sampling='popularity' needs an objective with sampled negatives "
+                f"(bce, gbce, sampled_softmax); loss={self.loss!r} does not sample negatives"
+            )
+        if not isinstance(self.logq_correction, bool):
+            raise ValueError(f"SASRecConfig.logq_correction must be true or false, got {self.logq_correction!r}")
+        if self.logq_correction and self.loss not in ("sampled_softmax", "inbatch_softmax"):
+            raise ValueError(
+                "SASRecConfig.logq_correction applies to the softmax objectives with sampled candidates "
+                f"(sampled_softmax, inbatch_softmax), not to loss={self.loss!r}"
             )
 
     def to_dict(self) -> dict[str, Any]:

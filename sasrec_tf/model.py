@@ -24,8 +24,9 @@ class SASRec(keras.Model):
     ``M`` is the item embedding (shared with the input by default).
 
     ``fit`` expects batches ``{"item_ids", "positives" [B, T], "negatives" [B, T, K]}`` (plus
-    ``"user_ids"``), as made by :func:`sasrec_tf.data.training_dataset`; the loss is the paper's
-    binary cross-entropy on sampled negatives, masked at padding, plus the embeddings' L2 term.
+    ``"user_ids"``), as made by :func:`sasrec_tf.data.training_dataset`; the loss is
+    ``config.loss`` (default: the paper's binary cross-entropy on sampled negatives; see
+    :mod:`sasrec_tf.losses`), masked at padding, plus the embeddings' L2 term.
     """
 
     def __init__(self, config: SASRecConfig, num_items: int, num_users: int = 0, **kwargs):
@@ -69,6 +70,7 @@ class SASRec(keras.Model):
             name="encoder",
         )
         self._embedding_scale = math.sqrt(d)
+        self._init_objective(config)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy_tracker = keras.metrics.Mean(name="pairwise_accuracy")
 
@@ -132,17 +134,120 @@ class SASRec(keras.Model):
         return tf.einsum("...d,...kd->...k", representations, self._output_embedding(item_ids))
 
     # ----------------------------------------------------------------------------- training
+    def _init_objective(self, config: SASRecConfig) -> None:
+        """State the training objective needs (nothing for the paper's BCE with uniform negatives)."""
+        self._gbce_beta = (
+            losses.gbce_beta(config.num_negatives, self.num_items, config.gbce_t) if config.loss == "gbce" else None
+        )
+        self._retrieval = None
+        if config.loss == "inbatch_softmax":
+            from sasrec_tf._compat import import_tfrs
+
+            tfrs = import_tfrs()
+            self._retrieval = tfrs.tasks.Retrieval(
+                loss=keras.losses.CategoricalCrossentropy(from_logits=True, reduction=keras.losses.Reduction.SUM),
+                remove_accidental_hits=True,
+                name="inbatch_retrieval",
+            )
+        # Popularity sampling and log-q correction need item frequencies: counted online from the
+        # training targets (ones to start: add-one smoothing), or set with ``set_item_counts``.
+        self._uses_item_counts = config.negative_sampling == "popularity" or config.logq_correction
+        self._count_targets = self._uses_item_counts
+        self.target_counts = (
+            self.add_weight(name="target_counts", shape=(self.num_items + 1,), initializer="ones",
+                            trainable=False, dtype=tf.float32)
+            if self._uses_item_counts
+            else None
+        )
+
+    def set_item_counts(self, counts, *, keep_counting: bool = False) -> None:
+        """Use these training-target frequencies (``[num_items + 1]``, e.g.
+        :func:`sasrec_tf.evaluation.training_item_counts`) for popularity sampling and log-q
+        correction, instead of counting targets while training (``keep_counting`` adds to them)."""
+        if self.target_counts is None:
+            raise ValueError("this model's objective uses no item counts "
+                             "(negative_sampling='popularity' or logq_correction=True do)")
+        counts = tf.convert_to_tensor(counts, tf.float32)
+        if counts.shape != (self.num_items + 1,):
+            raise ValueError(f"counts must have shape ({self.num_items + 1},), got {counts.shape}")
+        self.target_counts.assign(counts + 1.0)  # add-one smoothing: unseen items stay possible
+        self._count_targets = bool(keep_counting)
+        self.train_function = None  # retrace: whether to count is fixed when train_step is traced
+
+    def _log_sampling_probabilities(self) -> tf.Tensor:
+        """``[num_items + 1]`` log-probability of each id under the popularity distribution (-inf at 0)."""
+        counts = tf.tensor_scatter_nd_update(self.target_counts, [[0]], [0.0])
+        return tf.math.log(counts / tf.reduce_sum(counts))
+
+    def _sample_popular_negatives(self, targets, training):
+        """``[M, K]`` negatives drawn from the target frequencies (may equal the positive: masked)."""
+        num_negatives = self.config.num_negatives
+        optimizer = getattr(self, "optimizer", None)
+        step = optimizer.iterations if training and optimizer is not None else tf.constant(0, tf.int64)
+        seed = tf.stack([tf.constant(self.config.seed, tf.int64), tf.cast(step, tf.int64)])
+        draws = tf.random.stateless_categorical(
+            self._log_sampling_probabilities()[tf.newaxis], tf.size(targets) * num_negatives, seed, dtype=tf.int32
+        )
+        return tf.reshape(draws, [-1, num_negatives])
+
     def _forward_loss(self, data, training):
         inputs = {"item_ids": data["item_ids"]}
         if self.uses_user_embedding:
             inputs["user_ids"] = data["user_ids"]
         hidden = self(inputs, training=training)
         positives, negatives = data["positives"], data["negatives"]
-        positive_logits = tf.reduce_sum(hidden * self._output_embedding(positives), axis=-1)
-        negative_logits = self.score_items(hidden, negatives)
+        if self.config.loss == "bce" and self.config.negative_sampling == "uniform":
+            # The paper's objective, on the pipeline's negatives (unchanged since the first release).
+            positive_logits = tf.reduce_sum(hidden * self._output_embedding(positives), axis=-1)
+            negative_logits = self.score_items(hidden, negatives)
+            mask = tf.not_equal(positives, 0)
+            loss = losses.sampled_binary_crossentropy(positive_logits, negative_logits, mask)
+            accuracy = losses.pairwise_accuracy(positive_logits, negative_logits, mask)
+            return loss, accuracy
+        return self._objective_loss(hidden, positives, negatives, training)
+
+    def _objective_loss(self, hidden, positives, negatives, training):
+        """Every other objective, on the ``M`` real target positions gathered from the batch."""
+        config = self.config
         mask = tf.not_equal(positives, 0)
-        loss = losses.sampled_binary_crossentropy(positive_logits, negative_logits, mask)
-        accuracy = losses.pairwise_accuracy(positive_logits, negative_logits, mask)
+        queries = tf.boolean_mask(hidden, mask)  # [M, d]
+        targets = tf.boolean_mask(positives, mask)  # [M]
+        negatives = tf.boolean_mask(negatives, mask)  # [M, K] (uniform, from the pipeline)
+        negative_mask = None
+        if config.negative_sampling == "popularity":
+            negatives = self._sample_popular_negatives(targets, training)
+            negative_mask = tf.not_equal(negatives, targets[:, tf.newaxis])
+        if training and self._count_targets:
+            self.target_counts.scatter_add(tf.IndexedSlices(tf.ones_like(targets, tf.float32), targets))
+
+        positive_embeddings = self._output_embedding(targets)
+        positive_logits = tf.reduce_sum(queries * positive_embeddings, axis=-1)
+        negative_logits = self.score_items(queries, negatives)
+        if config.loss == "bce":
+            loss = losses.sampled_binary_crossentropy(positive_logits, negative_logits, None, negative_mask)
+        elif config.loss == "gbce":
+            loss = losses.generalized_binary_crossentropy(
+                positive_logits, negative_logits, None, self._gbce_beta, negative_mask
+            )
+        elif config.loss == "sampled_softmax":
+            positive_log_q = negative_log_q = None
+            if config.logq_correction:
+                log_q = self._log_sampling_probabilities()
+                positive_log_q, negative_log_q = tf.gather(log_q, targets), tf.gather(log_q, negatives)
+            loss = losses.sampled_softmax_crossentropy(
+                positive_logits, negative_logits, None, negative_mask, positive_log_q, negative_log_q
+            )
+        elif config.loss == "inbatch_softmax":
+            probabilities = None
+            if config.logq_correction:
+                probabilities = tf.exp(tf.gather(self._log_sampling_probabilities(), targets))
+            loss = losses.inbatch_softmax_crossentropy(
+                self._retrieval, queries, positive_embeddings, targets, probabilities
+            )
+        else:  # full_softmax
+            logits = tf.matmul(queries, self.item_embeddings(), transpose_b=True)  # [M, N + 1]
+            loss = losses.full_softmax_crossentropy(logits, targets)
+        accuracy = losses.pairwise_accuracy(positive_logits, negative_logits, None)
         return loss, accuracy
 
     def train_step(self, data):

@@ -1,0 +1,220 @@
+"""Quality benchmark: training objectives compared on real logs, full-ranking leave-one-out.
+
+Every (dataset, objective) pair is trained with ``model.fit`` (validation NDCG@10 with full ranking
+every ``--eval-every`` epochs, early stopping after ``--patience`` evaluations without improvement,
+best weights restored, optional wall-time limit) and then evaluated on the **test** split for all
+users: full ranking (history excluded) and the paper's 100 sampled negatives. One table is printed
+and written as ``quality.csv`` and ``quality.md`` in ``--out`` (rows are appended as runs finish,
+so an interrupted benchmark keeps what it measured).
+
+Examples (data never lives in the repository; pass its path)::
+
+    python benchmarks/quality.py --dataset Beauty=../shared/data/amazon-iclrec/Beauty.txt:s3rec \\
+        --objectives bce full_softmax --config pipelines/beauty.json --eval-every 5 --patience 3 \\
+        --max-minutes 20 --out runs/quality
+
+    python benchmarks/quality.py --dataset ml-100k=../shared/data/ml-100k/u.data:movielens \\
+        --config pipelines/ml-100k.json --objectives bce "gbce256:gbce_t=0.9" --epochs 50
+
+Objectives are presets (``--list-objectives``) or ``LOSS`` with overrides: ``NAME:key=value,...``
+where keys are SASRecConfig fields, e.g. ``sampled_softmax:num_negatives=128``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+OBJECTIVES: dict[str, dict[str, Any]] = {
+    "bce": {"loss": "bce", "num_negatives": 1},  # the paper
+    "bce256": {"loss": "bce", "num_negatives": 256},
+    "gbce256": {"loss": "gbce", "num_negatives": 256, "gbce_t": 0.75},
+    "sampled_softmax256": {"loss": "sampled_softmax", "num_negatives": 256},
+    "sampled_softmax256_pop": {"loss": "sampled_softmax", "num_negatives": 256,
+                               "negative_sampling": "popularity", "logq_correction": True},
+    "inbatch_softmax": {"loss": "inbatch_softmax", "logq_correction": True},
+    "full_softmax": {"loss": "full_softmax"},
+}
+COLUMNS = ("dataset", "objective", "epochs", "best_epoch", "stopped", "wall_s", "s_per_epoch",
+           "full_hr@10", "full_ndcg@10", "sampled_hr@10", "sampled_ndcg@10", "valid_full_ndcg@10", "config")
+
+
+def parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_objective(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"name"`` or ``"name:key=value,key=value"`` → (label, SASRecConfig overrides)."""
+    name, _, rest = spec.partition(":")
+    if name in OBJECTIVES:
+        overrides = dict(OBJECTIVES[name])
+    else:
+        from sasrec_tf.config import LOSSES
+
+        if name not in LOSSES:
+            raise SystemExit(f"unknown objective {name!r}: use a preset {sorted(OBJECTIVES)} or a loss {LOSSES}")
+        overrides = {"loss": name}
+    for assignment in filter(None, rest.split(",")):
+        key, _, value = assignment.partition("=")
+        overrides[key.strip()] = parse_value(value)
+    return spec, overrides
+
+
+def parse_dataset(spec: str) -> tuple[str, str, str]:
+    """``NAME=PATH:FORMAT`` (or ``PATH:FORMAT``) → (name, path, format)."""
+    name, sep, rest = spec.partition("=")
+    if not sep:
+        name, rest = Path(spec.rpartition(":")[0]).stem, spec
+    path, _, fmt = rest.rpartition(":")
+    if not path or not fmt:
+        raise SystemExit(f"--dataset expects NAME=PATH:FORMAT, got {spec!r}")
+    return name, path, fmt
+
+
+def make_best_weights_callback(keras, monitor: str, max_seconds: float | None):
+    """Keeps the weights of the best validation score (restored at the end) and stops after a time limit."""
+
+    class BestWeightsAndTimeLimit(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.best, self.best_epoch, self.weights, self.timed_out = -1.0, 0, None, False
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            value = (logs or {}).get(monitor)
+            if value is not None and value > self.best:
+                self.best, self.best_epoch, self.weights = float(value), epoch + 1, self.model.get_weights()
+            if max_seconds is not None and time.perf_counter() - self.started > max_seconds:
+                self.timed_out = True
+                self.model.stop_training = True
+
+        def on_train_end(self, logs=None):
+            if self.weights is not None:
+                self.model.set_weights(self.weights)
+
+    return BestWeightsAndTimeLimit()
+
+
+def run_one(name: str, data, split, label: str, config, args) -> dict[str, Any]:
+    from sasrec_tf import training
+    from sasrec_tf._compat import keras
+    from sasrec_tf.evaluation import evaluate, training_item_counts
+
+    model = training.build_model(config, data.num_items, data.num_users)
+    if model.target_counts is not None:
+        model.set_item_counts(training_item_counts(split.train, data.num_items))
+    guard = make_best_weights_callback(keras, "val_ndcg@10", args.max_minutes * 60 if args.max_minutes else None)
+    started = time.perf_counter()
+    history = training.fit(model, split, epochs=config.epochs, eval_every=args.eval_every, patience=args.patience,
+                           max_eval_users=args.max_eval_users, callbacks=[guard], verbose=2 if args.verbose else 0)
+    wall = time.perf_counter() - started
+    epochs = len(history.history.get("loss", []))
+    test = evaluate(model, split, stage="test", seed=config.seed)
+    stopped = "time" if guard.timed_out else ("early" if epochs < config.epochs else "max_epochs")
+    return {
+        "dataset": name, "objective": label, "epochs": epochs, "best_epoch": guard.best_epoch, "stopped": stopped,
+        "wall_s": round(wall, 1), "s_per_epoch": round(wall / max(epochs, 1), 2),
+        "full_hr@10": test["full"]["hr@10"], "full_ndcg@10": test["full"]["ndcg@10"],
+        "sampled_hr@10": test["sampled"]["hr@10"], "sampled_ndcg@10": test["sampled"]["ndcg@10"],
+        "valid_full_ndcg@10": round(guard.best, 4) if guard.best >= 0 else None,
+        "config": json.dumps({k: v for k, v in config.to_dict().items()}, sort_keys=True),
+    }
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    shown = [c for c in COLUMNS if c != "config"]
+    lines = ["| " + " | ".join(shown) + " |", "|" + "|".join("---" for _ in shown) + "|"]
+    for row in rows:
+        cells = [f"{row[c]:.4f}" if isinstance(row[c], float) and "@" in c else str(row[c]) for c in shown]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_outputs(out: Path, rows: list[dict[str, Any]]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "quality.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    (out / "quality.md").write_text(
+        "Test split, all users; full = every item ranked (history excluded), sampled = 100 uniform negatives.\n\n"
+        + markdown_table(rows) + "\n", encoding="utf-8")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", action="append", default=[], metavar="NAME=PATH:FORMAT",
+                        help="a dataset to run (repeatable); FORMAT as for `sasrec-tf train --format`")
+    parser.add_argument("--objectives", nargs="+", default=["bce", "full_softmax"],
+                        help="objective presets or LOSS[:key=value,...] (default: bce full_softmax)")
+    parser.add_argument("--config", help="pipeline JSON whose model section is the base configuration")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a SASRecConfig field for every run")
+    parser.add_argument("--epochs", type=int, help="maximum epochs (default: the config's)")
+    parser.add_argument("--eval-every", type=int, default=5)
+    parser.add_argument("--patience", type=int, default=3, help="evaluations without improvement before stopping")
+    parser.add_argument("--max-minutes", type=float, help="wall-time limit per run (best weights are kept)")
+    parser.add_argument("--max-eval-users", type=int, help="validate on a subset (test always uses all users)")
+    parser.add_argument("--out", default="runs/quality")
+    parser.add_argument("--list-objectives", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print Keras' per-epoch lines")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.list_objectives:
+        for name, overrides in OBJECTIVES.items():
+            print(f"{name:<24}{json.dumps(overrides)}")
+        return 0
+    if not args.dataset:
+        raise SystemExit("give at least one --dataset NAME=PATH:FORMAT")
+    datasets = [parse_dataset(spec) for spec in args.dataset]
+    objectives = [parse_objective(spec) for spec in args.objectives]
+
+    import sasrec_tf  # noqa: F401  (selects Keras 2 before TensorFlow's Keras is touched)
+    from sasrec_tf.config import SASRecConfig
+    from sasrec_tf.data import leave_one_out, load_dataset
+
+    base = json.loads(Path(args.config).read_text(encoding="utf-8")).get("model", {}) if args.config else {}
+    for assignment in args.set:
+        key, _, value = assignment.partition("=")
+        base[key.strip()] = parse_value(value)
+    if args.epochs:
+        base["epochs"] = args.epochs
+
+    rows: list[dict[str, Any]] = []
+    out = Path(args.out)
+    for name, path, fmt in datasets:
+        data = load_dataset(path, fmt)
+        split = leave_one_out(data)
+        print(f"{name}: {data.num_users} users, {data.num_items} items, {int(data.lengths().sum())} interactions",
+              flush=True)
+        for label, overrides in objectives:
+            config = SASRecConfig.from_dict({**base, **overrides})
+            row = run_one(name, data, split, label, config, args)
+            rows.append(row)
+            write_outputs(out, rows)
+            print(f"  {label}: test full HR@10 {row['full_hr@10']:.4f} NDCG@10 {row['full_ndcg@10']:.4f} | sampled "
+                  f"HR@10 {row['sampled_hr@10']:.4f} NDCG@10 {row['sampled_ndcg@10']:.4f} | {row['epochs']} epochs "
+                  f"(best {row['best_epoch']}, stop: {row['stopped']}), {row['wall_s']:.0f} s", flush=True)
+    print()
+    print(markdown_table(rows))
+    print(f"\nwrote {out / 'quality.csv'} and {out / 'quality.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""Average attention weights by position, per layer: the paper's Figure 4 for any trained model.
+
+Users' histories go through ``model(..., return_attention_scores=True)``; for every block the
+weights are averaged over heads and then, for each (query position, key position) pair, over the
+users that have real items at both positions. Positions are the columns of the model's left-padded
+input window: the last one (``max_len - 1``) holds the most recent item. On sparse data the mass
+sits near the diagonal (recent items); on dense data it reaches further back.
+
+``sasrec-tf attention-plot --model DIR --data PATH --format F --out FILE.png [--max-users N]``
+writes the heatmaps (one per layer) and ``FILE.npz`` with the matrices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class AttentionMaps:
+    """Average attention per layer.
+
+    Attributes:
+      weights: ``[num_layers, T, T]`` float64: ``weights[l, i, j]`` = mean weight that query
+        position ``i`` gives key position ``j`` in block ``l`` (NaN where no user has real items
+        at both positions; 0 above the diagonal: causality).
+      counts: ``[T, T]`` int64, the number of users averaged at each pair.
+      num_users: users that went in.
+    """
+
+    weights: np.ndarray
+    counts: np.ndarray
+    num_users: int
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.weights.shape[0])
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``weights``, ``counts`` and ``num_users`` to an ``.npz`` file."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, weights=self.weights, counts=self.counts, num_users=np.int64(self.num_users))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "AttentionMaps":
+        with np.load(path) as arrays:
+            return cls(arrays["weights"], arrays["counts"], int(arrays["num_users"]))
+
+
+def average_attention(
+    model: Any,
+    sequences: Sequence[np.ndarray],
+    *,
+    user_ids: Any = None,
+    max_users: int | None = None,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> AttentionMaps:
+    """Average attention of ``model`` (a :class:`sasrec_tf.SASRec`) over users' histories.
+
+    Args:
+      sequences: per user, dense item ids oldest first; the model reads the last ``max_len``.
+      user_ids: ``[n]`` dense user ids ``1..U`` when the model has a user embedding.
+      max_users: use a seeded random subset of at most this many users.
+    """
+    import tensorflow as tf
+
+    from sasrec_tf.data.pipeline import pad_sequences
+
+    if model.config.num_blocks < 1:
+        raise ValueError("this model has no attention blocks (num_blocks=0): nothing to plot")
+    rows = np.arange(len(sequences))
+    if max_users is not None and max_users < len(rows):
+        rows = np.sort(np.random.default_rng(seed).choice(len(rows), size=max_users, replace=False))
+    if not len(rows):
+        raise ValueError("no user histories to average over")
+    item_ids = pad_sequences([sequences[i] for i in rows], model.max_len)
+    users = None if user_ids is None else np.asarray(user_ids).reshape(-1)[rows].astype(np.int32)
+    if model.uses_user_embedding and users is None:
+        raise ValueError("this model uses a user embedding: pass user_ids")
+
+    width, layers = model.max_len, model.config.num_blocks
+    totals = np.zeros((layers, width, width))
+    counts = np.zeros((width, width), np.int64)
+    for start in range(0, len(rows), batch_size):
+        ids = tf.constant(item_ids[start:start + batch_size])
+        inputs = {"item_ids": ids, "user_ids": tf.constant(users[start:start + batch_size])} if users is not None else ids
+        _, scores = model(inputs, training=False, return_attention_scores=True)
+        real = item_ids[start:start + batch_size] != 0
+        both = (real[:, :, None] & real[:, None, :]).astype(np.float64)  # [B, T, T]
+        counts += both.sum(axis=0).astype(np.int64)
+        for layer, layer_scores in enumerate(scores):
+            per_user = layer_scores.numpy().astype(np.float64).mean(axis=1)  # [B, heads, T, T] → [B, T, T]
+            totals[layer] += (per_user * both).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        weights = np.where(counts > 0, totals / np.maximum(counts, 1), np.nan)
+    return AttentionMaps(weights=weights, counts=counts, num_users=int(len(rows)))
+
+
+def plot_attention(maps: AttentionMaps, path: str | Path, *, last: int | None = None, title: str | None = None) -> Path:
+    """Save one heatmap per layer (query position × key position) as a PNG; ``last`` crops to
+    the most recent positions. Uses matplotlib's Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    width = maps.weights.shape[-1]
+    shown = width if last is None else max(1, min(int(last), width))
+    offset = width - shown
+    weights = maps.weights[:, offset:, offset:]
+    finite = weights[np.isfinite(weights)]
+    vmax = float(finite.max()) if finite.size else 1.0
+    fig, axes = plt.subplots(1, maps.num_layers, figsize=(4.2 * maps.num_layers + 0.8, 4.2), squeeze=False)
+    for layer, axis in enumerate(axes[0]):
+        image = axis.imshow(np.ma.masked_invalid(weights[layer]), cmap="viridis", vmin=0.0, vmax=vmax,
+                            origin="upper", interpolation="nearest",
+                            extent=(offset - 0.5, width - 0.5, width - 0.5, offset - 0.5))
+        axis.set_title(f"layer {layer + 1}")
+        axis.set_xlabel("key position")
+        if layer == 0:
+            axis.set_ylabel(f"query position ({width - 1} = most recent)")
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.85, label="average attention weight")
+    fig.suptitle(title or f"Average attention by position ({maps.num_users} users)")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ------------------------------------------------------------------------------------ CLI
+def cmd_attention_plot(args: argparse.Namespace) -> int:
+    from sasrec_tf import cli
+    from sasrec_tf.artifacts import load_trained
+    from sasrec_tf.data.sequences import leave_one_out
+
+    trained = load_trained(args.model)
+    model = trained.model
+    data = cli._read_data(args, {}, vocab=trained.vocab)
+    user_ids = None
+    if model.uses_user_embedding:
+        if trained.user_ids is None or list(data.user_ids) != list(trained.user_ids):
+            raise cli.UsageError("this model has user embeddings: plot it on the users it was trained on")
+    split = leave_one_out(data)
+    if model.uses_user_embedding:
+        user_ids = np.asarray(split.test_users) + 1
+    try:
+        maps = average_attention(model, split.test_inputs, user_ids=user_ids, max_users=args.max_users,
+                                 seed=args.seed)
+    except ValueError as err:
+        raise cli.UsageError(str(err)) from None
+    out = Path(args.out)
+    plot_attention(maps, out, last=args.last, title=args.title)
+    npz = maps.save(out.with_suffix(".npz"))
+    print(f"averaged attention of {maps.num_users} users over {maps.num_layers} layer(s); "
+          f"wrote {out} and {npz}")
+    return 0
+
+
+def add_command(commands) -> None:
+    """Register ``attention-plot`` on the ``sasrec-tf`` sub-command parser."""
+    from sasrec_tf import cli
+
+    plot = commands.add_parser("attention-plot", help="heatmaps of average attention by position (paper's Fig. 4)")
+    plot.add_argument("--model", required=True, help="trained model directory (sasrec-tf train --out)")
+    cli._add_data_flags(plot, required_format=True)
+    plot.add_argument("--out", required=True, help="PNG file; the matrices go next to it as .npz")
+    plot.add_argument("--max-users", dest="max_users", type=int, help="average over a random subset of users")
+    plot.add_argument("--last", type=int, help="show only the last N positions (the most recent items)")
+    plot.add_argument("--title")
+    plot.add_argument("--seed", type=int, default=0, help="seed of the user subset")
+    plot.set_defaults(func=cmd_attention_plot)
