@@ -254,6 +254,9 @@ class SASRec(keras.Model):
         with tf.GradientTape() as tape:
             loss, accuracy = self._forward_loss(data, training=True)
             total = loss + tf.add_n(self.losses) if self.losses else loss
+            # Under a tf.distribute strategy the optimizer sums the replicas' gradients; each
+            # replica's loss is a mean over its own batch, so divide to get the global mean.
+            total = total / tf.distribute.get_strategy().num_replicas_in_sync
         gradients = tape.gradient(total, self.trainable_variables)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
         self.loss_tracker.update_state(loss)

@@ -285,3 +285,47 @@ def test_sharded_input_under_the_strategy_splits_users_between_workers(two_worke
 
 def _arr_order(key: str) -> int:
     return int(key.split("_")[1]) if key.startswith("arr_") else -1
+
+
+MIRRORED_STEP = """
+import os, sys
+import numpy as np
+import tensorflow as tf
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+import sasrec_tf
+from sasrec_tf._compat import keras
+
+batch = {"item_ids": np.array([[0, 1, 2, 3]] * 4, np.int32), "positives": np.array([[0, 2, 3, 4]] * 4, np.int32),
+         "negatives": np.array([[[5], [6], [7], [8]]] * 4, np.int32), "user_ids": np.ones(4, np.int32)}
+config = sasrec_tf.SASRecConfig(max_len=4, hidden_units=8, num_blocks=1, dropout_rate=0.0)
+
+def one_sgd_step(strategy):
+    with strategy.scope():
+        keras.utils.set_random_seed(0)
+        model = sasrec_tf.SASRec(config, num_items=10).build_for()
+        model.compile(optimizer=keras.optimizers.SGD(1.0))
+    before = [w.numpy() for w in model.trainable_weights]
+    model.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0)
+    return [w.numpy() - b for w, b in zip(model.trainable_weights, before)]
+
+single = one_sgd_step(tf.distribute.get_strategy())
+mirrored = one_sgd_step(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+assert len(single) == len(mirrored)
+for a, b in zip(single, mirrored):
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+print("SAME_UPDATE")
+"""
+
+
+def test_mirrored_replicas_apply_the_same_update_as_one_device():
+    """Each replica's loss is its batch mean and the optimizer sums replica gradients: the model
+    must divide by the replica count, or every step is num_replicas times too large."""
+    import subprocess
+
+    repo = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "", "TF_USE_LEGACY_KERAS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, "-c", MIRRORED_STEP], capture_output=True, text=True, env=env,
+                            timeout=300)
+    assert result.returncode == 0 and "SAME_UPDATE" in result.stdout, result.stderr[-4000:]
