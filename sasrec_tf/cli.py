@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import logging
 import sys
@@ -26,6 +27,12 @@ PIPELINE_SECTIONS = ("model", "data", "train")
 DATA_OPTIONS = ("format", "min_user_interactions", "min_item_interactions", "duplicates", "min_rating",
                 "user_col", "item_col", "time_col", "rating_col", "sep")
 TRAIN_OPTIONS = ("eval_every", "patience", "monitor", "max_eval_users")
+# Modules that add their own subcommands through ``add_commands(subparsers)``.
+COMMAND_MODULES = (
+    "sasrec_tf.serving.commands",  # export, serve
+    "sasrec_tf.ablation",  # ablation, attention-plot
+    "sasrec_tf.data.tfrecord",  # shard
+)
 TRAIN_DEFAULTS = {"eval_every": 5, "patience": None, "monitor": "ndcg@10", "max_eval_users": None}
 
 
@@ -323,9 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", help="write the metrics as JSON here")
     evaluate.add_argument("--seed", type=int, default=42)
     evaluate.set_defaults(func=cmd_evaluate)
-    from sasrec_tf.serving.commands import add_commands; add_commands(commands)  # export, serve
-    from sasrec_tf.ablation import add_commands; add_commands(commands)  # ablation, attention-plot
-    from sasrec_tf.data.tfrecord import add_commands; add_commands(commands)  # shard
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).add_commands(commands)
     return parser
 
 
