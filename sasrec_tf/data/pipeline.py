@@ -133,15 +133,10 @@ def training_dataset(
         item_ids = tf.where(valid, tf.gather(flat, absolute), 0)
         positives = tf.where(valid, tf.gather(flat, absolute + 1), 0)
 
-        shape = tf.concat([tf.shape(positives), [num_negatives]], axis=0)
-        seed_pair = tf.cast(seeds, tf.int64)
-        if exclude_history:
-            history = tf.gather(sorted_history, row).to_tensor(default_value=num_items + 1)
-            negatives = _sample_avoiding(history, positives, shape, num_items, seed_pair)
-        else:
-            # Uniform over {1..N} \ {positive}: draw from N-1 values and skip over the positive.
-            draw = tf.random.stateless_uniform(shape, seed_pair, minval=1, maxval=num_items, dtype=tf.int32)
-            negatives = draw + tf.cast(draw >= positives[..., None], tf.int32)
+        history = (
+            tf.gather(sorted_history, row).to_tensor(default_value=num_items + 1) if exclude_history else None
+        )
+        negatives = sample_negatives(positives, num_negatives, num_items, seeds, sorted_history=history)
         batch = {
             "item_ids": item_ids,
             "positives": positives,
@@ -155,27 +150,68 @@ def training_dataset(
     )
     if shuffle:
         examples = examples.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
-    if bucket_by_length:
-        # Pool-sort: sort each pool of shuffled windows by length, cut it into batches, then
-        # shuffle the batches, so batches hold similar lengths but still come in random order.
-        def sort_pool(pool):
-            order = tf.argsort(pool["length"], stable=True)
-            return {key: tf.gather(value, order) for key, value in pool.items()}
+    examples = batch_windows(examples, batch_size, bucket_by_length=bucket_by_length, shuffle=shuffle,
+                             seed=seed, drop_remainder=drop_remainder)
+    return map_with_batch_seeds(examples, make_batch, seed).prefetch(tf.data.AUTOTUNE)
 
-        examples = (
-            examples.batch(batch_size * _POOL_BATCHES)
-            .map(sort_pool)
-            .flat_map(lambda pool: tf.data.Dataset.from_tensor_slices(pool).batch(batch_size, drop_remainder))
-        )
-        if shuffle:
-            examples = examples.shuffle(_POOL_BATCHES, seed=None if seed is None else seed + 1,
-                                        reshuffle_each_iteration=True)
-    else:
-        examples = examples.batch(batch_size, drop_remainder=drop_remainder)
+
+def batch_windows(
+    examples: tf.data.Dataset,
+    batch_size: int,
+    *,
+    bucket_by_length: bool,
+    shuffle: bool,
+    seed: int | None,
+    drop_remainder: bool = False,
+    padding_values=None,
+) -> tf.data.Dataset:
+    """Batch (shuffled) window examples, each with a ``"length"``; with ``bucket_by_length``, by
+    pool-sorting: each pool of ``_POOL_BATCHES`` batches' worth of windows is sorted by length and
+    cut into batches, and the batches are shuffled, so a batch holds similar lengths but batches
+    still come in random order. ``padding_values`` pads variable-length features (padded_batch)."""
+
+    def batch(dataset, size, remainder):
+        if padding_values is not None:
+            return dataset.padded_batch(size, padding_values=padding_values, drop_remainder=remainder)
+        return dataset.batch(size, drop_remainder=remainder)
+
+    if not bucket_by_length:
+        return batch(examples, batch_size, drop_remainder)
+
+    def sort_pool(pool):
+        order = tf.argsort(pool["length"], stable=True)
+        return {key: tf.gather(value, order) for key, value in pool.items()}
+
+    examples = (
+        batch(examples, batch_size * _POOL_BATCHES, False)
+        .map(sort_pool)
+        .flat_map(lambda pool: batch(tf.data.Dataset.from_tensor_slices(pool), batch_size, drop_remainder))
+    )
+    if shuffle:
+        examples = examples.shuffle(_POOL_BATCHES, seed=None if seed is None else seed + 1,
+                                    reshuffle_each_iteration=True)
+    return examples
+
+
+def map_with_batch_seeds(batches: tf.data.Dataset, make_batch, seed: int | None) -> tf.data.Dataset:
+    """``batches.map(make_batch(batch, seeds))`` where ``seeds`` is a fresh stateless seed pair per
+    batch: different in every epoch, reproducible from ``seed``, independent of parallelism."""
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-    dataset = tf.data.Dataset.zip((examples, seeds))
-    dataset = dataset.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    dataset = tf.data.Dataset.zip((batches, seeds))
+    return dataset.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def sample_negatives(positives, num_negatives: int, num_items: int, seeds, sorted_history=None) -> tf.Tensor:
+    """``[B, T, K]`` uniform negatives in ``1..num_items``, never the positive at their position;
+    with ``sorted_history`` (``[B, H]`` ascending, padded above ``num_items``), never an item of
+    the row's history either. ``seeds`` is a stateless seed pair."""
+    shape = tf.concat([tf.shape(positives), [num_negatives]], axis=0)
+    seed_pair = tf.cast(seeds, tf.int64)
+    if sorted_history is not None:
+        return _sample_avoiding(sorted_history, positives, shape, num_items, seed_pair)
+    # Uniform over {1..N} \ {positive}: draw from N-1 values and skip over the positive.
+    draw = tf.random.stateless_uniform(shape, seed_pair, minval=1, maxval=num_items, dtype=tf.int32)
+    return draw + tf.cast(draw >= positives[..., None], tf.int32)
 
 
 def _sample_avoiding(sorted_history, positives, shape, num_items, seed_pair):

@@ -85,7 +85,6 @@ _SUFFIX = {"": ".tfrecord", "GZIP": ".tfrecord.gz", "ZLIB": ".tfrecord.zz"}
 AUTO_SHARD_POLICIES = ("data", "off")
 DEFAULT_SHUFFLE_BUFFER = 10_000
 _PIPELINE_SEED_STRIDE = 1_000_003  # seed offset per input pipeline (worker)
-_POOL_BATCHES = 64  # length bucketing: pools of this many batches (as in pipeline.training_dataset)
 
 
 # ============================================================================ writing
@@ -451,6 +450,7 @@ def tfrecord_training_dataset(
       window with ``bucket_by_length``).
     """
     import tensorflow as tf
+    from sasrec_tf.data.pipeline import batch_windows, map_with_batch_seeds, sample_negatives
 
     if max_len < 1:
         raise ValueError(f"max_len must be >= 1, got {max_len}")
@@ -547,29 +547,8 @@ def tfrecord_training_dataset(
     padding = {"window": 0, "length": tf.constant(0, tf.int64), "user_ids": 0}
     if exclude_history:
         padding["history"] = pad_history
-    if bucket_by_length:
-        # As training_dataset does: sort each pool of shuffled windows by length, cut it into
-        # batches, then shuffle the batches (similar lengths per batch, random batch order).
-        def sort_pool(pool):
-            order = tf.argsort(pool["length"], stable=True)
-            return {key: tf.gather(value, order) for key, value in pool.items()}
-
-        def pool_batches(pool):
-            pool_dataset = tf.data.Dataset.from_tensor_slices(pool)
-            if exclude_history:
-                return pool_dataset.padded_batch(batch_size, padding_values=padding, drop_remainder=drop_remainder)
-            return pool_dataset.batch(batch_size, drop_remainder=drop_remainder)
-
-        pool = examples.padded_batch(batch_size * _POOL_BATCHES, padding_values=padding) if exclude_history \
-            else examples.batch(batch_size * _POOL_BATCHES)
-        examples = pool.map(sort_pool).flat_map(pool_batches)
-        if shuffle:
-            examples = examples.shuffle(_POOL_BATCHES, seed=None if seed is None else seed + 1,
-                                        reshuffle_each_iteration=True)
-    elif exclude_history:
-        examples = examples.padded_batch(batch_size, padding_values=padding, drop_remainder=drop_remainder)
-    else:
-        examples = examples.batch(batch_size, drop_remainder=drop_remainder)
+    examples = batch_windows(examples, batch_size, bucket_by_length=bucket_by_length, shuffle=shuffle, seed=seed,
+                             drop_remainder=drop_remainder, padding_values=padding if exclude_history else None)
 
     def make_batch(example, seeds):
         window, length = example["window"], example["length"]  # [B, max_len + 1], [B]
@@ -578,22 +557,12 @@ def tfrecord_training_dataset(
         valid = tf.range(cut)[None, :] >= (cut - length)[:, None]
         item_ids = tf.where(valid, window[:, :-1], 0)
         positives = tf.where(valid, window[:, 1:], 0)
-        shape = tf.concat([tf.shape(positives), [num_negatives]], axis=0)
-        seed_pair = tf.cast(seeds, tf.int64)
-        if exclude_history:
-            from sasrec_tf.data.pipeline import _sample_avoiding
-
-            negatives = _sample_avoiding(example["history"], positives, shape, num_items, seed_pair)
-        else:
-            # Uniform over {1..N} \ {positive}: draw from N-1 values and skip over the positive.
-            draw = tf.random.stateless_uniform(shape, seed_pair, minval=1, maxval=num_items, dtype=tf.int32)
-            negatives = draw + tf.cast(draw >= positives[..., None], tf.int32)
+        history = example["history"] if exclude_history else None
+        negatives = sample_negatives(positives, num_negatives, num_items, seeds, sorted_history=history)
         return {"item_ids": item_ids, "positives": positives, "negatives": negatives,
                 "user_ids": example["user_ids"]}
 
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-    dataset = tf.data.Dataset.zip((examples, seeds))
-    dataset = dataset.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = map_with_batch_seeds(examples, make_batch, seed)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = {
         "data": tf.data.experimental.AutoShardPolicy.DATA,
