@@ -1,0 +1,86 @@
+"""Catalogue scale: train with sampled negatives and export with a very large item catalogue.
+
+    python benchmarks/catalog_scale.py --items 1000000 --users 50000 --steps 50
+
+Generates a log over ``--items`` items, trains ``--steps`` steps of the paper's configuration
+(sampled negatives: no ``[B, T, N]`` logits), saves the model directory, exports the SavedModel
+for TensorFlow Serving, answers one request through it, and prints time, peak memory (RSS of
+this process) and the sizes on disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def dir_mib(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--users", type=int, default=50_000)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--out", help="working directory (default: a temporary one, removed)")
+    args = parser.parse_args(argv)
+
+    import numpy as np
+    import tensorflow as tf
+
+    from sasrec_tf import SASRecConfig, artifacts, training
+    from sasrec_tf.data import ItemVocabulary, training_dataset
+    from sasrec_tf.evaluation import training_item_counts
+    from sasrec_tf.export import export_saved_model
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 30, size=args.users)
+    # Zipf-like popularity over the whole catalogue, so that most items occur.
+    sequences = [rng.integers(1, args.items + 1, size=n) for n in lengths]
+    vocab = ItemVocabulary([f"item{i}" for i in range(1, args.items + 1)])
+    config = SASRecConfig(dropout_rate=0.5)
+    print(f"{args.items:,} items, {args.users:,} users, {int(lengths.sum()):,} interactions; "
+          f"peak RSS after data {peak_rss_mib():.0f} MiB")
+
+    started = time.perf_counter()
+    model = training.build_model(config, args.items)
+    dataset = training_dataset(sequences, args.items, config.max_len, config.batch_size,
+                               bucket_by_length=True).repeat()
+    model.fit(dataset, epochs=1, steps_per_epoch=args.steps, verbose=0)
+    train_s = time.perf_counter() - started
+    print(f"trained {args.steps} steps in {train_s:.1f} s ({train_s / args.steps * 1000:.0f} ms/step incl. "
+          f"tracing); peak RSS {peak_rss_mib():.0f} MiB")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(args.out or tmp)
+        started = time.perf_counter()
+        artifacts.save_trained(work / "model", model, vocab, item_counts=training_item_counts(sequences, args.items))
+        save_s = time.perf_counter() - started
+        started = time.perf_counter()
+        version = export_saved_model(work / "model", work / "export", "sasrec", k=10)
+        export_s = time.perf_counter() - started
+        print(f"model directory {dir_mib(work / 'model'):.0f} MiB (saved in {save_s:.1f} s); SavedModel "
+              f"{dir_mib(version):.0f} MiB (exported in {export_s:.1f} s); peak RSS {peak_rss_mib():.0f} MiB")
+        loaded = tf.saved_model.load(str(version))
+        history = tf.constant([["", "item17", "item4242", "item99"]])
+        result = loaded.signatures["serving_default"](history=history)
+        print("one request:", [x.decode() for x in result["item_ids"].numpy()[0][:5]], "...")
+    print(f"final peak RSS {peak_rss_mib():.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
