@@ -17,7 +17,7 @@ import csv
 import json
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from sasrec_tf.config import SASRecConfig
 
@@ -63,12 +63,14 @@ def run_ablation(
     max_eval_users: int | None = None,
     out_dir: str | Path | None = None,
     verbose: int | str = 0,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Train and evaluate every variant on a :class:`~sasrec_tf.data.LeaveOneOutSplit`.
 
     Variants whose configuration equals an earlier one (``blocks_2`` when the base has 2 blocks,
     ``no_dropout`` when it has none) reuse that result instead of training again. With
-    ``out_dir``, the table files are rewritten after every variant.
+    ``out_dir``, the table files are rewritten after every variant; ``on_row`` is called with
+    each finished row (progress reporting).
 
     Returns one row per variant: ``variant``, ``paper_name``, ``changes``, ``epochs``, ``wall_s``,
     test ``full_hr@10`` / ``full_ndcg@10`` / ``sampled_hr@10`` / ``sampled_ndcg@10`` and the
@@ -104,6 +106,8 @@ def run_ablation(
         _add_relative_change(rows)
         if out_dir is not None:
             write_tables(rows, out_dir, base)
+        if on_row is not None:
+            on_row(row)
     return rows
 
 
@@ -174,7 +178,10 @@ def cmd_ablation(args: argparse.Namespace) -> int:
     print(f"data: {data.num_users} users, {data.num_items} items; variants: {', '.join(args.variants)}")
     rows = run_ablation(split, data.num_items, base, args.variants, num_users=data.num_users,
                         eval_every=train["eval_every"], patience=train["patience"],
-                        max_eval_users=train["max_eval_users"], out_dir=args.out, verbose=0)
+                        max_eval_users=train["max_eval_users"], out_dir=args.out, verbose=0,
+                        on_row=lambda row: print(
+                            f"  {row['variant']}: test full NDCG@10 {row['full_ndcg@10']} "
+                            f"({row['epochs']} epochs, {row['wall_s']} s)", flush=True))
     print(format_markdown(rows))
     print(f"wrote {Path(args.out) / 'ablation.md'} and {Path(args.out) / 'ablation.csv'}")
     return 0

@@ -110,6 +110,7 @@ def plot_attention(maps: AttentionMaps, path: str | Path, *, last: int | None = 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     width = maps.weights.shape[-1]
     shown = width if last is None else max(1, min(int(last), width))
@@ -123,6 +124,8 @@ def plot_attention(maps: AttentionMaps, path: str | Path, *, last: int | None = 
                             origin="upper", interpolation="nearest",
                             extent=(offset - 0.5, width - 0.5, width - 0.5, offset - 0.5))
         axis.set_title(f"layer {layer + 1}")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.yaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_xlabel("key position")
         if layer == 0:
             axis.set_ylabel(f"query position ({width - 1} = most recent)")

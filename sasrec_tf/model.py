@@ -155,7 +155,8 @@ class SASRec(keras.Model):
         self._count_targets = self._uses_item_counts
         self.target_counts = (
             self.add_weight(name="target_counts", shape=(self.num_items + 1,), initializer="ones",
-                            trainable=False, dtype=tf.float32)
+                            trainable=False, dtype=tf.float32,
+                            aggregation=tf.VariableAggregation.SUM)  # replicas' counts add up
             if self._uses_item_counts
             else None
         )
@@ -218,7 +219,11 @@ class SASRec(keras.Model):
             negatives = self._sample_popular_negatives(targets, training)
             negative_mask = tf.not_equal(negatives, targets[:, tf.newaxis])
         if training and self._count_targets:
-            self.target_counts.scatter_add(tf.IndexedSlices(tf.ones_like(targets, tf.float32), targets))
+            # Dense add (not scatter): sums correctly across replicas under tf.distribute.
+            self.target_counts.assign_add(
+                tf.math.bincount(targets, minlength=self.num_items + 1, maxlength=self.num_items + 1,
+                                 dtype=tf.float32)
+            )
 
         positive_embeddings = self._output_embedding(targets)
         positive_logits = tf.reduce_sum(queries * positive_embeddings, axis=-1)

@@ -46,7 +46,7 @@ def test_command_runs_all_table_iv_variants_by_default():
 
 def test_ablation_command_trains_variants_and_writes_markdown_and_csv(log_csv, tmp_path, capsys):
     out = tmp_path / "ablation"
-    variants = ["default", "blocks_0", "blocks_2", "no_positional_embedding", "multi_head"]
+    variants = ["default", "blocks_0", "blocks_2", "multi_head"]
     assert main(["ablation", "--data", str(log_csv), "--format", "csv", "--out", str(out), "--epochs", "1",
                  "--eval-every", "1", "--variants", *variants,
                  "--set", "max_len=8", "--set", "hidden_units=8", "--set", "batch_size=64"]) == 0
