@@ -43,6 +43,8 @@ OBJECTIVES: dict[str, dict[str, Any]] = {
                                "negative_sampling": "popularity", "logq_correction": True},
     "inbatch_softmax": {"loss": "inbatch_softmax", "logq_correction": True},
     "full_softmax": {"loss": "full_softmax"},
+    # pipelines/recommended.json's changes to the paper's Amazon recipe
+    "recommended": {"loss": "inbatch_softmax", "logq_correction": True, "batch_size": 256, "hidden_units": 64},
 }
 COLUMNS = ("dataset", "objective", "epochs", "best_epoch", "stopped", "wall_s", "s_per_epoch",
            "full_hr@10", "full_ndcg@10", "sampled_hr@10", "sampled_ndcg@10", "valid_full_ndcg@10", "config")
