@@ -54,14 +54,19 @@ class PositionalEmbedding(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class PointWiseFeedForward(keras.layers.Layer):
-    """Two position-wise dense layers (ReLU between) with dropout, as the paper's FFN."""
+    """Two position-wise dense layers with dropout: ``d -> inner_units -> d``.
 
-    def __init__(self, hidden_units: int, dropout_rate: float = 0.0, activation="relu", **kwargs):
+    The paper's FFN is ``inner_units = d`` (the default) with ReLU between.
+    """
+
+    def __init__(self, hidden_units: int, dropout_rate: float = 0.0, activation="relu", inner_units=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.hidden_units = int(hidden_units)
+        self.inner_units = int(inner_units) if inner_units is not None else self.hidden_units
         self.dropout_rate = float(dropout_rate)
         self.activation = keras.activations.get(activation)
-        self.inner = keras.layers.Dense(self.hidden_units, activation=self.activation, name="inner")
+        self.inner = keras.layers.Dense(self.inner_units, activation=self.activation, name="inner")
         self.outer = keras.layers.Dense(self.hidden_units, name="outer")
         self.dropout = keras.layers.Dropout(self.dropout_rate)
 
@@ -73,6 +78,7 @@ class PointWiseFeedForward(keras.layers.Layer):
         return {
             **super().get_config(),
             "hidden_units": self.hidden_units,
+            "inner_units": self.inner_units,
             "dropout_rate": self.dropout_rate,
             "activation": keras.activations.serialize(self.activation),
         }
@@ -98,6 +104,8 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
         layer_norm: str = "original",
         use_residual: bool = True,
         layer_norm_epsilon: float = 1e-8,
+        ffn_units: int | None = None,
+        ffn_activation: str = "relu",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -111,6 +119,8 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
         self.layer_norm = layer_norm
         self.use_residual = bool(use_residual)
         self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.ffn_units = int(ffn_units) if ffn_units is not None else None
+        self.ffn_activation = ffn_activation
 
         self.attention = keras.layers.MultiHeadAttention(
             num_heads=self.num_heads,
@@ -119,7 +129,10 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
             name="attention",
         )
         self.attention_dropout = keras.layers.Dropout(self.dropout_rate)
-        self.feed_forward = PointWiseFeedForward(self.hidden_units, self.dropout_rate, name="feed_forward")
+        self.feed_forward = PointWiseFeedForward(
+            self.hidden_units, self.dropout_rate, activation=self.ffn_activation, inner_units=self.ffn_units,
+            name="feed_forward",
+        )
         self.attention_norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, name="attention_norm")
         self.feed_forward_norm = keras.layers.LayerNormalization(
             epsilon=self.layer_norm_epsilon, name="feed_forward_norm"
@@ -166,6 +179,8 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
             "layer_norm": self.layer_norm,
             "use_residual": self.use_residual,
             "layer_norm_epsilon": self.layer_norm_epsilon,
+            "ffn_units": self.ffn_units,
+            "ffn_activation": self.ffn_activation,
         }
 
 
@@ -197,6 +212,8 @@ class SASRecEncoder(keras.layers.Layer):
         use_residual: bool = True,
         use_positional_embedding: bool = True,
         layer_norm_epsilon: float = 1e-8,
+        ffn_units: int | None = None,
+        ffn_activation: str = "relu",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -211,6 +228,8 @@ class SASRecEncoder(keras.layers.Layer):
         self.use_residual = bool(use_residual)
         self.use_positional_embedding = bool(use_positional_embedding)
         self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.ffn_units = int(ffn_units) if ffn_units is not None else None
+        self.ffn_activation = ffn_activation
 
         self.positional_embedding = (
             PositionalEmbedding(self.max_len, name="positional_embedding") if self.use_positional_embedding else None
@@ -224,6 +243,8 @@ class SASRecEncoder(keras.layers.Layer):
                 layer_norm=self.layer_norm,
                 use_residual=self.use_residual,
                 layer_norm_epsilon=self.layer_norm_epsilon,
+                ffn_units=self.ffn_units,
+                ffn_activation=self.ffn_activation,
                 name=f"block_{i}",
             )
             for i in range(self.num_blocks)
@@ -267,4 +288,6 @@ class SASRecEncoder(keras.layers.Layer):
             "use_residual": self.use_residual,
             "use_positional_embedding": self.use_positional_embedding,
             "layer_norm_epsilon": self.layer_norm_epsilon,
+            "ffn_units": self.ffn_units,
+            "ffn_activation": self.ffn_activation,
         }

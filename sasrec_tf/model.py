@@ -67,6 +67,8 @@ class SASRec(keras.Model):
             layer_norm=config.layer_norm,
             use_residual=config.use_residual,
             use_positional_embedding=config.use_positional_embedding,
+            ffn_units=config.ffn_units,
+            ffn_activation=config.ffn_activation,
             name="encoder",
         )
         self._embedding_scale = math.sqrt(d)

@@ -40,6 +40,7 @@ ARCHITECTURES = [
     dict(num_blocks=0),
     dict(num_heads=1, num_blocks=3),
     dict(use_user_embedding=True),
+    dict(ffn_units=64, ffn_activation="gelu"),
 ]
 
 
@@ -155,7 +156,7 @@ def test_every_ablation_builds_and_trains_with_fit(overrides):
 
 
 def test_save_and_reload_gives_identical_predictions(tmp_path):
-    model = make_model(layer_norm="pre", share_item_embedding=False)
+    model = make_model(layer_norm="pre", share_item_embedding=False, ffn_units=48, ffn_activation="gelu")
     batch = tf.constant([[0, 0, 0, 0, 0, 3, 1, 4, 1, 5, 9, 2]])
     expected = model(batch, training=False).numpy()
     path = tmp_path / "model.keras"
@@ -184,7 +185,8 @@ def test_config_json_round_trip_and_unknown_keys_rejected(tmp_path):
 
 
 @pytest.mark.parametrize("bad", [dict(hidden_units=50, num_heads=3), dict(layer_norm="middle"),
-                                 dict(dropout_rate=1.0), dict(num_blocks=-1), dict(max_len=0)])
+                                 dict(dropout_rate=1.0), dict(num_blocks=-1), dict(max_len=0),
+                                 dict(ffn_units=0), dict(ffn_units=True), dict(ffn_activation="swish")])
 def test_invalid_config_is_rejected_with_the_field_named(bad):
     with pytest.raises(ValueError):
         SASRecConfig(**bad)
@@ -202,8 +204,22 @@ def test_model_rejects_float_inputs_and_missing_user_ids():
 def test_layers_are_serializable_with_complete_configs():
     for layer in [sasrec_tf.layers.PositionalEmbedding(7),
                   sasrec_tf.layers.CausalSelfAttentionBlock(16, num_heads=2, dropout_rate=0.1, layer_norm="post"),
-                  sasrec_tf.layers.SASRecEncoder(7, 16, num_blocks=3, use_positional_embedding=False)]:
+                  sasrec_tf.layers.SASRecEncoder(7, 16, num_blocks=3, use_positional_embedding=False),
+                  sasrec_tf.layers.SASRecEncoder(7, 16, num_blocks=1, ffn_units=64, ffn_activation="gelu")]:
         clone = type(layer).from_config(layer.get_config())
         assert clone.get_config() == layer.get_config()
         assert keras.saving.get_registered_object(
             keras.saving.get_registered_name(type(layer))) is type(layer)
+
+
+def test_feed_forward_width_and_activation_are_configurable():
+    paper = make_model()
+    wide = make_model(ffn_units=64, ffn_activation="gelu")
+    paper_ffn = paper.encoder.blocks[0].feed_forward
+    wide_ffn = wide.encoder.blocks[0].feed_forward
+    assert paper_ffn.inner.kernel.shape == (paper.config.hidden_units, paper.config.hidden_units)
+    assert wide_ffn.inner.kernel.shape == (wide.config.hidden_units, 64)
+    assert wide_ffn.outer.kernel.shape == (64, wide.config.hidden_units)
+    x = tf.constant([[-1.0, 0.5]])
+    np.testing.assert_allclose(wide_ffn.activation(x), tf.nn.gelu(x), atol=1e-6)
+    np.testing.assert_allclose(paper_ffn.activation(x), tf.nn.relu(x))
