@@ -33,8 +33,9 @@ class SASRecConfig:
       * ``"gbce"`` -- gSASRec's calibrated gBCE (Petrov & Macdonald 2023) with ``gbce_t``;
       * ``"sampled_softmax"`` -- softmax cross-entropy over the positive and k negatives, with
         ``negative_sampling`` ``"uniform"`` or ``"popularity"`` and optional ``logq_correction``;
-      * ``"inbatch_softmax"`` -- tensorflow-recommenders' ``Retrieval`` task: every real position
-        of the batch is a query, the other positions' target items its negatives;
+      * ``"inbatch_softmax"`` -- the loss of tensorflow-recommenders' ``Retrieval`` task: every real
+        position of the batch is a query, the other positions' target items its negatives
+        (accidental hits removed), computed over the batch's distinct items;
       * ``"full_softmax"`` -- cross-entropy over the whole catalogue (Klenitskiy & Vasilev 2023).
 
     ``layer_norm`` places LayerNorm inside each block:

@@ -141,16 +141,6 @@ class SASRec(keras.Model):
         self._gbce_beta = (
             losses.gbce_beta(config.num_negatives, self.num_items, config.gbce_t) if config.loss == "gbce" else None
         )
-        self._retrieval = None
-        if config.loss == "inbatch_softmax":
-            from sasrec_tf._compat import import_tfrs
-
-            tfrs = import_tfrs()
-            self._retrieval = tfrs.tasks.Retrieval(
-                loss=keras.losses.CategoricalCrossentropy(from_logits=True, reduction=keras.losses.Reduction.SUM),
-                remove_accidental_hits=True,
-                name="inbatch_retrieval",
-            )
         # Popularity sampling and log-q correction need item frequencies: counted online from the
         # training targets (ones to start: add-one smoothing), or set with ``set_item_counts``.
         self._uses_item_counts = config.negative_sampling == "popularity" or config.logq_correction
@@ -248,9 +238,7 @@ class SASRec(keras.Model):
             probabilities = None
             if config.logq_correction:
                 probabilities = tf.exp(tf.gather(self._log_sampling_probabilities(), targets))
-            loss = losses.inbatch_softmax_crossentropy(
-                self._retrieval, queries, positive_embeddings, targets, probabilities
-            )
+            loss = losses.inbatch_softmax_crossentropy(queries, positive_embeddings, targets, probabilities)
         else:  # full_softmax
             logits = tf.matmul(queries, self.item_embeddings(), transpose_b=True)  # [M, N + 1]
             loss = losses.full_softmax_crossentropy(logits, targets)

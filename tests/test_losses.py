@@ -109,23 +109,48 @@ def _retrieval_task():
         remove_accidental_hits=True)
 
 
-def test_inbatch_softmax_uses_tfrs_retrieval_and_removes_accidental_hits():
+def test_inbatch_softmax_removes_accidental_hits_and_corrects_log_q():
     queries = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], np.float32)
-    candidates = np.array([[2.0, 0.0], [0.0, 1.0], [1.0, -1.0]], np.float32)
+    candidates = np.array([[2.0, 0.0], [0.0, 1.0], [2.0, 0.0]], np.float32)
     ids = np.array([5, 7, 5])  # rows 0 and 2 share their positive item: not each other's negative
     scores = queries @ candidates.T
     allowed = np.array([[1, 1, 0], [1, 1, 1], [0, 1, 1]], bool)
     expected = np.mean([-scores[i, i] + np.log(np.exp(scores[i][allowed[i]]).sum()) for i in range(3)])
-    got = losses.inbatch_softmax_crossentropy(_retrieval_task(), tf.constant(queries), tf.constant(candidates),
+    got = losses.inbatch_softmax_crossentropy(tf.constant(queries), tf.constant(candidates),
                                               tf.constant(ids)).numpy()
     assert got == pytest.approx(expected, rel=1e-5)
     # Sampling-probability correction: logits of candidate j become s_ij - log p_j.
     p = np.array([0.5, 0.1, 0.5], np.float32)
     corrected = scores - np.log(p)[None, :]
     expected_q = np.mean([-corrected[i, i] + np.log(np.exp(corrected[i][allowed[i]]).sum()) for i in range(3)])
-    got_q = losses.inbatch_softmax_crossentropy(_retrieval_task(), tf.constant(queries), tf.constant(candidates),
+    got_q = losses.inbatch_softmax_crossentropy(tf.constant(queries), tf.constant(candidates),
                                                 tf.constant(ids), tf.constant(p)).numpy()
     assert got_q == pytest.approx(expected_q, rel=1e-5)
+
+
+@pytest.mark.parametrize("logq", [False, True])
+def test_inbatch_softmax_equals_tfrs_retrieval_in_value_and_gradients(logq):
+    # Many repeated items, as in real batches: the distinct-item form must give TFRS's numbers.
+    rng = np.random.default_rng(3)
+    table = tf.Variable(rng.normal(size=(9, 4)).astype(np.float32))
+    queries = tf.Variable(rng.normal(size=(40, 4)).astype(np.float32))
+    ids = tf.constant(rng.choice(np.arange(1, 9), size=40, p=[.4, .2, .1, .1, .08, .06, .04, .02]))
+    q = tf.constant(rng.uniform(0.01, 0.5, size=9).astype(np.float32)) if logq else None
+
+    def run(loss_fn):
+        with tf.GradientTape() as tape:
+            candidates = tf.gather(table, ids)
+            probability = None if q is None else tf.gather(q, ids)
+            loss = loss_fn(queries, candidates, probability)
+        return loss.numpy(), [tf.convert_to_tensor(g).numpy() for g in tape.gradient(loss, [queries, table])]
+
+    task = _retrieval_task()
+    expected, expected_grads = run(lambda qs, cs, p: task(qs, cs, candidate_ids=ids, candidate_sampling_probability=p,
+                                                          compute_metrics=False, compute_batch_metrics=False) / 40)
+    got, got_grads = run(lambda qs, cs, p: losses.inbatch_softmax_crossentropy(qs, cs, ids, p))
+    assert got == pytest.approx(expected, rel=1e-5)
+    for g, e in zip(got_grads, expected_grads):
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-6)
 
 
 # ------------------------------------------------------------------------------------ in the model
@@ -174,7 +199,7 @@ def real_positions(model, batch):
 
 def test_default_objective_is_the_papers_bce_unchanged_and_adds_no_state():
     model = make_model()
-    assert model.target_counts is None and model._retrieval is None
+    assert model.target_counts is None
     assert len(model.weights) == len(make_model(loss="bce").weights)
     batch = model_batch(1)
     hidden = model(batch["item_ids"], training=False)
