@@ -71,6 +71,7 @@ class SASRecConfig:
     ffn_activation: str = "relu"  # "relu" (the paper) or "gelu" (BERT4Rec and most later models)
     # Training.
     learning_rate: float = 1e-3
+    weight_decay: float = 0.0  # > 0: AdamW's decoupled weight decay (not on biases or LayerNorm)
     batch_size: int = 128
     epochs: int = 200
     num_negatives: int = 1
@@ -100,6 +101,9 @@ class SASRecConfig:
             raise ValueError(f"SASRecConfig.dropout_rate must be in [0, 1), got {self.dropout_rate!r}")
         if self.l2_emb < 0 or self.learning_rate <= 0:
             raise ValueError("SASRecConfig.l2_emb must be >= 0 and learning_rate > 0")
+        if isinstance(self.weight_decay, bool) or not isinstance(self.weight_decay, (int, float)) \
+                or not 0.0 <= self.weight_decay < 1.0:
+            raise ValueError(f"SASRecConfig.weight_decay must be a number in [0, 1), got {self.weight_decay!r}")
         if self.hidden_units % self.num_heads:
             raise ValueError(
                 f"SASRecConfig.hidden_units ({self.hidden_units}) must be divisible by "

@@ -21,8 +21,22 @@ from sasrec_tf.model import SASRec
 logger = logging.getLogger(__name__)
 
 
+# Variables that decoupled weight decay leaves alone: biases and LayerNorm scales and offsets.
+_NO_WEIGHT_DECAY = ["bias", "gamma", "beta"]
+
+
 def make_optimizer(config: SASRecConfig) -> keras.optimizers.Optimizer:
-    """Adam with the reference implementation's ``beta_2 = 0.98``."""
+    """Adam with the reference implementation's ``beta_2 = 0.98``.
+
+    With ``config.weight_decay > 0`` it is AdamW (decoupled weight decay, Loshchilov & Hutter)
+    applied to kernels and embeddings, not to biases or LayerNorm parameters.
+    """
+    if config.weight_decay:
+        optimizer = keras.optimizers.AdamW(
+            learning_rate=config.learning_rate, weight_decay=config.weight_decay, beta_2=0.98
+        )
+        optimizer.exclude_from_weight_decay(var_names=_NO_WEIGHT_DECAY)
+        return optimizer
     return keras.optimizers.Adam(learning_rate=config.learning_rate, beta_2=0.98)
 
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from sasrec_tf import SASRecConfig, training
 from sasrec_tf._compat import keras
@@ -70,3 +71,31 @@ def test_validation_metrics_drive_early_stopping_and_best_weights(split):
     scores = history.history["val_ndcg@10"]
     final = evaluate_full(model, split.valid_inputs, split.valid_targets, ks=(10,))["ndcg@10"]
     assert final == pytest.approx(max(scores), abs=1e-6)
+
+
+def test_weight_decay_is_decoupled_and_spares_biases_and_layer_norm(split):
+    from sasrec_tf.data.pipeline import training_dataset
+
+    base = SASRecConfig(**{**SMALL, "dropout_rate": 0.0}, learning_rate=0.01)
+    batch = next(iter(training_dataset(split.train, split.num_items, base.max_len, base.batch_size, seed=5)))
+
+    def one_step(config):
+        model = training.build_model(config, split.num_items)
+        before = {w.name: w.numpy().copy() for w in model.trainable_weights}
+        model.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0)
+        return before, {w.name: w.numpy() for w in model.trainable_weights}
+
+    before, plain = one_step(base)
+    _, decayed = one_step(base.replace(weight_decay=0.5))
+    assert isinstance(training.make_optimizer(base.replace(weight_decay=0.5)), keras.optimizers.AdamW)
+    checked = set()
+    for name, value in decayed.items():
+        if any(part in name for part in ("bias", "gamma", "beta")):
+            np.testing.assert_allclose(value, plain[name], atol=1e-7)
+            checked.add("spared")
+        else:  # first step: same Adam update, plus w -= lr * wd * w
+            np.testing.assert_allclose(value, plain[name] - 0.01 * 0.5 * before[name], atol=1e-6)
+            checked.add("decayed")
+    assert checked == {"spared", "decayed"}
+    with pytest.raises(ValueError, match="weight_decay"):
+        SASRecConfig(weight_decay=-0.1)
