@@ -5,7 +5,8 @@ every ``--eval-every`` epochs, early stopping after ``--patience`` evaluations w
 best weights restored, optional wall-time limit) and then evaluated on the **test** split for all
 users: full ranking (history excluded) and the paper's 100 sampled negatives. One table is printed
 and written as ``quality.csv`` and ``quality.md`` in ``--out`` (rows are appended as runs finish,
-so an interrupted benchmark keeps what it measured).
+so an interrupted benchmark keeps what it measured, and a second invocation with the same
+``--out`` adds to the table instead of replacing it).
 
 Examples (data never lives in the repository; pass its path)::
 
@@ -144,6 +145,23 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def read_rows(out: Path) -> list[dict[str, Any]]:
+    """Rows an earlier invocation wrote to ``out/quality.csv`` (metrics back as floats)."""
+    path = out / "quality.csv"
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if tuple(reader.fieldnames or ()) != COLUMNS:
+            raise SystemExit(f"{path} has columns {reader.fieldnames}, not this benchmark's; use another --out")
+        rows = list(reader)
+    for row in rows:
+        for column in COLUMNS:
+            if "@" in column or column in ("wall_s", "s_per_epoch"):
+                row[column] = float(row[column])
+    return rows
+
+
 def write_outputs(out: Path, rows: list[dict[str, Any]]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "quality.csv", "w", newline="", encoding="utf-8") as handle:
@@ -197,8 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs:
         base["epochs"] = args.epochs
 
-    rows: list[dict[str, Any]] = []
     out = Path(args.out)
+    rows = read_rows(out)
     for name, path, fmt in datasets:
         data = load_dataset(path, fmt)
         split = leave_one_out(data)
