@@ -141,7 +141,16 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
     def _residual(self, inputs, outputs):
         return inputs + outputs if self.use_residual else outputs
 
-    def call(self, inputs, attention_mask, padding_mask, training=None, return_attention_scores=False):
+    def call(self, inputs, attention_mask, padding_mask, training=None, return_attention_scores=False,
+             last_only=False):
+        """With ``last_only``, only the last position is computed (queries ``[B, 1, d]`` against all
+        keys): the output is ``[B, 1, d]``, equal to the last row of the full output."""
+        if last_only:
+            queries = inputs[:, -1:, :]
+            attention_mask, padding_mask = attention_mask[:, -1:, :], padding_mask[:, -1:]
+        else:
+            queries = inputs
+
         def attend(query, value):
             out, scores = self.attention(
                 query, value, attention_mask=attention_mask, training=training, return_attention_scores=True
@@ -150,19 +159,19 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
 
         if self.layer_norm == "original":
             # Reference code: Q = LN(x); keys/values = x; residual adds the normalised query.
-            query = self.attention_norm(inputs)
+            query = self.attention_norm(queries)
             attended, scores = attend(query, inputs)
             hidden = self._residual(query, attended)
             hidden = self.feed_forward_norm(hidden)
             outputs = self._residual(hidden, self.feed_forward(hidden, training=training))
         elif self.layer_norm == "pre":
             normed = self.attention_norm(inputs)
-            attended, scores = attend(normed, normed)
-            hidden = self._residual(inputs, attended)
+            attended, scores = attend(normed[:, -1:, :] if last_only else normed, normed)
+            hidden = self._residual(queries, attended)
             outputs = self._residual(hidden, self.feed_forward(self.feed_forward_norm(hidden), training=training))
         else:  # post
-            attended, scores = attend(inputs, inputs)
-            hidden = self.attention_norm(self._residual(inputs, attended))
+            attended, scores = attend(queries, inputs)
+            hidden = self.attention_norm(self._residual(queries, attended))
             outputs = self.feed_forward_norm(self._residual(hidden, self.feed_forward(hidden, training=training)))
 
         outputs = outputs * tf.cast(padding_mask, outputs.dtype)[..., tf.newaxis]
@@ -254,7 +263,12 @@ class SASRecEncoder(keras.layers.Layer):
             keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, name="final_norm") if final_norm else None
         )
 
-    def call(self, inputs, padding_mask, training=None, return_attention_scores=False):
+    def call(self, inputs, padding_mask, training=None, return_attention_scores=False, last_only=False):
+        """``[B, T, d]`` representations, or with ``last_only`` only the last position's ``[B, 1, d]``
+        (the query that scores the next item): earlier blocks still see every position, the last
+        block and the final LayerNorm compute one row, about a third less work for 2 blocks."""
+        if last_only and return_attention_scores:
+            raise ValueError("return_attention_scores needs every position; it cannot be combined with last_only")
         mask = tf.cast(padding_mask, inputs.dtype)[..., tf.newaxis]
         hidden = inputs
         if self.positional_embedding is not None:
@@ -262,14 +276,17 @@ class SASRecEncoder(keras.layers.Layer):
         hidden = self.embedding_dropout(hidden, training=training) * mask
         attention_mask = causal_attention_mask(padding_mask)
         all_scores = []
-        for block in self.blocks:
+        for index, block in enumerate(self.blocks):
             if return_attention_scores:
                 hidden, scores = block(
                     hidden, attention_mask, padding_mask, training=training, return_attention_scores=True
                 )
                 all_scores.append(scores)
             else:
-                hidden = block(hidden, attention_mask, padding_mask, training=training)
+                last = last_only and index == len(self.blocks) - 1
+                hidden = block(hidden, attention_mask, padding_mask, training=training, last_only=last)
+        if last_only:
+            hidden, mask = hidden[:, -1:, :], mask[:, -1:, :]  # no-op after a last-only block
         if self.final_norm is not None:
             hidden = self.final_norm(hidden) * mask
         if return_attention_scores:

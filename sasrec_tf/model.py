@@ -101,15 +101,21 @@ class SASRec(keras.Model):
         return item_ids, user_ids
 
     def call(self, inputs, training=None, return_attention_scores=False):
+        return self._encode(inputs, training=training, return_attention_scores=return_attention_scores)
+
+    def _encode(self, inputs, training=None, return_attention_scores=False, last_only=False):
         item_ids, user_ids = self._split_inputs(inputs)
         if not item_ids.dtype.is_integer:
             raise TypeError(f"item_ids must be an integer tensor, got {item_ids.dtype}")
         padding_mask = tf.not_equal(item_ids, 0)
         embedded = self.item_embedding(item_ids) * self._embedding_scale
         result = self.encoder(
-            embedded, padding_mask, training=training, return_attention_scores=return_attention_scores
+            embedded, padding_mask, training=training, return_attention_scores=return_attention_scores,
+            last_only=last_only,
         )
         hidden, scores = result if return_attention_scores else (result, None)
+        if last_only:
+            padding_mask = padding_mask[:, -1:]
         if self.user_embedding is not None:
             hidden = hidden + self.user_embedding(user_ids)[:, tf.newaxis, :] * tf.cast(
                 padding_mask, hidden.dtype
@@ -127,9 +133,12 @@ class SASRec(keras.Model):
         return (self.output_item_embedding or self.item_embedding)(item_ids)
 
     def query_embeddings(self, item_ids, user_ids=None) -> tf.Tensor:
-        """Representation ``[B, d]`` at the last position: the query that scores the next item."""
+        """Representation ``[B, d]`` at the last position: the query that scores the next item.
+
+        Equal to ``model(item_ids)[:, -1, :]``, but the last block computes only that position.
+        """
         inputs = {"item_ids": item_ids, "user_ids": user_ids} if self.uses_user_embedding else item_ids
-        return self(inputs, training=False)[:, -1, :]
+        return self._encode(inputs, training=False, last_only=True)[:, -1, :]
 
     def score_items(self, representations, item_ids) -> tf.Tensor:
         """``r = F · M_i``: ``representations [..., d]`` against ``item_ids [..., K]`` → ``[..., K]``."""

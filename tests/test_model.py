@@ -223,3 +223,18 @@ def test_feed_forward_width_and_activation_are_configurable():
     x = tf.constant([[-1.0, 0.5]])
     np.testing.assert_allclose(wide_ffn.activation(x), tf.nn.gelu(x), atol=1e-6)
     np.testing.assert_allclose(paper_ffn.activation(x), tf.nn.relu(x))
+
+
+@pytest.mark.parametrize("overrides", ARCHITECTURES, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_query_embeddings_compute_only_the_last_position_with_the_same_result(overrides):
+    model = make_model(**overrides)
+    batch = np.array([[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7],
+                      [0, 0, 0, 0, 0, 3, 1, 4, 1, 5, 9, 2],
+                      [6, 5, 3, 5, 8, 9, 7, 9, 3, 2, 3, 8]])
+    user_ids = tf.constant([1, 2, 3], tf.int32) if model.uses_user_embedding else None
+    full = call(model, batch, user_ids)[:, -1, :]
+    queries = model.query_embeddings(tf.constant(batch, tf.int32), user_ids).numpy()
+    assert queries.shape == full.shape
+    np.testing.assert_allclose(queries, full, atol=1e-5)
+    with pytest.raises(ValueError, match="last_only"):
+        model.encoder(tf.zeros((1, 12, 16)), tf.ones((1, 12), tf.bool), return_attention_scores=True, last_only=True)
