@@ -24,9 +24,11 @@ class SASRec(keras.Model):
     ``M`` is the item embedding (shared with the input by default).
 
     ``fit`` expects batches ``{"item_ids", "positives" [B, T], "negatives" [B, T, K]}`` (plus
-    ``"user_ids"``), as made by :func:`sasrec_tf.data.training_dataset`; the loss is
-    ``config.loss`` (default: the paper's binary cross-entropy on sampled negatives; see
-    :mod:`sasrec_tf.losses`), masked at padding, plus the embeddings' L2 term.
+    ``"user_ids"``, and ``"expected_targets" [B]``), as made by
+    :func:`sasrec_tf.data.training_dataset`; the loss is ``config.loss`` (default: the paper's
+    binary cross-entropy on sampled negatives; see :mod:`sasrec_tf.losses`), masked at padding,
+    summed over the batch's target positions and divided by ``sum(expected_targets)`` (without
+    that key: averaged over the batch's own positions), plus the embeddings' L2 term.
     """
 
     def __init__(self, config: SASRecConfig, num_items: int, num_users: int = 0, **kwargs):
@@ -205,8 +207,20 @@ class SASRec(keras.Model):
             mask = tf.not_equal(positives, 0)
             loss = losses.sampled_binary_crossentropy(positive_logits, negative_logits, mask)
             accuracy = losses.pairwise_accuracy(positive_logits, negative_logits, mask)
-            return loss, accuracy
-        return self._objective_loss(hidden, positives, negatives, training)
+        else:
+            loss, accuracy = self._objective_loss(hidden, positives, negatives, training)
+        if "expected_targets" in data:
+            loss = self._renormalize(loss, positives, data["expected_targets"])
+        return loss, accuracy
+
+    @staticmethod
+    def _renormalize(mean_loss, positives, expected_targets):
+        """The batch's mean over its own target positions → its sum over them divided by the
+        number of targets that this many windows hold on average (``expected_targets`` is that
+        mean per row, from the pipeline). Every position then weighs the same in whichever batch
+        it lands, so length-bucketed batches optimise the same objective as random ones."""
+        count = tf.reduce_sum(tf.cast(tf.not_equal(positives, 0), mean_loss.dtype))
+        return mean_loss * count / tf.reduce_sum(tf.cast(expected_targets, mean_loss.dtype))
 
     def _objective_loss(self, hidden, positives, negatives, training):
         """Every other objective, on the ``M`` real target positions gathered from the batch."""

@@ -238,3 +238,36 @@ def test_query_embeddings_compute_only_the_last_position_with_the_same_result(ov
     np.testing.assert_allclose(queries, full, atol=1e-5)
     with pytest.raises(ValueError, match="last_only"):
         model.encoder(tf.zeros((1, 12, 16)), tf.ones((1, 12), tf.bool), return_attention_scores=True, last_only=True)
+
+
+def test_a_target_position_weighs_the_same_in_a_batch_of_short_histories_as_in_one_of_long_ones():
+    # Length bucketing puts short histories together; averaging each batch over its own positions
+    # would give each of their positions 10x the weight of one in the long batch below.
+    model = make_model()
+    rng = np.random.default_rng(0)
+    long_ids = rng.integers(1, NUM_ITEMS + 1, size=(2, 11))
+    short_ids = np.zeros((2, 11), np.int64)
+    short_ids[:, -2:] = rng.integers(1, NUM_ITEMS + 1, size=(2, 2))
+
+    def batch(ids):
+        ids = tf.constant(ids, tf.int32)
+        return {"item_ids": ids[:, :-1], "positives": ids[:, 1:],
+                "negatives": tf.fill(tf.concat([tf.shape(ids[:, 1:]), [1]], 0), 7),
+                "expected_targets": tf.fill([ids.shape[0]], 5.5)}  # (10 + 10 + 1 + 1) / 4 windows
+
+    def summed_position_losses(b):
+        hidden = model(b["item_ids"], training=False)
+        positive = tf.reduce_sum(hidden * model.item_embedding(b["positives"]), -1)
+        negative = model.score_items(hidden, b["negatives"])[..., 0]
+        per_position = tf.nn.softplus(-positive) + tf.nn.softplus(negative)
+        return float(tf.reduce_sum(tf.where(b["positives"] != 0, per_position, 0.0)))
+
+    long_batch, short_batch = batch(long_ids), batch(short_ids)
+    both = batch(np.concatenate([long_ids, short_ids]))
+    for b in (long_batch, short_batch, both):
+        loss, _ = model._forward_loss(b, training=False)
+        assert float(loss) == pytest.approx(summed_position_losses(b) / float(tf.reduce_sum(b["expected_targets"])),
+                                            rel=1e-5)
+    # Two half batches cut by length carry the same total weight as the one mixed batch.
+    halves = sum(float(model._forward_loss(b, training=False)[0]) for b in (long_batch, short_batch))
+    assert halves == pytest.approx(2 * float(model._forward_loss(both, training=False)[0]), rel=1e-5)

@@ -148,3 +148,16 @@ def test_length_buckets_cut_batches_to_their_longest_window_without_changing_any
         assert (b["item_ids"][:, -1] > 0).all()
         assert (b["item_ids"][:, 0] > 0).any(), "each batch is as wide as its longest window, no wider"
         assert not (b["negatives"] == b["positives"][..., None]).any()
+
+
+@pytest.mark.parametrize("windows", ["last", "all"])
+@pytest.mark.parametrize("bucket", [False, True], ids=["random-batches", "bucketed"])
+def test_every_batch_carries_the_mean_number_of_targets_per_window_of_the_whole_dataset(bucket, windows):
+    # The loss normaliser: the same constant in every row of every batch, however batches are cut.
+    batches = list(training_dataset(sequences_fixture(), NUM_ITEMS, 8, batch_size=7, windows=windows,
+                                    bucket_by_length=bucket, seed=1).as_numpy_iterator())
+    targets = sum(int((b["positives"] != 0).sum()) for b in batches)
+    windows_seen = sum(len(b["user_ids"]) for b in batches)
+    for b in batches:
+        assert b["expected_targets"].dtype == np.float32 and b["expected_targets"].shape == b["user_ids"].shape
+        np.testing.assert_allclose(b["expected_targets"], targets / windows_seen, rtol=1e-6)

@@ -87,7 +87,7 @@ def test_reader_yields_the_same_batches_as_the_in_memory_pipeline(data, shard_di
                                                **options))
     assert len(actual) == len(expected)
     for mine, theirs in zip(actual, expected):
-        assert set(mine) == set(theirs) == {"item_ids", "positives", "negatives", "user_ids"}
+        assert set(mine) == set(theirs) == {"item_ids", "positives", "negatives", "user_ids", "expected_targets"}
         for key in theirs:
             assert mine[key].dtype == theirs[key].dtype and mine[key].shape == theirs[key].shape, key
             np.testing.assert_array_equal(mine[key], theirs[key], err_msg=key)

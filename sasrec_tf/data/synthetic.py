@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+LENGTH_DISTRIBUTIONS = ("geometric", "lognormal")
+_LOGNORMAL_SIGMA = 1.5
+
 
 def generate_interactions(
     num_users: int = 2000,
@@ -16,6 +19,7 @@ def generate_interactions(
     successors_per_item: int = 2,
     follow_probability: float = 0.7,
     popularity_exponent: float = 1.0,
+    length_distribution: str = "geometric",
     seed: int = 0,
 ) -> pd.DataFrame:
     """A log ``(user, item, timestamp)`` where the next item mostly depends on the current one.
@@ -26,20 +30,29 @@ def generate_interactions(
     can learn the transitions; a popularity ranking cannot, which is what the demo and the
     learning test rely on. Ids are strings (``"u12"``, ``"i345"``); rows come sorted by time
     across users, and about 5% of consecutive events share a timestamp, as in real logs.
+
+    ``length_distribution`` shapes the history lengths (``min_length`` plus a draw with mean
+    ``mean_length - min_length``, clipped at ``max_length``): ``"geometric"`` has a short tail;
+    ``"lognormal"`` (σ = 1.5) has the long tail of real logs: at ``mean_length`` 9.3 and
+    ``min_length`` 5 (the paper's Amazon Games shape) about 1% of users have 50 or more items.
     """
     if num_items < successors_per_item + 1:
         raise ValueError("num_items must exceed successors_per_item")
+    if length_distribution not in LENGTH_DISTRIBUTIONS:
+        raise ValueError(f"length_distribution must be one of {LENGTH_DISTRIBUTIONS}, got {length_distribution!r}")
     rng = np.random.default_rng(seed)
     popularity = 1.0 / np.arange(1, num_items + 1) ** popularity_exponent
     popularity = rng.permutation(popularity / popularity.sum())
     successors = np.stack(
         [rng.choice(num_items, size=successors_per_item, replace=False) for _ in range(num_items)]
     )
-    lengths = np.clip(
-        min_length + rng.geometric(1.0 / max(mean_length - min_length + 1, 1.0), size=num_users) - 1,
-        min_length,
-        max_length,
-    )
+    extra = max(mean_length - min_length, 0.0)
+    if length_distribution == "geometric":
+        draws = rng.geometric(1.0 / (extra + 1.0), size=num_users) - 1
+    else:
+        sigma = _LOGNORMAL_SIGMA
+        draws = np.rint(rng.lognormal(np.log(max(extra, 1e-3)) - sigma**2 / 2, sigma, size=num_users))
+    lengths = np.clip(min_length + draws.astype(np.int64), min_length, max_length)
     total = int(lengths.sum())
     follow = rng.random(total) < follow_probability
     fresh = rng.choice(num_items, size=total, p=popularity)

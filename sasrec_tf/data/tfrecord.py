@@ -225,6 +225,13 @@ def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
     return manifest
 
 
+def _histogram_train_lengths(histogram: Iterable[Sequence[int]], leave_one_out: bool) -> np.ndarray:
+    """The manifest's ``[[length, users], ...]`` expanded to one (training-part) length per user."""
+    pairs = np.asarray(list(histogram), dtype=np.int64).reshape(-1, 2)
+    lengths = np.repeat(pairs[:, 0], pairs[:, 1])
+    return _leave_one_out_train_lengths(lengths) if leave_one_out else lengths
+
+
 def _count_windows(histogram: Iterable[Sequence[int]], max_len: int, windows: str, leave_one_out: bool) -> int:
     total = 0
     for length, count in histogram:
@@ -415,6 +422,7 @@ def tfrecord_training_dataset(
     seed: int | None = 42,
     drop_remainder: bool = False,
     bucket_by_length: bool = False,
+    expected_targets: float | None = None,
     auto_shard: str = "data",
     input_context=None,
     compression: str | None = None,
@@ -429,6 +437,10 @@ def tfrecord_training_dataset(
       max_len, batch_size, num_negatives, windows, exclude_history, seed, drop_remainder,
         bucket_by_length: as for ``training_dataset``.
       num_items: catalogue size for the negatives; read from the manifest when omitted.
+      expected_targets: mean targets per training window, the loss normaliser (see
+        :mod:`sasrec_tf.data.pipeline`); computed from the manifest's length histogram when
+        omitted. Without either, batches carry no ``expected_targets`` and the model averages
+        each batch's loss over its own positions.
       leave_one_out: train on each user's leave-one-out training part (drop the last two items
         of users with at least three), as :func:`~sasrec_tf.data.leave_one_out` does; records
         hold the full sequences.
@@ -447,10 +459,10 @@ def tfrecord_training_dataset(
     Returns:
       A ``tf.data.Dataset`` of dicts ``item_ids [B, L]``, ``positives [B, L]``,
       ``negatives [B, L, K]``, ``user_ids [B]`` (int32; ``L = max_len``, or the batch's longest
-      window with ``bucket_by_length``).
+      window with ``bucket_by_length``) and ``expected_targets [B]`` (float32).
     """
     import tensorflow as tf
-    from sasrec_tf.data.pipeline import batch_windows, map_with_batch_seeds, sample_negatives
+    from sasrec_tf.data.pipeline import batch_windows, map_with_batch_seeds, mean_window_targets, sample_negatives
 
     if max_len < 1:
         raise ValueError(f"max_len must be >= 1, got {max_len}")
@@ -469,6 +481,9 @@ def tfrecord_training_dataset(
         num_items = int(manifest["num_items"])
     if num_items < 2:
         raise ValueError(f"num_items must be >= 2 to sample negatives, got {num_items}")
+    if expected_targets is None and manifest is not None:
+        expected_targets = mean_window_targets(
+            _histogram_train_lengths(manifest["length_histogram"], leave_one_out), max_len, windows)
     if input_context is not None and input_context.num_input_pipelines > 1:
         count, index = input_context.num_input_pipelines, input_context.input_pipeline_id
         if len(files) < count:
@@ -559,8 +574,11 @@ def tfrecord_training_dataset(
         positives = tf.where(valid, window[:, 1:], 0)
         history = example["history"] if exclude_history else None
         negatives = sample_negatives(positives, num_negatives, num_items, seeds, sorted_history=history)
-        return {"item_ids": item_ids, "positives": positives, "negatives": negatives,
-                "user_ids": example["user_ids"]}
+        batch = {"item_ids": item_ids, "positives": positives, "negatives": negatives,
+                 "user_ids": example["user_ids"]}
+        if expected_targets is not None:
+            batch["expected_targets"] = tf.fill(tf.shape(length), tf.constant(expected_targets, tf.float32))
+        return batch
 
     dataset = map_with_batch_seeds(examples, make_batch, seed)
     options = tf.data.Options()
