@@ -131,7 +131,7 @@ def main(argv=None) -> int:
 
 
 def _compare(args, argv, workdir: Path) -> int:
-    from sasrec_tf import distribute
+    from sasrec_tf.testing import run_local_cluster
 
     shard_dir = workdir / "shards"
     if args.input == "tfrecord":
@@ -149,7 +149,7 @@ def _compare(args, argv, workdir: Path) -> int:
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             outputs = [] if run.returncode == 0 else [run.stdout[-3000:]]
         else:
-            runs = distribute.run_local_cluster(command, count, timeout=args.timeout)
+            runs = run_local_cluster(command, count, timeout=args.timeout)
             outputs = [r.output[-3000:] for r in runs if r.returncode != 0]
         if outputs:
             print(f"mode {mode} failed:\n" + "\n".join(outputs), file=sys.stderr)

@@ -89,17 +89,19 @@ def write_reference_log(data, path: Path) -> None:
 
 # ------------------------------------------------------------------------------------ ours
 def run_ours(args, data, name: str, seed: int, bucket: bool, eval_at: list[int]) -> list[dict]:
+    """Train through ``sasrec-tf train``'s path (``experiment.train_and_evaluate``), evaluating the
+    test split at the ``eval_at`` epochs from a callback."""
     import numpy as np
 
-    from sasrec_tf import training
     from sasrec_tf._compat import keras
     from sasrec_tf.config import SASRecConfig
     from sasrec_tf.data import leave_one_out
     from sasrec_tf.evaluation import evaluate
+    from sasrec_tf.experiment import TrainOptions, train_and_evaluate
 
-    split = leave_one_out(data)
-    config = SASRecConfig(max_len=args.max_len, dropout_rate=args.dropout, seed=seed, bucket_by_length=bucket)
-    model = training.build_model(config, data.num_items)
+    split = leave_one_out(data)  # the same split train_and_evaluate makes
+    config = SASRecConfig(max_len=args.max_len, dropout_rate=args.dropout, seed=seed, bucket_by_length=bucket,
+                          epochs=args.epochs)
     rows: list[dict] = []
     durations: list[float] = []
 
@@ -111,19 +113,20 @@ def run_ours(args, data, name: str, seed: int, bucket: bool, eval_at: list[int])
             durations.append(time.perf_counter() - self.start)
             if epoch + 1 not in eval_at:
                 return
-            test = evaluate(model, split, stage="test")
-            valid = evaluate(model, split, stage="valid", protocols=("sampled",))
+            test = evaluate(self.model, split, stage="test")
+            valid = evaluate(self.model, split, stage="valid", protocols=("sampled",))
             rows.append({
                 "epoch": epoch + 1,
                 "test_sampled_ndcg@10": test["sampled"]["ndcg@10"], "test_sampled_hr@10": test["sampled"]["hr@10"],
                 "valid_sampled_ndcg@10": valid["sampled"]["ndcg@10"],
                 "test_full_ndcg@10": test["full"]["ndcg@10"], "test_full_hr@10": test["full"]["hr@10"],
+                # The median from epoch 2 on (epoch 1 holds tracing and fit's first validation).
                 "s_per_epoch": float(np.median(durations[1:] or durations)),
             })
             print(f"  {name} seed {seed} epoch {epoch + 1}: {json.dumps(rows[-1])}", flush=True)
 
-    # Seconds per epoch: the median from epoch 2 on (epoch 1 holds tracing and fit's first validation).
-    training.fit(model, split, epochs=args.epochs, eval_every=args.epochs + 1, callbacks=[Probe()], verbose=0)
+    # Validation only after epoch 1 (fit always validates then): the probe evaluates at eval_at.
+    train_and_evaluate(data, config, options=TrainOptions(eval_every=args.epochs + 1), callbacks=[Probe()])
     keras.backend.clear_session()
     return rows
 

@@ -28,7 +28,6 @@ import csv
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -51,28 +50,22 @@ COLUMNS = ("dataset", "objective", "epochs", "best_epoch", "stopped", "wall_s", 
            "full_hr@10", "full_ndcg@10", "sampled_hr@10", "sampled_ndcg@10", "valid_full_ndcg@10", "config")
 
 
-def parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
 def parse_objective(spec: str) -> tuple[str, dict[str, Any]]:
     """``"name"`` or ``"name:key=value,key=value"`` → (label, SASRecConfig overrides)."""
     name, _, rest = spec.partition(":")
     if name in OBJECTIVES:
         overrides = dict(OBJECTIVES[name])
     else:
-        from sasrec_tf.config import LOSSES
+        import sasrec_tf  # noqa: F401  (selects Keras 2 before TensorFlow's Keras is touched)
+        from sasrec_tf.objectives import OBJECTIVES as LOSSES
 
         if name not in LOSSES:
-            raise SystemExit(f"unknown objective {name!r}: use a preset {sorted(OBJECTIVES)} or a loss {LOSSES}")
+            raise SystemExit(f"unknown objective {name!r}: use a preset {sorted(OBJECTIVES)} or a loss "
+                             f"{tuple(LOSSES)}")
         overrides = {"loss": name}
-    for assignment in filter(None, rest.split(",")):
-        key, _, value = assignment.partition("=")
-        overrides[key.strip()] = parse_value(value)
-    return spec, overrides
+    from sasrec_tf.experiment import apply_overrides
+
+    return spec, apply_overrides(overrides, filter(None, rest.split(",")))
 
 
 def parse_dataset(spec: str) -> tuple[str, str, str]:
@@ -86,52 +79,21 @@ def parse_dataset(spec: str) -> tuple[str, str, str]:
     return name, path, fmt
 
 
-def make_best_weights_callback(keras, monitor: str, max_seconds: float | None):
-    """Keeps the weights of the best validation score (restored at the end) and stops after a time limit."""
+def run_one(name: str, data, label: str, config, args) -> dict[str, Any]:
+    """Train and evaluate through ``sasrec-tf train``'s own path (``experiment.train_and_evaluate``)."""
+    from sasrec_tf.experiment import TrainOptions, train_and_evaluate
 
-    class BestWeightsAndTimeLimit(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.best, self.best_epoch, self.weights, self.timed_out = -1.0, 0, None, False
-            self.started = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            value = (logs or {}).get(monitor)
-            if value is not None and value > self.best:
-                self.best, self.best_epoch, self.weights = float(value), epoch + 1, self.model.get_weights()
-            if max_seconds is not None and time.perf_counter() - self.started > max_seconds:
-                self.timed_out = True
-                self.model.stop_training = True
-
-        def on_train_end(self, logs=None):
-            if self.weights is not None:
-                self.model.set_weights(self.weights)
-
-    return BestWeightsAndTimeLimit()
-
-
-def run_one(name: str, data, split, label: str, config, args) -> dict[str, Any]:
-    from sasrec_tf import training
-    from sasrec_tf._compat import keras
-    from sasrec_tf.evaluation import evaluate, training_item_counts
-
-    model = training.build_model(config, data.num_items, data.num_users)
-    if model.target_counts is not None:
-        model.set_item_counts(training_item_counts(split.train, data.num_items))
-    guard = make_best_weights_callback(keras, "val_ndcg@10", args.max_minutes * 60 if args.max_minutes else None)
-    started = time.perf_counter()
-    history = training.fit(model, split, epochs=config.epochs, eval_every=args.eval_every, patience=args.patience,
-                           max_eval_users=args.max_eval_users, callbacks=[guard], verbose=2 if args.verbose else 0)
-    wall = time.perf_counter() - started
-    epochs = len(history.history.get("loss", []))
-    test = evaluate(model, split, stage="test", seed=config.seed)
-    stopped = "time" if guard.timed_out else ("early" if epochs < config.epochs else "max_epochs")
+    options = TrainOptions(eval_every=args.eval_every, patience=args.patience, max_eval_users=args.max_eval_users,
+                           max_minutes=args.max_minutes)
+    metrics = train_and_evaluate(data, config, options=options, verbose=2 if args.verbose else 0).metrics
+    test, training = metrics["test"], metrics["training"]
     return {
-        "dataset": name, "objective": label, "epochs": epochs, "best_epoch": guard.best_epoch, "stopped": stopped,
-        "wall_s": round(wall, 1), "s_per_epoch": round(wall / max(epochs, 1), 2),
+        "dataset": name, "objective": label, "epochs": training["epochs"], "best_epoch": training["best_epoch"],
+        "stopped": training["stopped"], "wall_s": round(training["wall_seconds"], 1),
+        "s_per_epoch": round(training["seconds_per_epoch"], 2),
         "full_hr@10": test["full"]["hr@10"], "full_ndcg@10": test["full"]["ndcg@10"],
         "sampled_hr@10": test["sampled"]["hr@10"], "sampled_ndcg@10": test["sampled"]["ndcg@10"],
-        "valid_full_ndcg@10": round(guard.best, 4) if guard.best >= 0 else None,
+        "valid_full_ndcg@10": round(metrics["valid"]["full"]["ndcg@10"], 4),
         "config": json.dumps({k: v for k, v in config.to_dict().items()}, sort_keys=True),
     }
 
@@ -206,12 +168,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import sasrec_tf  # noqa: F401  (selects Keras 2 before TensorFlow's Keras is touched)
     from sasrec_tf.config import SASRecConfig
-    from sasrec_tf.data import leave_one_out, load_dataset
+    from sasrec_tf.data import load_dataset
+    from sasrec_tf.experiment import apply_overrides, load_pipeline
 
-    base = json.loads(Path(args.config).read_text(encoding="utf-8")).get("model", {}) if args.config else {}
-    for assignment in args.set:
-        key, _, value = assignment.partition("=")
-        base[key.strip()] = parse_value(value)
+    base = apply_overrides(load_pipeline(args.config).model, args.set)
     if args.epochs:
         base["epochs"] = args.epochs
 
@@ -219,12 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = read_rows(out)
     for name, path, fmt in datasets:
         data = load_dataset(path, fmt)
-        split = leave_one_out(data)
         print(f"{name}: {data.num_users} users, {data.num_items} items, {int(data.lengths().sum())} interactions",
               flush=True)
         for label, overrides in objectives:
             config = SASRecConfig.from_dict({**base, **overrides})
-            row = run_one(name, data, split, label, config, args)
+            row = run_one(name, data, label, config, args)
             rows.append(row)
             write_outputs(out, rows)
             print(f"  {label}: test full HR@10 {row['full_hr@10']:.4f} NDCG@10 {row['full_ndcg@10']:.4f} | sampled "

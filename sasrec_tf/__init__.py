@@ -4,16 +4,36 @@ Importing this package selects Keras 2 (``tf_keras``) for TensorFlow in a fresh 
 tensorflow-recommenders works. It must therefore run before anything touches ``tf.keras``; if
 Keras 3 is already active, the core still works (it is written against ``tf_keras``) and only the
 features that need tensorflow-recommenders raise :class:`TFRSUnavailableError`.
+
+TensorFlow itself is imported on first use of a name below (``sasrec_tf.SASRec`` ...) or of a
+submodule, not by ``import sasrec_tf``: the command line sets TensorFlow's logging up first.
 """
 
+import importlib as _importlib
 import os as _os
 
 _os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-from sasrec_tf._compat import TFRSUnavailableError, import_tfrs  # noqa: E402
-from sasrec_tf.config import SASRecConfig  # noqa: E402
-from sasrec_tf.model import SASRec  # noqa: E402
-
 __version__ = "0.1.0"
 
-__all__ = ["SASRec", "SASRecConfig", "TFRSUnavailableError", "import_tfrs", "__version__"]
+# Public name → the module that defines it (imported on first access, PEP 562).
+_EXPORTS = {
+    "SASRec": "sasrec_tf.model",
+    "SASRecConfig": "sasrec_tf.config",
+    "TFRSUnavailableError": "sasrec_tf._compat",
+    "import_tfrs": "sasrec_tf._compat",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(_importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sasrec_tf' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])

@@ -12,7 +12,6 @@ results go to ``ablation.md`` and ``ablation.csv``.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import time
@@ -52,22 +51,20 @@ def variant_config(base: SASRecConfig, name: str) -> SASRecConfig:
 
 
 def run_ablation(
-    split,
-    num_items: int,
+    data,
     base: SASRecConfig,
     variants: Sequence[str] = DEFAULT_VARIANTS,
     *,
-    num_users: int = 0,
-    eval_every: int = 5,
-    patience: int | None = None,
-    max_eval_users: int | None = None,
+    options=None,
     out_dir: str | Path | None = None,
     verbose: int | str = 0,
     on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Train and evaluate every variant on a :class:`~sasrec_tf.data.LeaveOneOutSplit`.
+    """Train and evaluate every variant on ``data`` (a :class:`~sasrec_tf.data.SequenceData`) with
+    :func:`sasrec_tf.experiment.train_and_evaluate`, the path ``sasrec-tf train`` takes.
 
-    Variants whose configuration equals an earlier one (``blocks_2`` when the base has 2 blocks,
+    ``options`` are the :class:`~sasrec_tf.experiment.TrainOptions` of every variant. Variants
+    whose configuration equals an earlier one (``blocks_2`` when the base has 2 blocks,
     ``no_dropout`` when it has none) reuse that result instead of training again. With
     ``out_dir``, the table files are rewritten after every variant; ``on_row`` is called with
     each finished row (progress reporting).
@@ -76,8 +73,7 @@ def run_ablation(
     test ``full_hr@10`` / ``full_ndcg@10`` / ``sampled_hr@10`` / ``sampled_ndcg@10`` and the
     relative change of full NDCG@10 against ``default`` (when it is among the variants).
     """
-    from sasrec_tf import training
-    from sasrec_tf.evaluation import evaluate
+    from sasrec_tf.experiment import train_and_evaluate
 
     configs = [(name, variant_config(base, name)) for name in variants]  # validate all before training
     rows: list[dict[str, Any]] = []
@@ -91,16 +87,13 @@ def run_ablation(
             row.update({k: trained[key][k] for k in ("epochs", "wall_s") + METRIC_COLUMNS})
             row["changes"] = f"same as {trained[key]['variant']}"
         else:
-            model = training.build_model(config, num_items, num_users)
             started = time.perf_counter()
-            history = training.fit(model, split, eval_every=eval_every, patience=patience,
-                                   max_eval_users=max_eval_users, verbose=verbose)
+            metrics = train_and_evaluate(data, config, options=options, verbose=verbose).metrics
             row["wall_s"] = round(time.perf_counter() - started, 1)
-            row["epochs"] = len(history.history.get("loss", []))
-            test = evaluate(model, split, stage="test", seed=config.seed)
+            row["epochs"] = metrics["training"]["epochs"]
             for protocol in ("full", "sampled"):
                 for metric in ("hr@10", "ndcg@10"):
-                    row[f"{protocol}_{metric}"] = round(float(test[protocol][metric]), 4)
+                    row[f"{protocol}_{metric}"] = round(float(metrics["test"][protocol][metric]), 4)
             trained[key] = row
         rows.append(row)
         _add_relative_change(rows)
@@ -147,60 +140,3 @@ def write_tables(rows: Sequence[dict[str, Any]], out_dir: str | Path,
         writer.writeheader()
         writer.writerows(rows)
     return markdown, table
-
-
-# ------------------------------------------------------------------------------------ CLI
-def cmd_ablation(args: argparse.Namespace) -> int:
-    from sasrec_tf import cli
-    from sasrec_tf.data.sequences import leave_one_out
-
-    pipeline = cli.load_pipeline(args.config)
-    values = dict(pipeline["model"])
-    for assignment in args.set or []:
-        if "=" not in assignment:
-            raise cli.UsageError(f"--set expects NAME=VALUE, got {assignment!r}")
-        name, value = assignment.split("=", 1)
-        values[name.strip()] = cli._parse_value(value)
-    if args.epochs is not None:
-        values["epochs"] = args.epochs
-    try:
-        base = SASRecConfig.from_dict(values)
-        for name in args.variants:
-            variant_config(base, name)
-    except ValueError as err:
-        raise cli.UsageError(str(err)) from None
-    train = {**cli.TRAIN_DEFAULTS, **pipeline["train"]}
-    for name in ("eval_every", "patience", "max_eval_users"):
-        if getattr(args, name) is not None:
-            train[name] = getattr(args, name)
-    data = cli._read_data(args, pipeline["data"])
-    split = leave_one_out(data)
-    print(f"data: {data.num_users} users, {data.num_items} items; variants: {', '.join(args.variants)}")
-    rows = run_ablation(split, data.num_items, base, args.variants, num_users=data.num_users,
-                        eval_every=train["eval_every"], patience=train["patience"],
-                        max_eval_users=train["max_eval_users"], out_dir=args.out, verbose=0,
-                        on_row=lambda row: print(
-                            f"  {row['variant']}: test full NDCG@10 {row['full_ndcg@10']} "
-                            f"({row['epochs']} epochs, {row['wall_s']} s)", flush=True))
-    print(format_markdown(rows))
-    print(f"wrote {Path(args.out) / 'ablation.md'} and {Path(args.out) / 'ablation.csv'}")
-    return 0
-
-
-def add_commands(commands) -> None:
-    """Register ``ablation`` and ``attention-plot`` on the ``sasrec-tf`` sub-command parser."""
-    from sasrec_tf import attention, cli
-
-    ablation = commands.add_parser("ablation", help="train the paper's Table IV variants; writes ablation.md/.csv")
-    cli._add_data_flags(ablation)
-    ablation.add_argument("--out", required=True, help="directory for ablation.md and ablation.csv")
-    ablation.add_argument("--config", help="pipeline file whose model section is the base configuration")
-    ablation.add_argument("--epochs", type=int, help="epochs per variant (default: the config's)")
-    ablation.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=list(VARIANTS),
-                          metavar="VARIANT", help=f"variants to run (default: all): {', '.join(VARIANTS)}")
-    ablation.add_argument("--set", action="append", metavar="NAME=VALUE", help="change a base SASRecConfig field")
-    ablation.add_argument("--eval-every", dest="eval_every", type=int, help="validate every N epochs")
-    ablation.add_argument("--patience", type=int, help="early stopping after N evaluations without improvement")
-    ablation.add_argument("--max-eval-users", dest="max_eval_users", type=int)
-    ablation.set_defaults(func=cmd_ablation)
-    attention.add_command(commands)

@@ -12,7 +12,6 @@ writes the heatmaps (one per layer) and ``FILE.npz`` with the matrices.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from pathlib import Path
 from typing import Any, Sequence
@@ -136,47 +135,3 @@ def plot_attention(maps: AttentionMaps, path: str | Path, *, last: int | None = 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-# ------------------------------------------------------------------------------------ CLI
-def cmd_attention_plot(args: argparse.Namespace) -> int:
-    from sasrec_tf import cli
-    from sasrec_tf.artifacts import load_trained
-    from sasrec_tf.data.sequences import leave_one_out
-
-    trained = load_trained(args.model)
-    model = trained.model
-    data = cli._read_data(args, {}, vocab=trained.vocab)
-    user_ids = None
-    if model.uses_user_embedding:
-        if trained.user_ids is None or list(data.user_ids) != list(trained.user_ids):
-            raise cli.UsageError("this model has user embeddings: plot it on the users it was trained on")
-    split = leave_one_out(data)
-    if model.uses_user_embedding:
-        user_ids = np.asarray(split.test_users) + 1
-    try:
-        maps = average_attention(model, split.test_inputs, user_ids=user_ids, max_users=args.max_users,
-                                 seed=args.seed)
-    except ValueError as err:
-        raise cli.UsageError(str(err)) from None
-    out = Path(args.out)
-    plot_attention(maps, out, last=args.last, title=args.title)
-    npz = maps.save(out.with_suffix(".npz"))
-    print(f"averaged attention of {maps.num_users} users over {maps.num_layers} layer(s); "
-          f"wrote {out} and {npz}")
-    return 0
-
-
-def add_command(commands) -> None:
-    """Register ``attention-plot`` on the ``sasrec-tf`` sub-command parser."""
-    from sasrec_tf import cli
-
-    plot = commands.add_parser("attention-plot", help="heatmaps of average attention by position (paper's Fig. 4)")
-    plot.add_argument("--model", required=True, help="trained model directory (sasrec-tf train --out)")
-    cli._add_data_flags(plot, required_format=True)
-    plot.add_argument("--out", required=True, help="PNG file; the matrices go next to it as .npz")
-    plot.add_argument("--max-users", dest="max_users", type=int, help="average over a random subset of users")
-    plot.add_argument("--last", type=int, help="show only the last N positions (the most recent items)")
-    plot.add_argument("--title")
-    plot.add_argument("--seed", type=int, default=0, help="seed of the user subset")
-    plot.set_defaults(func=cmd_attention_plot)

@@ -10,8 +10,7 @@ from typing import Any
 LAYER_NORM_PLACEMENTS = ("original", "pre", "post")
 TRAINING_WINDOWS = ("last", "all")
 FFN_ACTIVATIONS = ("relu", "gelu")
-# Training objectives (see sasrec_tf.losses) and how their sampled negatives are drawn.
-LOSSES = ("bce", "gbce", "sampled_softmax", "inbatch_softmax", "full_softmax")
+# How sampled negatives are drawn. (The objectives themselves: the registry in sasrec_tf.objectives.)
 NEGATIVE_SAMPLING = ("uniform", "popularity")
 
 
@@ -27,16 +26,11 @@ class SASRecConfig:
     ``share_item_embedding``, ``use_residual``, ``dropout_rate=0``, ``num_blocks`` 0..n,
     ``num_heads``, ``use_user_embedding``.
 
-    ``loss`` selects the training objective (:mod:`sasrec_tf.losses`); ``num_negatives`` is
-    ``k`` for the sampled ones:
-      * ``"bce"`` -- the paper's binary cross-entropy (1 negative by default, or k);
-      * ``"gbce"`` -- gSASRec's calibrated gBCE (Petrov & Macdonald 2023) with ``gbce_t``;
-      * ``"sampled_softmax"`` -- softmax cross-entropy over the positive and k negatives, with
-        ``negative_sampling`` ``"uniform"`` or ``"popularity"`` and optional ``logq_correction``;
-      * ``"inbatch_softmax"`` -- the loss of tensorflow-recommenders' ``Retrieval`` task: every real
-        position of the batch is a query, the other positions' target items its negatives
-        (accidental hits removed), computed over the batch's distinct items;
-      * ``"full_softmax"`` -- cross-entropy over the whole catalogue (Klenitskiy & Vasilev 2023).
+    ``loss`` names the training objective, an entry of :data:`sasrec_tf.objectives.OBJECTIVES`
+    (``bce``, the paper's and the default; ``gbce`` with ``gbce_t``; ``sampled_softmax``;
+    ``inbatch_softmax``; ``full_softmax``). ``num_negatives`` is ``k`` for those that sample
+    negatives, drawn ``"uniform"`` or by ``"popularity"`` (``negative_sampling``);
+    ``logq_correction`` applies to the softmax objectives over sampled candidates.
 
     ``layer_norm`` places LayerNorm inside each block:
       * ``"original"`` -- the reference code: the attention query and the FFN input are normalised,
@@ -49,10 +43,11 @@ class SASRecConfig:
     ``4d`` inner layer with GELU.
 
     ``bucket_by_length`` (default on) batches training windows of similar length and cuts each
-    batch to its longest window: the same model and loss, 2-3x faster on sparse data, with
-    validation and test metrics within seed-to-seed noise of unbucketed training (measured on
-    Amazon Beauty; see benchmarks/README.md). Turn it off for the reference code's fixed-width
-    batches.
+    batch to its longest window: 2-3x faster on sparse data. It optimises the same objective as
+    random batches because the loss is normalised by the expected number of targets of a batch,
+    not by the batch's own count (see :mod:`sasrec_tf.data.pipeline`; per-epoch quality beside
+    unbucketed training and the PyTorch reference: benchmarks/README.md, "Paper parity"). Turn it
+    off for the reference code's fixed-width batches.
     """
 
     # Architecture.
@@ -130,25 +125,30 @@ class SASRecConfig:
         self._validate_objective()
 
     def _validate_objective(self) -> None:
-        if self.loss not in LOSSES:
-            raise ValueError(f"SASRecConfig.loss must be one of {LOSSES}, got {self.loss!r}")
+        from sasrec_tf.objectives import OBJECTIVES  # TensorFlow: imported when a config is checked
+
+        if self.loss not in OBJECTIVES:
+            raise ValueError(f"SASRecConfig.loss must be one of {tuple(OBJECTIVES)}, got {self.loss!r}")
         if isinstance(self.gbce_t, bool) or not isinstance(self.gbce_t, (int, float)) or not 0.0 <= self.gbce_t <= 1.0:
             raise ValueError(f"SASRecConfig.gbce_t must be a number in [0, 1], got {self.gbce_t!r}")
         if self.negative_sampling not in NEGATIVE_SAMPLING:
             raise ValueError(
                 f"SASRecConfig.negative_sampling must be one of {NEGATIVE_SAMPLING}, got {self.negative_sampling!r}"
             )
-        if self.negative_sampling == "popularity" and self.loss in ("inbatch_softmax", "full_softmax"):
+        objective = OBJECTIVES[self.loss]
+        if self.negative_sampling == "popularity" and not objective.samples_negatives:
+            sampled = tuple(name for name, o in OBJECTIVES.items() if o.samples_negatives)
             raise ValueError(
                 f"SASRecConfig.negative_sampling='popularity' needs an objective with sampled negatives "
-                f"(bce, gbce, sampled_softmax); loss={self.loss!r} does not sample negatives"
+                f"({', '.join(sampled)}); loss={self.loss!r} does not sample negatives"
             )
         if not isinstance(self.logq_correction, bool):
             raise ValueError(f"SASRecConfig.logq_correction must be true or false, got {self.logq_correction!r}")
-        if self.logq_correction and self.loss not in ("sampled_softmax", "inbatch_softmax"):
+        if self.logq_correction and not objective.logq_correction:
+            corrected = tuple(name for name, o in OBJECTIVES.items() if o.logq_correction)
             raise ValueError(
                 "SASRecConfig.logq_correction applies to the softmax objectives with sampled candidates "
-                f"(sampled_softmax, inbatch_softmax), not to loss={self.loss!r}"
+                f"({', '.join(corrected)}), not to loss={self.loss!r}"
             )
 
     def to_dict(self) -> dict[str, Any]:

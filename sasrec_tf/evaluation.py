@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from sasrec_tf.data.pipeline import pad_sequences
+from sasrec_tf.data.rules import item_counts
 from sasrec_tf.metrics import DEFAULT_KS, ranking_metrics
 
 __all__ = ["evaluate", "evaluate_full", "evaluate_sampled", "sample_negatives", "training_item_counts"]
@@ -563,11 +564,6 @@ def evaluate(
 
 
 def training_item_counts(sequences: Sequence[np.ndarray], num_items: int) -> np.ndarray:
-    """Interactions per item id in ``sequences``: ``[num_items + 1]`` int64, padding counted as 0."""
-    flat = [np.asarray(s, dtype=np.int64).reshape(-1) for s in sequences]
-    flat = np.concatenate(flat) if flat else np.zeros(0, np.int64)
-    if len(flat) and (flat.min() < 0 or flat.max() > num_items):
-        raise ValueError(f"item ids must be in 0..{num_items}")
-    counts = np.bincount(flat, minlength=num_items + 1)
-    counts[0] = 0
-    return counts
+    """Interactions per item id in ``sequences``: ``[num_items + 1]`` int64, padding counted as 0
+    (the rule :func:`sasrec_tf.data.rules.item_counts`, which the TFRecord writer applies too)."""
+    return item_counts(sequences, num_items)

@@ -10,7 +10,8 @@ version is built in a hidden temporary directory next to it, then renamed), so a
     assets.extra/tf_serving_warmup_requests   PredictionLog records TF Serving replays at load
     assets.extra/sasrec_export.json   what was exported (k, max_len, catalogue size, signatures)
 
-Signatures (batch-major, so TF Serving's batching can merge requests; ids are strings):
+Signatures (batch-major, so TF Serving's batching can merge requests; ids are strings), in the
+order of ``SIGNATURE_REGISTRY``, which declares them (see "Adding a signature" below):
 
 ``serving_default``
     ``history`` ``DT_STRING [batch, None]``: each user's raw item ids, oldest first, padded with
@@ -18,9 +19,11 @@ Signatures (batch-major, so TF Serving's batching can merge requests; ids are st
     best first: the top-k next items, never an item of the request's history (all of it, also
     items older than the most recent ``max_len``), never padding.
 ``recommend_including_history``
-    the same top-k without excluding the history's items (repeat-consumption domains).
+    ``history`` → ``item_ids`` and ``scores`` as ``serving_default``: the same top-k without
+    excluding the history's items (repeat-consumption domains).
 ``score``
-    ``history`` and ``candidates`` ``DT_STRING [batch, m]`` → ``scores`` ``DT_FLOAT [batch, m]``.
+    ``history`` and ``candidates`` ``DT_STRING [batch, m]`` → ``scores`` ``DT_FLOAT [batch, m]``:
+    each candidate's score for its row's history.
 ``embed``
     ``history`` → ``embedding`` ``DT_FLOAT [batch, d]``: the sequence representation, whose dot
     product with an item embedding is the item's score (for an external nearest-neighbour index).
@@ -51,16 +54,25 @@ Documented behaviour, identical in every signature:
 Models with a user embedding (``use_user_embedding=True``) are not exportable: their query
 depends on a per-user vector learned for training users only, which a serving request for a new
 user cannot supply.
+
+Adding a signature: a ``tf.function`` method of :class:`SASRecServingModule` whose
+``input_signature`` declares its batch-major inputs, one :class:`ServingSignature` entry in
+``SIGNATURE_REGISTRY`` (its outputs, warmup inputs and a one-line description), its tests, and its
+paragraph above. ``SIGNATURES``, ``SASRecServingModule.signatures()``, the warmup requests, the
+``signatures`` list of ``sasrec_export.json`` and :func:`describe_signatures` (the CLI's help)
+all follow the registry.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 import tempfile
+import types
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -69,8 +81,9 @@ from sasrec_tf.data.vocab import PAD_TOKEN
 
 __all__ = [
     "SERVING_DEFAULT", "RECOMMEND_INCLUDING_HISTORY", "SCORE", "EMBED", "ITEM_EMBEDDINGS", "SIGNATURES",
+    "HISTORY", "CANDIDATES", "ITEM_IDS", "ServingSignature", "SIGNATURE_REGISTRY", "describe_signatures",
     "UNKNOWN_SCORE", "WARMUP_FILE", "EXPORT_INFO_FILE", "SASRecServingModule", "export_saved_model",
-    "next_version", "list_versions", "exact_top_k",
+    "write_warmup_requests", "next_version", "list_versions", "exact_top_k",
 ]
 
 SERVING_DEFAULT = "serving_default"
@@ -78,16 +91,19 @@ RECOMMEND_INCLUDING_HISTORY = "recommend_including_history"
 SCORE = "score"
 EMBED = "embed"
 ITEM_EMBEDDINGS = "item_embeddings"
-SIGNATURES = (SERVING_DEFAULT, RECOMMEND_INCLUDING_HISTORY, SCORE, EMBED, ITEM_EMBEDDINGS)
+# Input names (clients build their requests with these).
+HISTORY = "history"
+CANDIDATES = "candidates"
+ITEM_IDS = "item_ids"
 
 UNKNOWN_SCORE = float(np.finfo(np.float32).min)
 WARMUP_FILE = "tf_serving_warmup_requests"
 EXPORT_INFO_FILE = "sasrec_export.json"
 _TMP_PREFIX = ".tmp-export-"
 
-_HISTORY = tf.TensorSpec([None, None], tf.string, name="history")
-_CANDIDATES = tf.TensorSpec([None, None], tf.string, name="candidates")
-_ITEM_IDS = tf.TensorSpec([None], tf.string, name="item_ids")
+_HISTORY = tf.TensorSpec([None, None], tf.string, name=HISTORY)
+_CANDIDATES = tf.TensorSpec([None, None], tf.string, name=CANDIDATES)
+_ITEM_IDS = tf.TensorSpec([None], tf.string, name=ITEM_IDS)
 
 
 class SASRecServingModule(tf.Module):
@@ -196,6 +212,7 @@ class SASRecServingModule(tf.Module):
         return {"item_ids": raw, "scores": scores}
 
     # ----------------------------------------------------------------------------- signatures
+    # Each is exported under the name its SIGNATURE_REGISTRY entry gives (after this class).
     @tf.function(input_signature=[_HISTORY])
     def recommend(self, history):
         """Top-k items not in the history: ``{"item_ids": [B, k] string, "scores": [B, k]}``."""
@@ -237,14 +254,89 @@ class SASRecServingModule(tf.Module):
         return {"item_ids": self.index_to_id.lookup(dense - 1), "embeddings": self._item_matrix[1:]}
 
     def signatures(self) -> dict[str, Any]:
-        """The concrete functions to save, by signature name."""
-        return {
-            SERVING_DEFAULT: self.recommend.get_concrete_function(),
-            RECOMMEND_INCLUDING_HISTORY: self.recommend_including_history.get_concrete_function(),
-            SCORE: self.score.get_concrete_function(),
-            EMBED: self.embed.get_concrete_function(),
-            ITEM_EMBEDDINGS: self.item_embeddings.get_concrete_function(),
-        }
+        """The concrete functions to save, by signature name (those of ``SIGNATURE_REGISTRY``)."""
+        return {name: getattr(self, entry.method).get_concrete_function()
+                for name, entry in SIGNATURE_REGISTRY.items()}
+
+
+# ------------------------------------------------------------------------------------ the registry
+@dataclasses.dataclass(frozen=True)
+class ServingSignature:
+    """One signature of the export: what computes it, its outputs, its warmup inputs, its summary.
+
+    Attributes:
+        name: the signature name clients ask for (the key in ``SIGNATURE_REGISTRY``).
+        method: the :class:`SASRecServingModule` ``tf.function`` that computes it; its
+            ``input_signature`` declares the inputs (see :attr:`inputs`).
+        outputs: the names of the outputs, as in the dictionary the method returns.
+        warmup_inputs: the inputs of its TF Serving warmup request, given the warmup history batch
+            ``[batch, 1 + n]`` of strings whose first row is ``""`` followed by ``n`` sample item
+            ids and whose other rows are all ``""`` (see :func:`write_warmup_requests`).
+        description: one line for the CLI's help (:func:`describe_signatures`).
+    """
+
+    name: str
+    method: str
+    outputs: tuple[str, ...]
+    warmup_inputs: Callable[[np.ndarray], dict[str, np.ndarray]]
+    description: str
+
+    def __post_init__(self):
+        function = vars(SASRecServingModule).get(self.method)
+        if getattr(function, "input_signature", None) is None:
+            raise TypeError(f"signature {self.name!r}: SASRecServingModule.{self.method} must be a tf.function "
+                            "with an input_signature")
+
+    @property
+    def inputs(self) -> tuple[tf.TensorSpec, ...]:
+        """The input specs (named, batch-major), from the method's ``input_signature``."""
+        return tuple(vars(SASRecServingModule)[self.method].input_signature)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.inputs)
+
+
+def _history(history: np.ndarray) -> dict[str, np.ndarray]:
+    return {HISTORY: history}
+
+
+def _history_and_candidates(history: np.ndarray) -> dict[str, np.ndarray]:
+    """Every row scores the first three entries of the first row (``""`` and two sample ids)."""
+    return {HISTORY: history, CANDIDATES: np.repeat(history[:1, :3], len(history), axis=0)}
+
+
+def _item_ids(history: np.ndarray) -> dict[str, np.ndarray]:
+    """As many sample ids as the batch has rows."""
+    return {ITEM_IDS: history[0, 1: len(history) + 1]}
+
+
+def _registry(*entries: ServingSignature) -> Mapping[str, ServingSignature]:
+    return types.MappingProxyType({entry.name: entry for entry in entries})
+
+
+# The exported signatures, in the order of the module docstring, the warmup file and the metadata.
+SIGNATURE_REGISTRY: Mapping[str, ServingSignature] = _registry(
+    ServingSignature(SERVING_DEFAULT, "recommend", ("item_ids", "scores"), _history,
+                     "the top-k next items, best first, never an item of the history"),
+    ServingSignature(RECOMMEND_INCLUDING_HISTORY, "recommend_including_history", ("item_ids", "scores"), _history,
+                     "the same top-k, history items included (repeat consumption)"),
+    ServingSignature(SCORE, "score", ("scores",), _history_and_candidates,
+                     "each candidate's score; unknown candidates get the lowest float32"),
+    ServingSignature(EMBED, "embed", ("embedding",), _history,
+                     "the sequence representation (its dot product with an item embedding is the score)"),
+    ServingSignature(ITEM_EMBEDDINGS, "item_embeddings", ("embeddings", "known"), _item_ids,
+                     "the embeddings of the given item ids, and whether each id is known"),
+)
+SIGNATURES = tuple(SIGNATURE_REGISTRY)
+
+
+def describe_signatures(indent: str = "  ") -> str:
+    """The signatures, one line each in export order: ``name(inputs) -> outputs: description``."""
+    return "\n".join(
+        f"{indent}{name}({', '.join(entry.input_names)}) -> {', '.join(entry.outputs)}: {entry.description}"
+        for name, entry in SIGNATURE_REGISTRY.items()
+    )
 
 
 def exact_top_k(scores: tf.Tensor, k: int, block: int = 256, min_columns: int = 8192):
@@ -351,7 +443,7 @@ def export_saved_model(
             "embedding_dim": int(module._item_matrix.shape[-1]),
             "popularity": "training item counts" if trained.item_counts is not None else "dense-id order",
             "unknown_score": UNKNOWN_SCORE,
-            "signatures": list(SIGNATURES),
+            "signatures": list(SIGNATURE_REGISTRY),
             "config": trained.model.config.to_dict(),
         }
         (extra / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -367,7 +459,8 @@ def write_warmup_requests(path: str | os.PathLike[str], model_name: str, sample_
     """Write PredictionLog records (one Predict per signature, batch 1 and 2) for TF Serving's warmup.
 
     Each history starts with ``""`` (see ``serving/README.md``: TF Serving's batching pads with a
-    request's first element), one row uses real items and one is empty.
+    request's first element), one row uses real items and one is empty. Each signature's inputs
+    come from its ``warmup_inputs`` in ``SIGNATURE_REGISTRY``.
     """
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
@@ -376,15 +469,8 @@ def write_warmup_requests(path: str | os.PathLike[str], model_name: str, sample_
                  np.array([items, [PAD_TOKEN] * len(items)], dtype=object)]
     with tf.io.TFRecordWriter(os.fspath(path)) as writer:
         for history in histories:
-            batch = history.shape[0]
-            inputs = {
-                SERVING_DEFAULT: {"history": history},
-                RECOMMEND_INCLUDING_HISTORY: {"history": history},
-                SCORE: {"history": history, "candidates": np.array([items[:3]] * batch, dtype=object)},
-                EMBED: {"history": history},
-                ITEM_EMBEDDINGS: {"item_ids": np.array(items[1 : batch + 1], dtype=object)},
-            }
-            for signature, tensors in inputs.items():
+            for signature, entry in SIGNATURE_REGISTRY.items():
+                tensors = entry.warmup_inputs(history)
                 request = predict_pb2.PredictRequest(
                     model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature)
                 )

@@ -6,7 +6,7 @@ import math
 
 import tensorflow as tf
 
-from sasrec_tf import losses
+from sasrec_tf import objectives
 from sasrec_tf._compat import keras
 from sasrec_tf.config import SASRecConfig
 from sasrec_tf.layers import SASRecEncoder
@@ -149,9 +149,7 @@ class SASRec(keras.Model):
     # ----------------------------------------------------------------------------- training
     def _init_objective(self, config: SASRecConfig) -> None:
         """State the training objective needs (nothing for the paper's BCE with uniform negatives)."""
-        self._gbce_beta = (
-            losses.gbce_beta(config.num_negatives, self.num_items, config.gbce_t) if config.loss == "gbce" else None
-        )
+        self._objective = objectives.get(config.loss)
         # Popularity sampling and log-q correction need item frequencies: counted online from the
         # training targets (ones to start: add-one smoothing), or set with ``set_item_counts``.
         self._uses_item_counts = config.negative_sampling == "popularity" or config.logq_correction
@@ -194,21 +192,24 @@ class SASRec(keras.Model):
         )
         return tf.reshape(draws, [-1, num_negatives])
 
+    def _count_training_targets(self, targets) -> None:
+        """Add a training batch's ``targets [M]`` to the item frequencies, if this model counts them."""
+        if self._count_targets:
+            # Dense add (not scatter): sums correctly across replicas under tf.distribute.
+            self.target_counts.assign_add(
+                tf.math.bincount(targets, minlength=self.num_items + 1, maxlength=self.num_items + 1,
+                                 dtype=tf.float32)
+            )
+
     def _forward_loss(self, data, training):
+        """(loss, pairwise accuracy) of a training batch under ``config.loss`` (see
+        :mod:`sasrec_tf.objectives`)."""
         inputs = {"item_ids": data["item_ids"]}
         if self.uses_user_embedding:
             inputs["user_ids"] = data["user_ids"]
         hidden = self(inputs, training=training)
-        positives, negatives = data["positives"], data["negatives"]
-        if self.config.loss == "bce" and self.config.negative_sampling == "uniform":
-            # The paper's objective, on the pipeline's negatives (unchanged since the first release).
-            positive_logits = tf.reduce_sum(hidden * self._output_embedding(positives), axis=-1)
-            negative_logits = self.score_items(hidden, negatives)
-            mask = tf.not_equal(positives, 0)
-            loss = losses.sampled_binary_crossentropy(positive_logits, negative_logits, mask)
-            accuracy = losses.pairwise_accuracy(positive_logits, negative_logits, mask)
-        else:
-            loss, accuracy = self._objective_loss(hidden, positives, negatives, training)
+        positives = data["positives"]
+        loss, accuracy = self._objective.compute(self, hidden, positives, data["negatives"], training)
         if "expected_targets" in data:
             loss = self._renormalize(loss, positives, data["expected_targets"])
         return loss, accuracy
@@ -221,52 +222,6 @@ class SASRec(keras.Model):
         it lands, so length-bucketed batches optimise the same objective as random ones."""
         count = tf.reduce_sum(tf.cast(tf.not_equal(positives, 0), mean_loss.dtype))
         return mean_loss * count / tf.reduce_sum(tf.cast(expected_targets, mean_loss.dtype))
-
-    def _objective_loss(self, hidden, positives, negatives, training):
-        """Every other objective, on the ``M`` real target positions gathered from the batch."""
-        config = self.config
-        mask = tf.not_equal(positives, 0)
-        queries = tf.boolean_mask(hidden, mask)  # [M, d]
-        targets = tf.boolean_mask(positives, mask)  # [M]
-        negatives = tf.boolean_mask(negatives, mask)  # [M, K] (uniform, from the pipeline)
-        negative_mask = None
-        if config.negative_sampling == "popularity":
-            negatives = self._sample_popular_negatives(targets, training)
-            negative_mask = tf.not_equal(negatives, targets[:, tf.newaxis])
-        if training and self._count_targets:
-            # Dense add (not scatter): sums correctly across replicas under tf.distribute.
-            self.target_counts.assign_add(
-                tf.math.bincount(targets, minlength=self.num_items + 1, maxlength=self.num_items + 1,
-                                 dtype=tf.float32)
-            )
-
-        positive_embeddings = self._output_embedding(targets)
-        positive_logits = tf.reduce_sum(queries * positive_embeddings, axis=-1)
-        negative_logits = self.score_items(queries, negatives)
-        if config.loss == "bce":
-            loss = losses.sampled_binary_crossentropy(positive_logits, negative_logits, None, negative_mask)
-        elif config.loss == "gbce":
-            loss = losses.generalized_binary_crossentropy(
-                positive_logits, negative_logits, None, self._gbce_beta, negative_mask
-            )
-        elif config.loss == "sampled_softmax":
-            positive_log_q = negative_log_q = None
-            if config.logq_correction:
-                log_q = self._log_sampling_probabilities()
-                positive_log_q, negative_log_q = tf.gather(log_q, targets), tf.gather(log_q, negatives)
-            loss = losses.sampled_softmax_crossentropy(
-                positive_logits, negative_logits, None, negative_mask, positive_log_q, negative_log_q
-            )
-        elif config.loss == "inbatch_softmax":
-            probabilities = None
-            if config.logq_correction:
-                probabilities = tf.exp(tf.gather(self._log_sampling_probabilities(), targets))
-            loss = losses.inbatch_softmax_crossentropy(queries, positive_embeddings, targets, probabilities)
-        else:  # full_softmax
-            logits = tf.matmul(queries, self.item_embeddings(), transpose_b=True)  # [M, N + 1]
-            loss = losses.full_softmax_crossentropy(logits, targets)
-        accuracy = losses.pairwise_accuracy(positive_logits, negative_logits, None)
-        return loss, accuracy
 
     def train_step(self, data):
         with tf.GradientTape() as tape:

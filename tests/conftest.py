@@ -1,4 +1,4 @@
-"""Select Keras 2 for TensorFlow before anything imports it (see ARCHITECTURE.md, section 3)."""
+"""Select Keras 2 for TensorFlow before anything imports it (see docs/architecture.md)."""
 
 import os
 

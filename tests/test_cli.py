@@ -105,3 +105,17 @@ def test_killed_training_resumes_when_the_same_command_is_rerun(log_csv, tmp_pat
     first_epoch = int(EPOCH_START.search(result.stdout).group(1))
     assert first_epoch >= completed, f"resumed at epoch {first_epoch}, but {completed} had completed"
     assert json.loads((out / "metrics.json").read_text())["test"]["full"]["hr@10"] >= 0
+
+
+def test_commands_print_no_tensorflow_start_up_noise_unless_verbose(tmp_path):
+    # TensorFlow's C++ start-up lines (CUDA probing, absl, CPU features) are written straight to
+    # file descriptor 2 when TensorFlow loads; the CLI silences them, -v lets them through.
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-m", "sasrec_tf.cli", "evaluate", "--model", str(tmp_path / "none"),
+                             "--data", str(tmp_path / "none.csv"), "--format", "csv"],
+                            capture_output=True, text=True, env=env, timeout=120, cwd=ROOT)
+    assert result.returncode == 2
+    noise = [line for line in (result.stdout + result.stderr).splitlines()
+             if re.match(r"^[IWE]\d{4} |^WARNING: All log messages|oneDNN|cuda", line)]
+    assert not noise, noise
+    assert result.stderr.startswith("sasrec-tf: error: ") and len(result.stderr.strip().splitlines()) == 1

@@ -120,6 +120,7 @@ import tensorflow as tf  # noqa: E402
 from sasrec_tf import SASRecConfig, distribute, training  # noqa: E402
 from sasrec_tf._compat import keras  # noqa: E402
 from sasrec_tf.data import build_sequences, generate_interactions, leave_one_out  # noqa: E402
+from sasrec_tf.testing import free_ports, run_local_cluster  # noqa: E402
 
 
 def test_tf_config_names_every_task_and_the_chief_is_worker_zero():
@@ -174,7 +175,7 @@ def test_writable_dir_is_the_real_directory_on_the_chief(tmp_path):
 def test_free_ports_are_distinct_and_bindable():
     import socket
 
-    ports = distribute.free_ports(3)
+    ports = free_ports(3)
     assert len(set(ports)) == 3
     for port in ports:
         with socket.socket() as sock:
@@ -219,7 +220,7 @@ def two_worker_run(tmp_path_factory):
     repo = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "",
            "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
-    workers = distribute.run_local_cluster(
+    workers = run_local_cluster(
         [sys.executable, str(Path(__file__).resolve()), "worker", str(out), str(results), str(shards)],
         2, timeout=150, env=env,
     )

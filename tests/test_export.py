@@ -290,6 +290,56 @@ def test_warmup_records_are_predict_requests_for_every_signature_that_run(export
     assert Servable("sasrec", 1, exported).warmup() == len(records)
 
 
+def test_every_registry_entry_is_an_exported_signature_with_warmup_requests_at_batch_1_and_2(exported):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from sasrec_tf.export import SIGNATURE_REGISTRY
+    from sasrec_tf.serving.servable import read_signature_defs
+
+    assert SIGNATURES == tuple(SIGNATURE_REGISTRY) and SIGNATURES[0] == "serving_default"
+    defs = read_signature_defs(exported)
+    assert set(defs) - {"__saved_model_init_op"} == set(SIGNATURE_REGISTRY)
+    warmup = {}
+    for record in tf.data.TFRecordDataset(str(exported / "assets.extra/tf_serving_warmup_requests")):
+        request = prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
+        assert request.model_spec.name == "sasrec"
+        warmup.setdefault(request.model_spec.signature_name, []).append(request)
+    assert list(warmup) == list(SIGNATURE_REGISTRY)  # in registry order
+    for name, entry in SIGNATURE_REGISTRY.items():
+        signature = defs[name]
+        assert signature.method_name == "tensorflow/serving/predict"
+        assert set(signature.inputs) == set(entry.input_names) and set(signature.outputs) == set(entry.outputs)
+        for spec in entry.inputs:
+            tensor = signature.inputs[spec.name]
+            assert tensor.dtype == spec.dtype.as_datatype_enum
+            assert [d.size for d in tensor.tensor_shape.dim] == [-1 if d is None else d for d in spec.shape]
+        batches = []
+        for request in warmup[name]:
+            assert set(request.inputs) == set(entry.input_names)
+            sizes = {key: tf.make_ndarray(proto).shape[0] for key, proto in request.inputs.items()}
+            assert len(set(sizes.values())) == 1, sizes
+            batches.append(next(iter(sizes.values())))
+        assert batches == [1, 2], (name, batches)
+    info = json.loads((exported / "assets.extra/sasrec_export.json").read_text())
+    assert info["signatures"] == list(SIGNATURE_REGISTRY)
+
+
+def test_the_module_docstring_and_the_help_text_document_every_registry_entry():
+    import sasrec_tf.export as export
+
+    documented = [line.strip("`") for line in export.__doc__.splitlines()
+                  if line.startswith("``") and line.endswith("``") and " " not in line]
+    assert documented == list(export.SIGNATURE_REGISTRY)
+    paragraphs = export.__doc__.split("\n``")
+    help_lines = export.describe_signatures().splitlines()
+    assert len(help_lines) == len(export.SIGNATURE_REGISTRY)
+    for line, (name, entry) in zip(help_lines, export.SIGNATURE_REGISTRY.items()):
+        paragraph = next(p for p in paragraphs if p.startswith(f"{name}``\n"))
+        for tensor in (*entry.input_names, *entry.outputs):
+            assert f"``{tensor}``" in paragraph, (name, tensor)
+        assert line.strip().startswith(f"{name}({', '.join(entry.input_names)}) -> {', '.join(entry.outputs)}: ")
+        assert entry.description in line
+
 # ------------------------------------------------------------------------------- loadable elsewhere
 FOREIGN_PROGRAM = textwrap.dedent("""
     import json, sys

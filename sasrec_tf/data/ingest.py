@@ -20,25 +20,42 @@ import io
 import logging
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 import numpy as np
 import pandas as pd
 
 from sasrec_tf.data.errors import DataError
 
-__all__ = ["FORMATS", "DUPLICATE_POLICIES", "read_interactions", "filter_interactions"]
+__all__ = ["FORMATS", "READERS", "DUPLICATE_POLICIES", "read_interactions", "filter_interactions"]
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("csv", "tsv", "parquet", "sasrec", "s3rec", "movielens")
 DUPLICATE_POLICIES = ("keep", "first", "last")
 
 _COLUMNS = ["user", "item", "timestamp"]
 _SHOW_CHARS = 80  # how much of an offending line or value an error message quotes
 
 Source = str | os.PathLike[str] | pd.DataFrame
+
+
+@dataclass(frozen=True)
+class _ReadOptions:
+    """The options of :func:`read_interactions` handed to a format's reader; each reader uses the
+    ones it needs (a line format needs none)."""
+
+    user_col: str = "user"
+    item_col: str = "item"
+    time_col: str = "timestamp"
+    rating_col: str | None = None
+    sep: str | None = None
+
+
+# A format's reader: (path, options) -> a frame in read_interactions' schema. The registry of
+# formats, READERS (and FORMATS, its names), follows the readers at the end of the module.
+_Reader = Callable[[Path, _ReadOptions], pd.DataFrame]
 
 
 def read_interactions(
@@ -89,22 +106,13 @@ def read_interactions(
     else:
         path = Path(os.fspath(source))
         fmt = str(format).lower()
-        if fmt not in FORMATS:
+        if fmt not in READERS:
             raise ValueError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
-        _check_exists(path, allow_dir=fmt == "parquet")
+        _check_exists(path, allow_dir=fmt in _DIRECTORY_FORMATS)
         where = _Where(path=str(path), kind="file")
-        if fmt in ("csv", "tsv"):
-            if sep is None:
-                sep = "\t" if fmt == "tsv" else ","
-            df = _read_csv(path, sep, user_col, item_col, time_col, rating_col)
-        elif fmt == "parquet":
-            df = _read_parquet(path, user_col, item_col, time_col, rating_col)
-        elif fmt == "sasrec":
-            df = _read_sasrec(path)
-        elif fmt == "s3rec":
-            df = _read_s3rec(path)
-        else:
-            df = _read_movielens(path)
+        options = _ReadOptions(user_col=user_col, item_col=item_col, time_col=time_col,
+                               rating_col=rating_col, sep=sep)
+        df = READERS[fmt](path, options)
     if len(df) == 0:
         raise where.error("the interaction log is empty (no rows)")
     if min_rating is not None:
@@ -515,11 +523,23 @@ def _line_text(path: Path, line: int) -> str:
     return ""
 
 
-def _read_parquet(
-    path: Path, user_col: str, item_col: str, time_col: str, rating_col: str | None
-) -> pd.DataFrame:
+def _delimited(default_sep: str) -> _Reader:
+    """The reader of delimited text with a header row, separated by ``sep`` or ``default_sep``."""
+
+    def read(path: Path, options: _ReadOptions) -> pd.DataFrame:
+        sep = default_sep if options.sep is None else options.sep
+        return _read_csv(
+            path, sep, options.user_col, options.item_col, options.time_col, options.rating_col
+        )
+
+    return read
+
+
+def _read_parquet(path: Path, options: _ReadOptions) -> pd.DataFrame:
     import pyarrow.dataset as pads
 
+    user_col, item_col, time_col = options.user_col, options.item_col, options.time_col
+    rating_col = options.rating_col
     where = _Where(path=str(path), kind="file")
     try:
         columns = pads.dataset(str(path), format="parquet").schema.names
@@ -567,7 +587,7 @@ def _line_error(path: Path, number: int, line: str, problem: str) -> DataError:
     return DataError(f"{problem}: {_show(line.rstrip())}", path=path, line=number)
 
 
-def _read_sasrec(path: Path) -> pd.DataFrame:
+def _read_sasrec(path: Path, options: _ReadOptions) -> pd.DataFrame:
     users: list[str] = []
     items: list[str] = []
     stamps: list[int] = []
@@ -585,7 +605,7 @@ def _read_sasrec(path: Path) -> pd.DataFrame:
     return _frame(users, items, np.asarray(stamps, dtype=np.int64))
 
 
-def _read_s3rec(path: Path) -> pd.DataFrame:
+def _read_s3rec(path: Path, options: _ReadOptions) -> pd.DataFrame:
     users: list[str] = []
     counts: list[int] = []
     items: list[str] = []
@@ -611,7 +631,7 @@ def _read_s3rec(path: Path) -> pd.DataFrame:
     return _frame(repeated_users, items, stamps)
 
 
-def _read_movielens(path: Path) -> pd.DataFrame:
+def _read_movielens(path: Path, options: _ReadOptions) -> pd.DataFrame:
     first = _first_line(path)
     name = path.name.lower()
     if name.endswith(".csv") or first.startswith("userId"):  # ML-20M / 25M / latest
@@ -714,3 +734,19 @@ def _frame(users, items, stamps: np.ndarray) -> pd.DataFrame:
             "timestamp": stamps,
         }
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# The formats: adding one is a reader (path, options) -> frame and an entry here
+
+
+READERS: dict[str, _Reader] = {
+    "csv": _delimited(","),
+    "tsv": _delimited("\t"),
+    "parquet": _read_parquet,
+    "sasrec": _read_sasrec,
+    "s3rec": _read_s3rec,
+    "movielens": _read_movielens,
+}
+FORMATS = tuple(READERS)
+_DIRECTORY_FORMATS = ("parquet",)  # formats whose source may be a directory (a dataset), not a file

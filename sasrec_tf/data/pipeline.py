@@ -26,6 +26,9 @@ batches' worth of shuffled windows is sorted by length, cut into batches, and th
 shuffled) and each batch is cut to its longest window, so ``T <= max_len`` varies per batch. Because SASRec counts positions
 from the right and masks padding, cutting leading padding changes no output; it only removes
 work that the paper's code spends on padding (about 80% of positions on sparse data).
+
+Which windows a sequence gives and how many targets each holds are the rules of
+:mod:`sasrec_tf.data.rules`, shared with the TFRecord reader.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
+
+from sasrec_tf.data.rules import mean_window_targets, window_ends, window_targets
 
 # Rejection rounds when negatives must avoid the whole history; the chance that a negative still
 # collides afterwards is (history share of the catalogue) ** rounds, negligible in practice.
@@ -58,28 +63,6 @@ def pad_sequences(sequences: Sequence[np.ndarray], max_len: int) -> np.ndarray:
     valid = np.arange(max_len)[None, :] >= (max_len - kept)[:, None]
     out[valid] = flat[index[valid]]
     return out
-
-
-def _window_ends(lengths: np.ndarray, max_len: int, windows: str) -> tuple[np.ndarray, np.ndarray]:
-    """(sequence index, end) of every training window; ``end`` = number of items the window's targets reach."""
-    trainable = np.flatnonzero(lengths >= 2)
-    if windows == "last":
-        return trainable, lengths[trainable]
-    if windows != "all":
-        raise ValueError(f"windows must be 'last' or 'all', got {windows!r}")
-    # Targets are items 1..n-1; cut them into consecutive windows of max_len from the end.
-    counts = -(-(lengths[trainable] - 1) // max_len)
-    rows = np.repeat(trainable, counts)
-    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    return rows, lengths[rows] - offsets * max_len
-
-
-def mean_window_targets(lengths: np.ndarray, max_len: int, windows: str = "last") -> float:
-    """Mean number of target positions per training window of sequences of these ``lengths``
-    (the normaliser of the loss, see the module documentation)."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    _, ends = _window_ends(lengths, max_len, windows)
-    return float(np.minimum(ends - 1, max_len).mean()) if ends.size else 1.0
 
 
 def training_dataset(
@@ -127,14 +110,14 @@ def training_dataset(
             f"sequences must hold dense item ids in 1..{num_items}; found values in "
             f"[{flat_np.min()}, {flat_np.max()}]"
         )
-    rows, ends = _window_ends(lengths, max_len, windows)
+    rows, ends = window_ends(lengths, max_len, windows)
     if not rows.size:
         raise ValueError("no sequence has two or more items: nothing to train on")
 
     starts_np = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     flat = tf.constant(flat_np.astype(np.int32))
     row_starts = tf.constant(starts_np.astype(np.int64))
-    window_lengths = np.minimum(ends - 1, max_len)
+    window_lengths = window_targets(ends, max_len)
     expected_targets = mean_window_targets(lengths, max_len, windows)
     if exclude_history:
         sorted_history = tf.RaggedTensor.from_row_lengths(

@@ -15,6 +15,7 @@ import pandas as pd
 
 from sasrec_tf.data.errors import DataError
 from sasrec_tf.data.ingest import filter_interactions, read_interactions
+from sasrec_tf.data.rules import leave_one_out_lengths
 from sasrec_tf.data.vocab import ItemVocabulary
 
 __all__ = ["SequenceData", "LeaveOneOutSplit", "build_sequences", "leave_one_out", "load_dataset"]
@@ -122,21 +123,12 @@ def leave_one_out(data: SequenceData, min_length: int = 3) -> LeaveOneOutSplit:
     Raises:
         ValueError: ``min_length < 3`` (a user needs a training, a validation and a test item).
     """
-    if min_length < 3:
-        raise ValueError(f"min_length must be at least 3, got {min_length}")
-    train: list[np.ndarray] = []
-    valid_inputs: list[np.ndarray] = []
-    test_inputs: list[np.ndarray] = []
     lengths = data.lengths()
-    evaluated = np.flatnonzero(lengths >= min_length)
-    is_evaluated = lengths >= min_length
-    for sequence, long_enough in zip(data.sequences, is_evaluated):
-        if long_enough:
-            train.append(sequence[:-2])
-            valid_inputs.append(sequence[:-2])
-            test_inputs.append(sequence[:-1])
-        else:
-            train.append(sequence)
+    train_lengths = leave_one_out_lengths(lengths, min_length)  # the rule; raises for min_length < 3
+    evaluated = np.flatnonzero(train_lengths < lengths)  # users whose last two items are held out
+    train = [sequence[:n] for sequence, n in zip(data.sequences, train_lengths)]
+    valid_inputs = [data.sequences[u][:train_lengths[u]] for u in evaluated]
+    test_inputs = [data.sequences[u][:-1] for u in evaluated]
     num_short = int(len(lengths) - len(evaluated))
     if num_short:
         logger.warning(

@@ -30,6 +30,16 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from sasrec_tf.export import (
+    CANDIDATES,
+    EMBED,
+    HISTORY,
+    ITEM_EMBEDDINGS,
+    ITEM_IDS,
+    RECOMMEND_INCLUDING_HISTORY,
+    SCORE,
+    SERVING_DEFAULT,
+)
 from sasrec_tf.serving import rest
 from sasrec_tf.serving.errors import HTTP_STATUS, ServingError
 
@@ -154,7 +164,7 @@ class PredictionClient:
             raise ServingError(code, details, method=what, target=self.target) from None
 
     # ----------------------------------------------------------------------------- the API
-    def predict(self, inputs: Mapping[str, Any], signature: str = "serving_default", *,
+    def predict(self, inputs: Mapping[str, Any], signature: str = SERVING_DEFAULT, *,
                 version: int | None = None, label: str | None = None, timeout: float | None = None,
                 output_filter: Sequence[str] = ()) -> dict[str, np.ndarray]:
         """Run a signature: ``{input: array}`` → ``{output: array}`` (strings decoded to ``str``).
@@ -172,8 +182,8 @@ class PredictionClient:
 
     def recommend(self, histories: Sequence[Sequence[str]], *, exclude_history: bool = True, **call) -> TopK:
         """Top-k items for each history (``serving_default``, or ``recommend_including_history``)."""
-        signature = "serving_default" if exclude_history else "recommend_including_history"
-        out = self.predict({"history": history_tensor(histories)}, signature, **call)
+        signature = SERVING_DEFAULT if exclude_history else RECOMMEND_INCLUDING_HISTORY
+        out = self.predict({HISTORY: history_tensor(histories)}, signature, **call)
         return TopK(out["item_ids"], out["scores"])
 
     def score(self, histories: Sequence[Sequence[str]], candidates: Sequence[Sequence[str]],
@@ -182,16 +192,16 @@ class PredictionClient:
         if len(histories) != len(candidates):
             raise ValueError(f"{len(histories)} histories but {len(candidates)} candidate lists")
         tensor, lengths = candidates_tensor(candidates)
-        scores = self.predict({"history": history_tensor(histories), "candidates": tensor}, "score", **call)["scores"]
+        scores = self.predict({HISTORY: history_tensor(histories), CANDIDATES: tensor}, SCORE, **call)["scores"]
         return [scores[row, 1: 1 + n] for row, n in enumerate(lengths)]
 
     def embed(self, histories: Sequence[Sequence[str]], **call) -> np.ndarray:
         """Sequence representations ``[batch, d]``."""
-        return self.predict({"history": history_tensor(histories)}, "embed", **call)["embedding"]
+        return self.predict({HISTORY: history_tensor(histories)}, EMBED, **call)["embedding"]
 
     def item_embeddings(self, item_ids: Sequence[str], **call) -> tuple[np.ndarray, np.ndarray]:
         """``(embeddings [n, d], known [n])`` of the given item ids."""
-        out = self.predict({"item_ids": np.array(list(item_ids), dtype=object)}, "item_embeddings", **call)
+        out = self.predict({ITEM_IDS: np.array(list(item_ids), dtype=object)}, ITEM_EMBEDDINGS, **call)
         return out["embeddings"], out["known"]
 
     def metadata(self, *, version: int | None = None, label: str | None = None,
@@ -238,7 +248,7 @@ class RestClient:
             version, label = self.version, self.label
         return self.base_url + rest.model_path(self.model, version, label) + suffix
 
-    def predict_request(self, inputs: Mapping[str, Any], signature: str = "serving_default", *,
+    def predict_request(self, inputs: Mapping[str, Any], signature: str = SERVING_DEFAULT, *,
                         fmt: str = "inputs", version: int | None = None,
                         label: str | None = None) -> urllib.request.Request:
         """The HTTP request :meth:`predict` sends (exposed for inspection and tests)."""
@@ -268,7 +278,7 @@ class RestClient:
             details = f"no answer within {timeout:g} s" if timed_out else f"cannot reach the server: {reason}"
             raise ServingError(code, details, method=what, target=self.base_url) from None
 
-    def predict(self, inputs: Mapping[str, Any], signature: str = "serving_default", *, fmt: str = "inputs",
+    def predict(self, inputs: Mapping[str, Any], signature: str = SERVING_DEFAULT, *, fmt: str = "inputs",
                 version: int | None = None, label: str | None = None,
                 timeout: float | None = None) -> dict[str, np.ndarray]:
         """Run a signature; returns ``{output: array}`` whichever format was used."""
@@ -288,8 +298,8 @@ class RestClient:
         return {key: np.array(value, dtype=object if _is_strings(value) else None) for key, value in outputs.items()}
 
     def recommend(self, histories: Sequence[Sequence[str]], *, exclude_history: bool = True, **call) -> TopK:
-        signature = "serving_default" if exclude_history else "recommend_including_history"
-        out = self.predict({"history": history_tensor(histories)}, signature, **call)
+        signature = SERVING_DEFAULT if exclude_history else RECOMMEND_INCLUDING_HISTORY
+        out = self.predict({HISTORY: history_tensor(histories)}, signature, **call)
         return TopK(out["item_ids"], out["scores"].astype(np.float32))
 
     def status(self, *, version: int | None = None, label: str | None = None, timeout: float | None = None) -> Any:

@@ -1,0 +1,55 @@
+"""``sasrec-tf``: the command line, one module per subcommand.
+
+The library never imports this package: it raises ``ValueError``/``DataError`` and this layer
+turns them into one-line messages and exit codes (2: a usage or data problem; 130: interrupted).
+TensorFlow's C++ start-up noise is silenced unless ``-v`` is given.
+
+Adding a subcommand: a module here with ``register(subcommands)`` (which adds its parser and sets
+``func``) and one entry in :data:`COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from typing import Sequence
+
+from sasrec_tf.cli import ablation, attention, common, demo, evaluate, export, serve, shard, train
+from sasrec_tf.cli.common import UsageError
+
+COMMANDS = (demo, train, evaluate, ablation, attention, export, serve, shard)
+
+__all__ = ["COMMANDS", "UsageError", "build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sasrec-tf", description="Train, evaluate, export and serve SASRec.")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log progress details and TensorFlow's own messages; tracebacks on errors")
+    subcommands = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.register(subcommands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = any(arg in ("-v", "--verbose") for arg in argv)
+    if not verbose:
+        common.quiet_tensorflow()
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("sasrec-tf: interrupted (rerun the same command to resume training)", file=sys.stderr)
+        return 130
+    except (UsageError, ValueError, FileNotFoundError, FileExistsError, OSError) as err:
+        # DataError is a ValueError. -v shows where it came from.
+        if args.verbose:
+            traceback.print_exc()
+        print(f"sasrec-tf: error: {err}", file=sys.stderr)
+        return 2

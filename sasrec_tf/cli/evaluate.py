@@ -1,0 +1,35 @@
+"""``sasrec-tf evaluate``: re-evaluate a trained model directory on a log (valid and test)."""
+
+from __future__ import annotations
+
+import argparse
+
+from sasrec_tf.cli.common import UsageError, add_data_flags, format_table, read_data, write_json
+
+
+def register(subcommands) -> None:
+    parser = subcommands.add_parser("evaluate", help="re-evaluate a trained model directory")
+    parser.add_argument("--model", required=True)
+    add_data_flags(parser, required_format=True)
+    parser.add_argument("--out", help="write the metrics as JSON here")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sasrec_tf.artifacts import load_trained
+    from sasrec_tf.data.sequences import leave_one_out
+    from sasrec_tf.evaluation import evaluate
+
+    trained = load_trained(args.model)
+    data = read_data(args, vocab=trained.vocab)
+    if trained.model.uses_user_embedding and trained.user_ids is not None:
+        if list(data.user_ids) != list(trained.user_ids):
+            raise UsageError("this model has user embeddings: evaluate it on the users it was trained on")
+    split = leave_one_out(data)
+    metrics = {stage: evaluate(trained.model, split, stage=stage, seed=args.seed) for stage in ("valid", "test")}
+    print(format_table([("valid", metrics["valid"]), ("test", metrics["test"])]))
+    if args.out:
+        write_json(args.out, metrics)
+        print(f"wrote {args.out}")
+    return 0

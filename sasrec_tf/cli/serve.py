@@ -1,0 +1,74 @@
+"""``sasrec-tf serve``: a local stand-in for tensorflow_model_server (TF Serving's gRPC and REST APIs)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from sasrec_tf.cli.common import UsageError
+
+
+def register(subcommands) -> None:
+    parser = subcommands.add_parser(
+        "serve", help="serve exports over TF Serving's gRPC API (local development server)",
+        description="Serve every model under --model-base (latest version; older ones on request) over "
+                    "TF Serving's PredictionService/ModelService. New versions are picked up without "
+                    "restart. For production use tensorflow_model_server (see serving/README.md).")
+    parser.add_argument("--model-base", dest="model_base", help="export base: BASE/NAME/<version>/")
+    parser.add_argument("--model-config-file", dest="model_config_file",
+                       help="TF Serving models.config (version policy, labels); with --model-base, base "
+                            "paths become MODEL_BASE/NAME")
+    parser.add_argument("--host", default="127.0.0.1", help="interface (default: loopback only)")
+    parser.add_argument("--port", type=int, default=8500, help="gRPC port (0: any free port; default 8500)")
+    parser.add_argument("--rest-port", dest="rest_port", type=int,
+                       help="also serve TF Serving's REST API on this port (e.g. 8501)")
+    parser.add_argument("--poll-seconds", dest="poll_seconds", type=float, default=1.0,
+                       help="how often to look for new versions (default 1)")
+    parser.add_argument("--workers", type=int, default=8, help="request threads (default 8)")
+    parser.add_argument("--enable-batching", dest="enable_batching", action="store_true",
+                       help="merge concurrent requests to one signature into batches (as TF Serving's "
+                            "--enable_batching; histories are padded with each request's first element)")
+    parser.add_argument("--max-batch-size", dest="max_batch_size", type=int, default=64)
+    parser.add_argument("--num-batch-threads", dest="num_batch_threads", type=int, default=1)
+    parser.add_argument("--intra-op-threads", dest="intra_op_threads", type=int, default=0,
+                       help="threads one TensorFlow op may use (0: TensorFlow's default, all cores); 1 "
+                            "often lowers tail latency with many concurrent small requests")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.model_base and not args.model_config_file:
+        raise UsageError("give --model-base, --model-config-file, or both")
+    import tensorflow as tf
+
+    from sasrec_tf.serving.server import LocalModelServer
+
+    if args.intra_op_threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
+
+    server = LocalModelServer(args.model_base, model_config_file=args.model_config_file, host=args.host,
+                              port=args.port, rest_port=args.rest_port, poll_seconds=args.poll_seconds,
+                              max_workers=args.workers, enable_batching=args.enable_batching,
+                              max_batch_size=args.max_batch_size, num_batch_threads=args.num_batch_threads)
+    server.start()  # OSError (port taken) and ValueError (bad config) become one-line errors
+    models = ", ".join(server.manager.model_names()) or "none yet"
+    rest = f"; REST on {args.host}:{server.rest_port}" if server.rest_port is not None else ""
+    print(f"serving {models} on {server.address} (gRPC){rest}; Ctrl-C stops", flush=True)
+
+    stopping = threading.Event()
+
+    def stop(*_):
+        if not stopping.is_set():
+            stopping.set()
+            threading.Thread(target=server.stop, daemon=True).start()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        server.stop()
+    print("stopped", file=sys.stderr)
+    return 0
