@@ -60,6 +60,8 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     p.add_argument("--max-len", type=int, default=50)
     p.add_argument("--dropout", type=float, default=0.5)
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="change a SASRecConfig field of our runs (e.g. exclude_history_negatives=true)")
     p.add_argument("--tag", default="", help="appended to our run names (e.g. 'before' for an older checkout)")
     p.add_argument("--reference", default=str(REPO.parent / "shared" / "reference" / "sasrec-pytorch"))
     p.add_argument("--venv", default=os.path.expanduser("~/.cache/sasrec-ref"))
@@ -97,11 +99,12 @@ def run_ours(args, data, name: str, seed: int, bucket: bool, eval_at: list[int])
     from sasrec_tf.config import SASRecConfig
     from sasrec_tf.data import leave_one_out
     from sasrec_tf.evaluation import evaluate
-    from sasrec_tf.experiment import TrainOptions, train_and_evaluate
+    from sasrec_tf.experiment import TrainOptions, apply_overrides, train_and_evaluate
 
     split = leave_one_out(data)  # the same split train_and_evaluate makes
-    config = SASRecConfig(max_len=args.max_len, dropout_rate=args.dropout, seed=seed, bucket_by_length=bucket,
-                          epochs=args.epochs)
+    config = SASRecConfig.from_dict(apply_overrides(
+        {"max_len": args.max_len, "dropout_rate": args.dropout, "seed": seed, "bucket_by_length": bucket,
+         "epochs": args.epochs}, args.set))
     rows: list[dict] = []
     durations: list[float] = []
 

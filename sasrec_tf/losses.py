@@ -6,6 +6,7 @@ losses here see ``positive_logits [M]`` (or ``[B, T]``) and ``negative_logits [M
 means every row is real). Each returns a scalar: the mean over real positions.
 
 * :func:`sampled_binary_crossentropy` -- the paper (Kang & McAuley 2018, Eq. 6), 1 or k negatives.
+* :func:`bpr` -- Bayesian personalised ranking, pairwise, on k negatives.
 * :func:`generalized_binary_crossentropy` -- gBCE (Petrov & Macdonald, RecSys 2023), with
   :func:`gbce_beta` for the calibration exponent.
 * :func:`sampled_softmax_crossentropy` -- softmax over the positive and k sampled negatives, with
@@ -53,6 +54,16 @@ def sampled_binary_crossentropy(positive_logits, negative_logits, mask, negative
         negative = tf.reduce_sum(tf.nn.softplus(negative_logits) * _negative_weights(negative_logits, negative_mask),
                                  axis=-1)
     return masked_mean(positive + negative, mask)
+
+
+def bpr(positive_logits, negative_logits, mask=None, negative_mask=None) -> tf.Tensor:
+    """Bayesian personalised ranking (Rendle et al., UAI 2009): ``-log σ(s⁺ - s⁻)`` averaged over
+    a position's (kept) negatives, then the masked mean over positions. A pairwise loss: only the
+    margin between the positive and each negative matters, not the logits' absolute level."""
+    weights = _negative_weights(negative_logits, negative_mask)
+    per_pair = tf.nn.softplus(negative_logits - positive_logits[..., tf.newaxis])  # -log σ(s⁺ - s⁻)
+    per_position = tf.math.divide_no_nan(tf.reduce_sum(per_pair * weights, axis=-1), tf.reduce_sum(weights, axis=-1))
+    return masked_mean(per_position, mask)
 
 
 def gbce_beta(num_negatives: int, num_items: int, t: float) -> float:

@@ -102,6 +102,11 @@ def _bce(model, hidden, positives, negatives, training):
     return losses.sampled_binary_crossentropy(t.positive_logits, t.negative_logits, None, t.negative_mask), t.accuracy()
 
 
+def _bpr(model, hidden, positives, negatives, training):
+    t = gather_targets(model, hidden, positives, negatives, training)
+    return losses.bpr(t.positive_logits, t.negative_logits, None, t.negative_mask), t.accuracy()
+
+
 def _gbce(model, hidden, positives, negatives, training):
     config = model.config
     beta = losses.gbce_beta(config.num_negatives, model.num_items, config.gbce_t)
@@ -139,6 +144,8 @@ def _full_softmax(model, hidden, positives, negatives, training):
 OBJECTIVES: dict[str, Objective] = {
     "bce": Objective(_bce, samples_negatives=True, logq_correction=False, description=(
         "the paper's binary cross-entropy on k sampled negatives (Kang & McAuley 2018; k = 1 by default)")),
+    "bpr": Objective(_bpr, samples_negatives=True, logq_correction=False, description=(
+        "Bayesian personalised ranking: -log sigmoid(positive - negative), mean over k negatives")),
     "gbce": Objective(_gbce, samples_negatives=True, logq_correction=False, description=(
         "gSASRec's calibrated gBCE with gbce_t (Petrov & Macdonald 2023)")),
     "sampled_softmax": Objective(_sampled_softmax, samples_negatives=True, logq_correction=True, description=(

@@ -60,7 +60,7 @@ def fit(
     *,
     epochs: int | None = None,
     out_dir: str | os.PathLike[str] | None = None,
-    eval_every: int = 1,
+    eval_every: int = 5,  # the same default as experiment.TrainOptions (a test pins it)
     patience: int | None = None,
     monitor: str = "ndcg@10",
     max_eval_users: int | None = None,

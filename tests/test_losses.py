@@ -29,6 +29,18 @@ def test_bce_with_k_negatives_sums_the_negative_terms_per_position():
     assert losses.sampled_binary_crossentropy(pos, neg, mask, keep).numpy() == pytest.approx(expected_kept, rel=1e-6)
 
 
+def test_bpr_averages_minus_log_sigmoid_of_the_margin_over_the_kept_negatives():
+    pos = tf.constant([[9.0, 1.5], [0.2, 0.0]])
+    neg = tf.constant([[[0.0, 0.0], [0.5, -2.0]], [[1.0, 0.2], [3.0, 3.0]]])
+    mask = tf.constant([[False, True], [True, False]])
+    expected = np.mean([(-np.log(sigmoid(1.0)) - np.log(sigmoid(3.5))) / 2,
+                        (-np.log(sigmoid(-0.8)) - np.log(sigmoid(0.0))) / 2])
+    assert losses.bpr(pos, neg, mask).numpy() == pytest.approx(expected, rel=1e-6)
+    keep = tf.constant([[[True, True], [True, False]], [[True, True], [True, True]]])
+    expected_kept = np.mean([-np.log(sigmoid(1.0)), (-np.log(sigmoid(-0.8)) - np.log(sigmoid(0.0))) / 2])
+    assert losses.bpr(pos, neg, mask, keep).numpy() == pytest.approx(expected_kept, rel=1e-6)
+
+
 @pytest.mark.parametrize("k,n,t,expected", [
     (4, 101, 0.5, 0.52),     # α = 0.04: β = 0.04 · (0.5 · (1 - 25) + 25) = 0.52
     (4, 101, 0.0, 1.0),      # t = 0: plain BCE
@@ -158,6 +170,7 @@ OBJECTIVES = [
     dict(loss="bce"),
     dict(loss="bce", num_negatives=4),
     dict(loss="gbce", num_negatives=4, gbce_t=0.75),
+    dict(loss="bpr", num_negatives=4),
     dict(loss="sampled_softmax", num_negatives=4),
     dict(loss="sampled_softmax", num_negatives=4, negative_sampling="popularity", logq_correction=True),
     dict(loss="bce", num_negatives=2, negative_sampling="popularity"),
