@@ -75,7 +75,9 @@ def load(args):
     from sasrec_tf.data import build_sequences, generate_interactions, load_dataset
 
     if args.data:
-        return load_dataset(args.data, args.format), Path(args.data).stem
+        path = Path(args.data)
+        # MovieLens files have generic names (u.data, ratings.dat): name them by their folder.
+        return load_dataset(args.data, args.format), path.parent.name if args.format == "movielens" else path.stem
     log = generate_interactions(num_users=args.users, num_items=args.items, mean_length=args.mean_length,
                                 length_distribution="lognormal", seed=0)
     return build_sequences(log), "games-longtail"
