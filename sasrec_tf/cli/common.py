@@ -45,8 +45,8 @@ def _stderr_silenced():
 
 
 # ------------------------------------------------------------------------------------ data
-_DATA_FLAGS = ("user_col", "item_col", "time_col", "rating_col", "min_rating", "sep", "min_user_interactions",
-               "min_item_interactions", "duplicates")
+# Every DataOptions field has a flag of the same name (added below).
+_DATA_FLAGS = tuple(field.name for field in dataclasses.fields(DataOptions))
 
 
 def add_data_flags(parser: argparse.ArgumentParser, required_format: bool = False) -> None:
@@ -69,7 +69,7 @@ def add_data_flags(parser: argparse.ArgumentParser, required_format: bool = Fals
 
 def data_options(args: argparse.Namespace, base: DataOptions | None = None) -> DataOptions:
     """``base`` (a pipeline file's ``data`` section) with the flags that were given."""
-    given = {name: getattr(args, name) for name in ("format", *_DATA_FLAGS) if getattr(args, name, None) is not None}
+    given = {name: getattr(args, name) for name in _DATA_FLAGS if getattr(args, name, None) is not None}
     return dataclasses.replace(base or DataOptions(), **given)
 
 
