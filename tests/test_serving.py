@@ -151,6 +151,81 @@ def test_wrong_dtype_rank_missing_or_extra_inputs_are_invalid_argument(client):
     assert error.code == grpc.StatusCode.INVALID_ARGUMENT and "output_filter" in error.details
 
 
+def _raw_history(dims, values, *, unknown_rank=False):
+    """A PredictRequest for ``serving_default`` whose ``history`` declares ``dims`` but holds ``values``."""
+    from tensorflow.core.framework import tensor_pb2, types_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "sasrec"
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=values)
+    proto.tensor_shape.unknown_rank = unknown_rank
+    for size in dims:
+        proto.tensor_shape.dim.add(size=size)
+    request.inputs["history"].CopyFrom(proto)
+    return request
+
+
+def test_a_tensor_whose_content_does_not_match_its_shape_is_rejected_before_anything_is_allocated(client):
+    import resource
+
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(client.channel)
+    amplifier = _raw_history([1, 30_000_000], [b"", b"sku-1"])
+    assert amplifier.ByteSize() < 64
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.monotonic()
+    for request, message in [
+        (amplifier, "exceeds the request limit"),
+        (_raw_history([3, 2], [b"", b"sku-1"]), "declares 6 values but the tensor holds 2"),
+        (_raw_history([1, 3], [b"", b"sku-1", b"sku-2", b"sku-3"]), "declares 3 values but the tensor holds 4"),
+        (_raw_history([-1, 2], [b"", b"sku-1"]), "dimensions must be >= 0"),
+        (_raw_history([], [], unknown_rank=True), "unknown_rank"),
+        (_raw_history([2000, 1000], [b""] * 10), "at most 1,048,576 per request"),
+    ]:
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Predict(request, timeout=30)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and message in info.value.details(), request
+    assert time.monotonic() - started < 5
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 100_000  # KiB: nothing near 30M strings
+    ok = stub.Predict(_raw_history([1, 2], [b"", b"sku-1"]), timeout=30)
+    assert len(ok.outputs["item_ids"].string_val) == K
+
+
+def test_the_request_element_limit_is_a_server_setting_and_applies_to_rest_too(base):
+    with LocalModelServer(base, port=0, rest_port=0, poll_seconds=0, max_request_elements=6) as small:
+        with PredictionClient(small.address, "sasrec", timeout=30) as tiny:
+            assert tiny.recommend([["sku-1", "sku-2"], ["sku-3"]]).item_ids.shape == (2, K)  # 2 x 3 elements
+            error = codes(lambda: tiny.recommend([["sku-1", "sku-2", "sku-3"], []]))
+        assert error.code == grpc.StatusCode.INVALID_ARGUMENT and "at most 6 per request" in error.details
+        rest = RestClient(f"http://127.0.0.1:{small.rest_port}", "sasrec", timeout=30)
+        error = codes(lambda: rest.recommend([["sku-1", "sku-2", "sku-3"], []]))
+        assert (error.code, error.http_status) == (grpc.StatusCode.INVALID_ARGUMENT, 400)
+        assert "at most 6 per request" in error.details
+
+
+def test_rest_rejects_bad_content_lengths_and_closes_connections_that_send_nothing(server):
+    def raw(data: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as sock:
+            sock.sendall(data)
+            return sock.recv(4096)
+
+    head = b"POST /v1/models/sasrec:predict HTTP/1.1\r\nHost: x\r\n"
+    assert b" 400 " in raw(head + b"Content-Length: -5\r\n\r\n").split(b"\r\n")[0]
+    answer = raw(head + b"Content-Length: 999999999999\r\n\r\n")
+    assert b" 400 " in answer.split(b"\r\n")[0] and b"exceeds this server's limit" in answer
+    original = server.rest_read_timeout
+    server._http.RequestHandlerClass.timeout = 0.5
+    try:
+        with socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as idle:
+            idle.sendall(head + b"Content-Length: 100\r\n\r\n{")  # promises 100 bytes, sends 1
+            started = time.monotonic()
+            answer = idle.recv(4096)
+            assert b" 400 " in answer and b"did not arrive within 0.5 s" in answer
+            assert idle.recv(4096) == b""  # and the connection is closed
+        assert time.monotonic() - started < 10
+    finally:
+        server._http.RequestHandlerClass.timeout = original
+
+
 def test_unknown_signature_is_invalid_argument_and_names_the_available_ones(client):
     error = codes(lambda: client.predict({"history": history_tensor([["a"]])}, "recommend"))
     assert error.code == grpc.StatusCode.INVALID_ARGUMENT

@@ -15,6 +15,7 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from sasrec_tf.serving.batching import Batcher
 from sasrec_tf.serving.errors import StatusError, status_code_from_int
+from sasrec_tf.serving.tensors import DEFAULT_MAX_REQUEST_ELEMENTS, check_request_protos, to_ndarray
 
 __all__ = ["Servable", "read_signature_defs", "dtype_name"]
 
@@ -138,15 +139,17 @@ class Servable:
             raise StatusError(grpc.StatusCode.INVALID_ARGUMENT, str(err).split("\n")[0]) from None
         return {name: outputs[name] for name in wanted}
 
-    def run_proto(self, signature_name: str, inputs, output_filter=()) -> dict[str, np.ndarray]:
-        """:meth:`run` for a ``map<string, TensorProto>`` (a PredictRequest's ``inputs``)."""
-        self.check_inputs(signature_name, {
-            key: (proto.dtype, tuple(d.size for d in proto.tensor_shape.dim)) for key, proto in inputs.items()
-        })
-        try:
-            arrays = {key: tf.make_ndarray(proto) for key, proto in inputs.items()}
-        except (TypeError, ValueError) as err:
-            raise StatusError(grpc.StatusCode.INVALID_ARGUMENT, f"malformed input tensor: {err}") from None
+    def run_proto(self, signature_name: str, inputs, output_filter=(), *,
+                  max_elements: int = DEFAULT_MAX_REQUEST_ELEMENTS) -> dict[str, np.ndarray]:
+        """:meth:`run` for a ``map<string, TensorProto>`` (a PredictRequest's ``inputs``).
+
+        Shapes, content sizes and the request's size (``max_elements``, see
+        :mod:`sasrec_tf.serving.tensors`) are checked, then the signature, before any tensor is
+        decoded.
+        """
+        shapes = check_request_protos(inputs, max_elements)
+        self.check_inputs(signature_name, {key: (proto.dtype, shapes[key]) for key, proto in inputs.items()})
+        arrays = {key: to_ndarray(key, proto) for key, proto in inputs.items()}
         return self.run(signature_name, arrays, output_filter)
 
     def warmup(self) -> int:

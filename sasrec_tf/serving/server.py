@@ -36,6 +36,7 @@ from tensorflow_serving.apis import (
 from sasrec_tf.serving import rest
 from sasrec_tf.serving.errors import HTTP_STATUS, StatusError
 from sasrec_tf.serving.manager import ModelManager
+from sasrec_tf.serving.tensors import DEFAULT_MAX_REQUEST_ELEMENTS, check_request_arrays
 
 __all__ = ["LocalModelServer"]
 
@@ -61,7 +62,11 @@ class LocalModelServer:
         rest_port: also serve TF Serving's REST API on this port (``0``: a free one).
         poll_seconds: how often to look for new or removed versions (``0``: never).
         max_workers: request threads.
-        max_message_bytes: the largest request and response.
+        max_message_bytes: the largest request and response (gRPC message or REST body).
+        max_request_elements: the most elements (``rows × width`` summed over the inputs) one
+            Predict may hold; larger requests are ``INVALID_ARGUMENT`` (see
+            :mod:`sasrec_tf.serving.tensors`).
+        rest_read_timeout: seconds a REST connection may take to send a request before it is closed.
         enable_batching: merge concurrent requests to the same signature into batches of up to
             ``max_batch_size`` rows, run by ``num_batch_threads`` threads per signature
             (see :mod:`sasrec_tf.serving.batching`; off by default, as in TF Serving).
@@ -81,6 +86,8 @@ class LocalModelServer:
         poll_seconds: float = 1.0,
         max_workers: int = 8,
         max_message_bytes: int = 64 * 1024 * 1024,
+        max_request_elements: int = DEFAULT_MAX_REQUEST_ELEMENTS,
+        rest_read_timeout: float = 30.0,
         enable_batching: bool = False,
         max_batch_size: int = 64,
         num_batch_threads: int = 1,
@@ -94,6 +101,8 @@ class LocalModelServer:
         self.poll_seconds = float(poll_seconds)
         self.max_workers = int(max_workers)
         self.max_message_bytes = int(max_message_bytes)
+        self.max_request_elements = int(max_request_elements)
+        self.rest_read_timeout = float(rest_read_timeout)
         self.port: int | None = None
         self.rest_port: int | None = None
         self._grpc: grpc.Server | None = None
@@ -130,7 +139,7 @@ class LocalModelServer:
         server.start()
         self._grpc = server
         if self._requested_rest_port is not None:
-            handler = type("_Handler", (_RestHandler,), {"model_server": self})
+            handler = type("_Handler", (_RestHandler,), {"model_server": self, "timeout": self.rest_read_timeout})
             self._http = ThreadingHTTPServer((self.host, int(self._requested_rest_port)), handler)
             self._http.daemon_threads = True
             self.rest_port = self._http.server_address[1]
@@ -173,7 +182,8 @@ class LocalModelServer:
     def predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
         servable = self._servable(request.model_spec)
         signature = request.model_spec.signature_name or tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
-        outputs = servable.run_proto(signature, request.inputs, request.output_filter)
+        outputs = servable.run_proto(signature, request.inputs, request.output_filter,
+                                     max_elements=self.max_request_elements)
         response = predict_pb2.PredictResponse()
         response.model_spec.name = servable.name
         response.model_spec.version.value = servable.version
@@ -322,11 +332,28 @@ class _RestHandler(BaseHTTPRequestHandler):
             raise StatusError(grpc.StatusCode.UNIMPLEMENTED, f"{verb} is not implemented by this server")
         raise StatusError(grpc.StatusCode.NOT_FOUND, f"Malformed request: {method} {self.path}")
 
-    def _predict(self, servable) -> dict:
-        length = int(self.headers.get("Content-Length") or 0)
+    def _read_body(self) -> bytes:
+        """The request body, at most ``max_message_bytes``; the handler's ``timeout`` bounds the wait."""
+        limit = self.model_server.max_message_bytes
+        given = self.headers.get("Content-Length") or "0"
+        if not given.isdigit():
+            self.close_connection = True
+            raise StatusError(grpc.StatusCode.INVALID_ARGUMENT, f"Content-Length must be a byte count, got {given!r}")
+        if int(given) > limit:
+            self.close_connection = True
+            raise StatusError(grpc.StatusCode.INVALID_ARGUMENT,
+                              f"the request body of {int(given):,} bytes exceeds this server's limit of {limit:,}")
         try:
-            body = json.loads(self.rfile.read(length) or b"{}")
-        except json.JSONDecodeError as err:
+            return self.rfile.read(int(given))
+        except TimeoutError:
+            self.close_connection = True
+            raise StatusError(grpc.StatusCode.INVALID_ARGUMENT,
+                              f"the request body did not arrive within {self.timeout:g} s") from None
+
+    def _predict(self, servable) -> dict:
+        try:
+            body = json.loads(self._read_body() or b"{}")
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
             raise StatusError(grpc.StatusCode.INVALID_ARGUMENT, f"JSON Parse error: {err}") from None
         if not isinstance(body, dict):
             raise StatusError(grpc.StatusCode.INVALID_ARGUMENT, "the request body must be a JSON object")
@@ -366,6 +393,7 @@ class _RestHandler(BaseHTTPRequestHandler):
             except ValueError as err:
                 raise StatusError(grpc.StatusCode.INVALID_ARGUMENT, f"input {key!r}: {err}") from None
             given[key] = (dtype.as_datatype_enum, arrays[key].shape)
+        check_request_arrays(arrays, self.model_server.max_request_elements)
         servable.check_inputs(signature_name, given)
         outputs = servable.run(signature_name, arrays, body.get("output_filter") or ())
         return rest.encode_outputs(outputs, fmt)
