@@ -6,6 +6,14 @@ Every leave-one-out protocol in :mod:`sasrec_tf.evaluation` reduces to one 1-bas
 - ``hr@k``   (hit rate / recall with one relevant item): ``mean(rank <= k)``;
 - ``ndcg@k`` (one relevant item, so IDCG = 1): ``mean(1 / log2(rank + 1) if rank <= k else 0)``;
 - ``mrr``    (full, not cut at any k): ``mean(1 / rank)``.
+
+The same metrics stream inside Keras as :class:`HitRate`, :class:`NDCG` and :class:`MRR`
+(``keras.metrics.Metric`` classes, tf_keras): each batch's targets are ranked by full ranking with
+history exclusion (:func:`full_ranks`, the rules of :func:`sasrec_tf.evaluation.evaluate_full`)
+and the per-user values are averaged over every batch seen, so ``model.evaluate`` on a dataset
+from :func:`sasrec_tf.keras_evaluation.validation_dataset` reports the numbers ``evaluate_full``
+computes on the same split. Recall@k and Precision@k are not separate metrics: with one relevant
+item per user, Recall@k *is* HR@k and Precision@k is HR@k / k, a constant rescaling.
 """
 
 from __future__ import annotations
@@ -13,8 +21,11 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
+import tensorflow as tf
 
-__all__ = ["DEFAULT_KS", "ranking_metrics", "metric_names"]
+from sasrec_tf._compat import keras
+
+__all__ = ["DEFAULT_KS", "ranking_metrics", "metric_names", "full_ranks", "HitRate", "NDCG", "MRR"]
 
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10, 20)
 
@@ -63,3 +74,122 @@ def ranking_metrics(ranks: Any, ks: Sequence[int] = DEFAULT_KS) -> dict[str, flo
         result[f"ndcg@{k}"] = float(np.mean(np.where(hit, gains, 0.0)))
     result["mrr"] = float(np.mean(1.0 / ranks))
     return result
+
+
+# --------------------------------------------------------------------------------------------------
+# Streaming Keras metrics
+
+
+def full_ranks(queries: tf.Tensor, item_embeddings: tf.Tensor, targets: tf.Tensor,
+               histories: tf.Tensor | None = None) -> tf.Tensor:
+    """1-based rank ``[B]`` int32 of each target among all items ``1..N``, scored ``q · M_i``.
+
+    The rules of :func:`sasrec_tf.evaluation.evaluate_full`: padding (row 0) is never a
+    candidate; ties and NaN count against the target, so a constant model gets the worst rank;
+    the items of ``histories`` are removed from the candidates, except the target itself.
+
+    Args:
+      queries: ``[B, d]`` next-item queries (``SASRec.query_embeddings``).
+      item_embeddings: ``[N + 1, d]`` item matrix, row 0 padding (``SASRec.item_embeddings()``).
+      targets: ``[B]`` true next items in ``1..N``.
+      histories: ``[B, H]`` each row's history items, 0 = padding; ``None`` excludes nothing.
+    """
+    scores = tf.matmul(queries, item_embeddings[1:], transpose_b=True)  # [B, N]
+    targets = tf.cast(targets, tf.int32)
+    target_scores = tf.gather(scores, targets - 1, batch_dims=1)[:, tf.newaxis]
+    # Spelled out rather than `not (score < target)`, which Grappler rewrites to `>=` (NaN-unsafe).
+    beats = (scores >= target_scores) | tf.math.is_nan(scores) | tf.math.is_nan(target_scores)
+    if histories is not None:
+        histories = tf.cast(histories, tf.int32)
+        rows = tf.broadcast_to(tf.range(tf.shape(histories)[0])[:, tf.newaxis], tf.shape(histories))
+        excluded = (histories > 0) & (histories != targets[:, tf.newaxis])
+        indices = tf.stack([tf.boolean_mask(rows, excluded), tf.boolean_mask(histories, excluded) - 1], axis=1)
+        beats = tf.tensor_scatter_nd_update(beats, indices, tf.zeros(tf.shape(indices)[:1], tf.bool))
+    return tf.reduce_sum(tf.cast(beats, tf.int32), axis=1)  # the target beats itself: rank >= 1
+
+
+class _FullRankingMetric(keras.metrics.Mean):
+    """The mean over users of a function of each user's full-ranking rank (see :func:`full_ranks`).
+
+    Shaped like TFRS's ``FactorizedTopK``: the metric is given the candidates once (here the model
+    whose ``item_embeddings()`` scores every item) and is updated with the queries. In Keras terms
+    ``update_state(y_true, y_pred)`` takes ``y_pred`` = the queries ``[B, d]`` and ``y_true`` =
+    ``[B, 1 + H]`` int, each row's target followed by its history padded with 0 (the batches of
+    :func:`sasrec_tf.keras_evaluation.validation_dataset`, whose ``QueryModel`` produces the
+    queries). Sums and counts are Keras ``Mean`` state, so batches stream and replicas of a
+    ``tf.distribute`` strategy add up.
+
+    Args:
+      candidates: the model (anything with ``item_embeddings()`` returning ``[N + 1, d]``). Only
+        its method is kept, not the model, so the metric tracks no model weights and resetting it
+        cannot touch them.
+      exclude_history: remove the history's items (other than the target) from the candidates,
+        as :func:`~sasrec_tf.evaluation.evaluate_full` does by default.
+    """
+
+    def __init__(self, candidates: Any, *, exclude_history: bool = True, name: str, dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        if not callable(getattr(candidates, "item_embeddings", None)):
+            raise TypeError(f"candidates must provide item_embeddings() (e.g. a SASRec); got {type(candidates).__name__}")
+        self._item_embeddings = candidates.item_embeddings
+        self.exclude_history = bool(exclude_history)
+
+    def _values(self, ranks: tf.Tensor) -> tf.Tensor:
+        """Per-user metric values ``[B]`` from float ranks ``[B]``."""
+        raise NotImplementedError
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = tf.convert_to_tensor(y_true)
+        histories = y_true[:, 1:] if self.exclude_history else None
+        ranks = full_ranks(y_pred, self._item_embeddings(), y_true[:, 0], histories)
+        return super().update_state(self._values(tf.cast(ranks, self.dtype)), sample_weight=sample_weight)
+
+
+class _CutOffMetric(_FullRankingMetric):
+    def __init__(self, candidates: Any, k: int = 10, *, exclude_history: bool = True, name: str, dtype=None):
+        (k,) = _validate_ks([k])
+        super().__init__(candidates, exclude_history=exclude_history, name=name.format(k=k), dtype=dtype)
+        self.k = k
+
+
+class HitRate(_CutOffMetric):
+    """HR@k (= Recall@k with one relevant item): the share of users whose target ranks in the top k.
+
+    Named ``hr@{k}`` by default, as in :func:`ranking_metrics`. See :class:`_FullRankingMetric`
+    for ``candidates``, ``exclude_history`` and the ``y_true`` / ``y_pred`` layout.
+    """
+
+    def __init__(self, candidates: Any, k: int = 10, *, exclude_history: bool = True, name: str = "hr@{k}",
+                 dtype=None):
+        super().__init__(candidates, k, exclude_history=exclude_history, name=name, dtype=dtype)
+
+    def _values(self, ranks):
+        return tf.cast(ranks <= self.k, ranks.dtype)
+
+
+class NDCG(_CutOffMetric):
+    """NDCG@k with one relevant item: ``1 / log2(rank + 1)`` if the target ranks in the top k, else 0.
+
+    Named ``ndcg@{k}`` by default. See :class:`_FullRankingMetric` for the arguments.
+    """
+
+    def __init__(self, candidates: Any, k: int = 10, *, exclude_history: bool = True, name: str = "ndcg@{k}",
+                 dtype=None):
+        super().__init__(candidates, k, exclude_history=exclude_history, name=name, dtype=dtype)
+
+    def _values(self, ranks):
+        gains = tf.math.log(tf.constant(2.0, ranks.dtype)) / tf.math.log(ranks + 1.0)
+        return tf.where(ranks <= self.k, gains, tf.zeros_like(gains))
+
+
+class MRR(_FullRankingMetric):
+    """Mean reciprocal rank, not cut at any k: ``1 / rank``. Named ``mrr`` by default.
+
+    See :class:`_FullRankingMetric` for the arguments.
+    """
+
+    def __init__(self, candidates: Any, *, exclude_history: bool = True, name: str = "mrr", dtype=None):
+        super().__init__(candidates, exclude_history=exclude_history, name=name, dtype=dtype)
+
+    def _values(self, ranks):
+        return 1.0 / ranks

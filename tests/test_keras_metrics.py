@@ -1,0 +1,137 @@
+"""Streaming Keras ranking metrics (HitRate, NDCG, MRR): hand-computed ranks, and ``evaluate`` on a
+validation dataset giving sasrec_tf.evaluation's full-ranking numbers, also under tf.distribute."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sasrec_tf import SASRec, SASRecConfig
+from sasrec_tf._compat import keras
+from sasrec_tf.data.pipeline import training_dataset
+from sasrec_tf.data.sequences import build_sequences, leave_one_out
+from sasrec_tf.data.synthetic import generate_interactions
+from sasrec_tf.evaluation import evaluate_full
+from sasrec_tf.keras_evaluation import QueryModel, validation_dataset
+from sasrec_tf.metrics import MRR, NDCG, HitRate, full_ranks
+
+CONFIG = SASRecConfig(max_len=10, hidden_units=16, num_blocks=1, num_heads=1, dropout_rate=0.0)
+
+
+class FixedItems:
+    """Candidates with a given item matrix (the metrics need only ``item_embeddings()``)."""
+
+    def __init__(self, matrix):
+        self.matrix = tf.constant(matrix, tf.float32)
+
+    def item_embeddings(self):
+        return self.matrix
+
+
+# Items 1..5 score 5, 4, 4, 2, 1 for the query [1] (row 0 is padding).
+ITEMS = FixedItems([[0.0], [5.0], [4.0], [4.0], [2.0], [1.0]])
+QUERIES = tf.ones((3, 1))
+# Row 0: target 2 ties with item 3 (counts against it) → rank 3. Row 1: target 4, history {1, 4}
+# (the target stays a candidate) → rank 3 of items 2, 3, 4, 5. Row 2: target 1, history {2, 3} → 1.
+Y_TRUE = tf.constant([[2, 0, 0], [4, 1, 4], [1, 2, 3]])
+
+
+def test_full_ranks_hand_computed_ties_count_against_the_target_and_history_is_removed():
+    assert full_ranks(QUERIES, ITEMS.item_embeddings(), Y_TRUE[:, 0], Y_TRUE[:, 1:]).numpy().tolist() == [3, 3, 1]
+    assert full_ranks(QUERIES, ITEMS.item_embeddings(), Y_TRUE[:, 0]).numpy().tolist() == [3, 4, 1]
+
+
+def test_metric_values_from_hand_computed_ranks_3_3_1():
+    hr, ndcg, mrr = HitRate(ITEMS, k=2), NDCG(ITEMS, k=3), MRR(ITEMS)
+    for metric in (hr, ndcg, mrr):
+        metric.update_state(Y_TRUE[:2], QUERIES[:2])  # streaming: two updates, one mean
+        metric.update_state(Y_TRUE[2:], QUERIES[2:])
+    assert (hr.name, ndcg.name, mrr.name) == ("hr@2", "ndcg@3", "mrr")
+    assert hr.result().numpy() == pytest.approx(1 / 3)
+    assert ndcg.result().numpy() == pytest.approx((0.5 + 0.5 + 1.0) / 3)
+    assert mrr.result().numpy() == pytest.approx((1 / 3 + 1 / 3 + 1) / 3)
+    without_exclusion = MRR(ITEMS, exclude_history=False)
+    without_exclusion.update_state(Y_TRUE, QUERIES)
+    assert without_exclusion.result().numpy() == pytest.approx((1 / 3 + 1 / 4 + 1) / 3)
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(TypeError, match="item_embeddings"):
+        HitRate(object())
+    with pytest.raises(ValueError, match="positive"):
+        NDCG(ITEMS, k=0)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A SASRec trained one epoch on a small generated log, and its leave-one-out split."""
+    data = build_sequences(generate_interactions(num_users=150, num_items=60, mean_length=9, seed=3))
+    split = leave_one_out(data)
+    keras.utils.set_random_seed(0)
+    model = SASRec(CONFIG, num_items=split.num_items).build_for()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    model.fit(training_dataset(split.train, split.num_items, CONFIG.max_len, 32, seed=0), epochs=1, verbose=0)
+    return model, split
+
+
+def compiled_metrics(model, exclude_history=True):
+    return [HitRate(model, k=1, exclude_history=exclude_history), HitRate(model, k=10, exclude_history=exclude_history),
+            NDCG(model, k=10, exclude_history=exclude_history), MRR(model, exclude_history=exclude_history)]
+
+
+def assert_equal_to_full_ranking(result, model, split, exclude_history=True):
+    expected = evaluate_full(model, split.valid_inputs, split.valid_targets, ks=(1, 10), exclude_history=exclude_history)
+    for key in ("hr@1", "hr@10", "ndcg@10", "mrr"):
+        assert result[key] == pytest.approx(expected[key], rel=1e-5, abs=1e-7), key
+    assert 0 < expected["mrr"] < 1
+
+
+@pytest.mark.parametrize("exclude_history", [True, False])
+def test_evaluate_reports_the_full_ranking_numbers_of_sasrec_evaluation(trained, exclude_history):
+    model, split = trained
+    scorer = QueryModel(model)
+    scorer.compile(metrics=compiled_metrics(model, exclude_history))
+    # A batch size that leaves a smaller last batch: the metrics stream over uneven batches.
+    result = scorer.evaluate(validation_dataset(split, model.max_len, batch_size=37), return_dict=True, verbose=0)
+    assert_equal_to_full_ranking(result, model, split, exclude_history)
+    # A second evaluate starts from zero (Keras resets the compiled metrics) and sees the same.
+    again = scorer.evaluate(validation_dataset(split, model.max_len, batch_size=64), return_dict=True, verbose=0)
+    assert again["mrr"] == pytest.approx(result["mrr"], rel=1e-6)
+
+
+def test_evaluate_under_a_mirrored_strategy_gives_the_same_numbers(trained):
+    model, split = trained
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        replica = SASRec(CONFIG, num_items=split.num_items).build_for()
+        replica.set_weights(model.get_weights())
+        scorer = QueryModel(replica)
+        scorer.compile(metrics=compiled_metrics(replica))
+    result = scorer.evaluate(validation_dataset(split, model.max_len, batch_size=40), return_dict=True, verbose=0)
+    assert_equal_to_full_ranking(result, model, split)
+
+
+def test_resetting_a_metric_leaves_the_model_weights_alone(trained):
+    model, _ = trained
+    metric = NDCG(model)
+    before = model.item_embeddings().numpy().copy()
+    metric.update_state(tf.constant([[1, 2]]), tf.ones((1, CONFIG.hidden_units)))
+    metric.reset_state()
+    assert [v.name.split("/")[-1].split(":")[0] for v in metric.variables] == ["total", "count"]
+    np.testing.assert_array_equal(model.item_embeddings().numpy(), before)
+
+
+def test_validation_dataset_rows_are_padded_input_and_target_then_whole_history(trained):
+    _, split = trained
+    item_ids, y_true = next(iter(validation_dataset(split, max_len=3, batch_size=4)))
+    assert item_ids.shape == (4, 3) and item_ids.dtype == tf.int32
+    longest = max(len(s) for s in split.valid_inputs[:4])
+    assert y_true.shape == (4, 1 + longest)
+    for row in range(4):
+        history = np.asarray(split.valid_inputs[row])
+        np.testing.assert_array_equal(item_ids[row].numpy(), np.pad(history[-3:], (3 - len(history[-3:]), 0)))
+        assert y_true[row, 0] == split.valid_targets[row]
+        np.testing.assert_array_equal(y_true[row, 1:1 + len(history)].numpy(), history)
+        assert not y_true[row, 1 + len(history):].numpy().any()
+    assert math.isclose(len(list(validation_dataset(split, 3, batch_size=7))), math.ceil(len(split.valid_targets) / 7))
