@@ -1,0 +1,70 @@
+"""``sasrec-tf recommend``: every user's top-k items from their whole history, to Parquet or CSV."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from sasrec_tf.cli.common import add_data_flags, read_data
+
+
+def register(subcommands) -> None:
+    parser = subcommands.add_parser(
+        "recommend", help="write top-k recommendations for every (or the listed) user to parquet or csv",
+        description="One row per recommendation (user_id, rank, item_id, score): the numbers the export's "
+                    "serving_default returns for each user's whole history in the --data log. Items unknown to the model "
+                    "are dropped from histories; users left with none get no rows (one summary line).")
+    parser.add_argument("--model", required=True, metavar="DIR", help="model directory written by `sasrec-tf train`")
+    add_data_flags(parser, required_format=True)
+    parser.add_argument("--out", required=True, metavar="FILE", help="output file: NAME.parquet or NAME.csv")
+    parser.add_argument("--k", type=int, default=10, metavar="INT", help="recommendations per user (default: 10)")
+    parser.add_argument("--users", metavar="FILE", help="file of raw user ids, one per line: recommend for these only, in this order")
+    parser.add_argument("--include-history", dest="include_history", action="store_true",
+                        help="allow items the user already interacted with (repeat consumption)")
+    parser.add_argument("--batch-size", dest="batch_size", type=int, default=1024, metavar="INT",
+                        help="users scored per step (default: 1024)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sasrec_tf.recommend import read_user_ids, recommend_to_file
+
+    users = read_user_ids(args.users) if args.users else None
+    data = read_data(args)
+    started = time.perf_counter()
+    progress = _Progress(started) if sys.stderr.isatty() else None
+    summary = recommend_to_file(args.model, data, args.out, k=args.k, users=users,
+                                include_history=args.include_history, batch_size=args.batch_size,
+                                progress=progress)
+    if progress is not None:
+        progress.finish()
+    seconds = time.perf_counter() - started
+    line = summary.without_history_line()
+    if line:
+        print(f"sasrec-tf: {line}", file=sys.stderr)
+    print(f"wrote {summary.rows} recommendations for {summary.users} users to {summary.path} "
+          f"({summary.users / max(seconds, 1e-9):.0f} users/s)")
+    return 0
+
+
+class _Progress:
+    """A one-line progress bar on a terminal's stderr, redrawn at most ten times a second."""
+
+    def __init__(self, started: float, width: int = 30):
+        self.started = started
+        self.width = width
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - self.last < 0.1 and done < total:
+            return
+        self.last = now
+        filled = self.width * done // max(total, 1)
+        rate = done / max(now - self.started, 1e-9)
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} users {rate:.0f}/s")
+        sys.stderr.flush()
+
+    def finish(self) -> None:
+        sys.stderr.write("\n")
