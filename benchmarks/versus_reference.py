@@ -1,0 +1,226 @@
+"""Speed beside the PyTorch reference port: same log, same machine, same run, alternately.
+
+Runs the reference (``../shared/reference/sasrec-pytorch``, pmixer/SASRec.pytorch, with its own
+``main.py``) and sasrec-tf (``experiment.train_and_evaluate``, the path of ``sasrec-tf train``)
+at the paper's configuration on the same log, one after the other, ``--rounds`` times, and prints
+for each side the steady epoch (median of epochs 2..N: epoch 1 holds start-up and tracing), the
+same-run ratio, one full validation pass of ours (full ranking + the sampled protocol, every
+user), and the peak resident memory of each side's process tree (sampled every 0.2 s; the
+reference's three sampler processes included).
+
+    python benchmarks/versus_reference.py                  # Beauty (../shared/data), if present
+    python benchmarks/versus_reference.py --data generated # a generated long-tailed Games-shaped log
+    python benchmarks/versus_reference.py --no-bucket      # ours with fixed-width batches
+
+What an epoch is: the reference draws ``ceil(users / 128)`` batches of one random window per user
+(with replacement); ours passes once over every user's most recent window (without replacement),
+``ceil(users / 128)`` batches' worth of targets. Both see one window per user per epoch on average.
+Per-epoch *quality* beside the reference is ``benchmarks/parity.py``'s job; a speed figure means
+something only beside it (see benchmarks/README.md, "Paper parity").
+
+The reference needs PyTorch in its own virtualenv (created or reused at ``--venv``, see
+parity.py); it never becomes a dependency of this project. Only ratios measured in one run mean
+anything: these machines differ from session to session.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import parity  # noqa: E402  (benchmarks/ is not a package)
+
+BEAUTY = parity.REPO.parent / "shared" / "data" / "amazon-iclrec" / "Beauty.txt"
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=str(BEAUTY),
+                   help="interaction log, or 'generated' for a long-tailed Games-shaped log (default: Beauty)")
+    p.add_argument("--format", default="s3rec")
+    p.add_argument("--epochs", type=int, default=4, help="epochs per side per round (the first is not timed)")
+    p.add_argument("--rounds", type=int, default=2, help="alternations reference/ours")
+    p.add_argument("--no-bucket", action="store_true", help="ours with bucket_by_length=false")
+    p.add_argument("--reference", default=str(parity.REPO.parent / "shared" / "reference" / "sasrec-pytorch"))
+    p.add_argument("--venv", default=os.path.expanduser("~/.cache/sasrec-ref"))
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def load(args):
+    """(data, name) through parity.py's loader, so both scripts read a log the same way."""
+    generated = args.data == "generated"
+    return parity.load(argparse.Namespace(
+        data=None if generated else args.data, format=args.format, users=31013, items=23715, mean_length=9.3))
+
+
+# ------------------------------------------------------------------------------------ memory
+def _tree_rss_bytes(root: int) -> int:
+    """Resident memory of ``root`` and all its descendants, from /proc (Linux)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    page = os.sysconf("SC_PAGE_SIZE")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))  # fields[1]: ppid
+        rss[int(entry)] = int(fields[21]) * page  # fields[21]: rss in pages
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo.extend(children.get(pid, []))
+    return total
+
+
+def run_measured(command: list[str], cwd: Path | None = None) -> tuple[list[tuple[float, str]], float]:
+    """Run ``command``; return its time-stamped output lines and the peak RSS (MiB) of its tree."""
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak = 0
+    lines: list[tuple[float, str]] = []
+    reader = threading.Thread(target=lambda: lines.extend((time.perf_counter(), line) for line in process.stdout),
+                              daemon=True)
+    reader.start()
+    while process.poll() is None:
+        peak = max(peak, _tree_rss_bytes(process.pid))
+        time.sleep(0.2)
+    reader.join()
+    if process.returncode != 0:
+        tail = "".join(line for _, line in lines[-20:])
+        raise RuntimeError(f"{command[0]} ... failed (exit {process.returncode}):\n{tail}")
+    return lines, peak / 2**20
+
+
+# ------------------------------------------------------------------------------------ the two sides
+def run_reference(args, data, dataset: str) -> dict:
+    python = parity.ensure_venv(Path(args.venv))
+    work = Path(tempfile.mkdtemp(prefix="sasrec-ref-"))
+    try:
+        for source in Path(args.reference).glob("*.py"):
+            shutil.copy(source, work)
+        (work / "data").mkdir()
+        parity.write_reference_log(data, work / "data" / f"{dataset}.txt")
+        command = [str(python), "-u", "main.py", f"--dataset={dataset}", "--train_dir=run", "--maxlen=50",
+                   "--dropout_rate=0.5", "--hidden_units=50", "--num_blocks=2", "--num_heads=1",
+                   "--batch_size=128", "--lr=0.001", "--device=cpu", f"--num_epochs={args.epochs}"]
+        lines, peak = run_measured(command, cwd=work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    last_step: dict[int, float] = {}
+    for stamp, line in lines:
+        if match := parity._STEP.search(line):
+            last_step[int(match.group(1))] = stamp
+    # Epoch e >= 2: from the last step of e - 1 to its own last step (no evaluation runs in
+    # between before epoch 20), so epoch 1 and the start-up are not counted.
+    epochs = [last_step[e] - last_step[e - 1] for e in sorted(last_step) if e - 1 in last_step]
+    return {"epoch_s": epochs, "peak_mib": peak}
+
+
+def run_ours(args) -> dict:
+    """Ours in a fresh process (fresh TensorFlow state, its own memory figure)."""
+    command = [sys.executable, __file__, "--worker", "--data", args.data, "--format", args.format,
+               "--epochs", str(args.epochs)] + (["--no-bucket"] if args.no_bucket else [])
+    lines, peak = run_measured(command)
+    result = json.loads([line for _, line in lines if line.startswith("{")][-1])
+    return {**result, "peak_mib": peak}
+
+
+def worker(args) -> int:
+    """Train the paper configuration through train_and_evaluate; print epoch times and the
+    time of full validation passes as one JSON line."""
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from sasrec_tf._compat import keras
+    from sasrec_tf.config import SASRecConfig
+    from sasrec_tf.data import leave_one_out
+    from sasrec_tf.evaluation import evaluate
+    from sasrec_tf.experiment import TrainOptions, train_and_evaluate
+
+    data, _ = load(args)
+    durations: list[float] = []
+
+    class Clock(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            durations.append(time.perf_counter() - self.start)
+
+    config = SASRecConfig(epochs=args.epochs, bucket_by_length=not args.no_bucket, seed=1)
+    # eval_every beyond the last epoch: fit validates after epoch 1 only (not timed below).
+    result = train_and_evaluate(data, config, options=TrainOptions(eval_every=args.epochs + 1), callbacks=[Clock()])
+    split = leave_one_out(data)
+    passes = []
+    for _ in range(2):  # the first pass traces the ranking functions
+        start = time.perf_counter()
+        evaluate(result.model, split, stage="valid")
+        passes.append(time.perf_counter() - start)
+    print(json.dumps({"epoch_s": durations, "validation_s": passes}), flush=True)
+    return 0
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
+        return f"{names[0]} x {len(names)}" if names else platform.processor()
+    except OSError:
+        return platform.processor()
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        return worker(args)
+    if args.epochs < 2:
+        raise SystemExit("--epochs must be >= 2 (the first epoch is not timed)")
+    data, dataset = load(args)
+    print(f"{time.strftime('%Y-%m-%d')} · {cpu_model()} · {dataset}: {data.num_users} users, "
+          f"{data.num_items} items, {int(data.lengths().sum())} interactions · {args.epochs} epochs per side, "
+          f"{args.rounds} rounds · ours {'without' if args.no_bucket else 'with'} length bucketing", flush=True)
+    reference_epochs, our_epochs, validations, ratios = [], [], [], []
+    peaks = {"reference": 0.0, "ours": 0.0}
+    for round_index in range(args.rounds):
+        reference = run_reference(args, data, dataset)
+        ours = run_ours(args)
+        steady_reference = statistics.median(reference["epoch_s"])
+        steady_ours = statistics.median(ours["epoch_s"][1:])
+        ratios.append(steady_reference / steady_ours)
+        reference_epochs += reference["epoch_s"]
+        our_epochs += ours["epoch_s"][1:]
+        validations.append(ours["validation_s"][-1])
+        peaks = {"reference": max(peaks["reference"], reference["peak_mib"]), "ours": max(peaks["ours"], ours["peak_mib"])}
+        print(f"round {round_index + 1}: reference {steady_reference:.2f} s/epoch, ours {steady_ours:.2f} s/epoch "
+              f"-> {ratios[-1]:.2f}x; ours' validation pass {ours['validation_s'][-1]:.2f} s "
+              f"(first, with tracing: {ours['validation_s'][0]:.2f} s)", flush=True)
+    print()
+    print("| side | steady epoch (median) | seq/s | peak RSS |")
+    print("|---|---|---|---|")
+    for name, epochs in (("reference (pmixer/SASRec.pytorch)", reference_epochs), ("sasrec-tf", our_epochs)):
+        median = statistics.median(epochs)
+        peak = peaks["reference" if name.startswith("reference") else "ours"]
+        print(f"| {name} | {median:.2f} s | {data.num_users / median:,.0f} | {peak:,.0f} MiB |")
+    print(f"\nsame-run ratio, steady epoch: {statistics.median(ratios):.2f}x (per round: "
+          f"{', '.join(f'{r:.2f}' for r in ratios)}); ours' full validation pass (full + sampled, "
+          f"{data.num_users} users): {statistics.median(validations):.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
