@@ -130,7 +130,8 @@ class _FullRankingMetric(keras.metrics.Mean):
     def __init__(self, candidates: Any, *, exclude_history: bool = True, name: str, dtype=None):
         super().__init__(name=name, dtype=dtype)
         if not callable(getattr(candidates, "item_embeddings", None)):
-            raise TypeError(f"candidates must provide item_embeddings() (e.g. a SASRec); got {type(candidates).__name__}")
+            raise TypeError("candidates must provide item_embeddings() (e.g. a SASRec); "
+                            f"got {type(candidates).__name__}")
         self._item_embeddings = candidates.item_embeddings
         self.exclude_history = bool(exclude_history)
 
@@ -155,8 +156,9 @@ class _CutOffMetric(_FullRankingMetric):
 class HitRate(_CutOffMetric):
     """HR@k (= Recall@k with one relevant item): the share of users whose target ranks in the top k.
 
-    Named ``hr@{k}`` by default, as in :func:`ranking_metrics`. See :class:`_FullRankingMetric`
-    for ``candidates``, ``exclude_history`` and the ``y_true`` / ``y_pred`` layout.
+    Named ``hr@{k}`` by default, as in :func:`ranking_metrics` (``{k}`` in ``name`` becomes ``k``).
+    See :class:`_FullRankingMetric` for ``candidates``, ``exclude_history`` and the ``y_true`` /
+    ``y_pred`` layout.
     """
 
     def __init__(self, candidates: Any, k: int = 10, *, exclude_history: bool = True, name: str = "hr@{k}",

@@ -162,13 +162,13 @@ def recommend_to_file(
         ValueError: a bad ``k``, ``batch_size``, ``chunk_users`` or suffix, or a model with a user
             embedding (its query needs a per-user vector that exists only for training users).
     """
-    trained = model if isinstance(model, TrainedModel) else load_trained(model)
-    net, vocab = trained.model, trained.vocab
     out = Path(out)
     fmt = OUTPUT_FORMATS.get(out.suffix.lower())
     if fmt is None:
         raise ValueError(f"cannot tell the output format of {out}: use a name ending in "
                          f"{' or '.join(OUTPUT_FORMATS)}")
+    trained = model if isinstance(model, TrainedModel) else load_trained(model)
+    net, vocab = trained.model, trained.vocab
     if net.uses_user_embedding:
         raise ValueError("models with a user embedding are not supported: the user vector exists only "
                          "for training users")

@@ -81,7 +81,8 @@ def compiled_metrics(model, exclude_history=True):
 
 
 def assert_equal_to_full_ranking(result, model, split, exclude_history=True):
-    expected = evaluate_full(model, split.valid_inputs, split.valid_targets, ks=(1, 10), exclude_history=exclude_history)
+    expected = evaluate_full(model, split.valid_inputs, split.valid_targets, ks=(1, 10),
+                             exclude_history=exclude_history)
     for key in ("hr@1", "hr@10", "ndcg@10", "mrr"):
         assert result[key] == pytest.approx(expected[key], rel=1e-5, abs=1e-7), key
     assert 0 < expected["mrr"] < 1

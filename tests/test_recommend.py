@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from sasrec_tf import SASRec, SASRecConfig
 from sasrec_tf._compat import keras
-from sasrec_tf.artifacts import save_trained
+from sasrec_tf.artifacts import load_trained, save_trained
 from sasrec_tf.cli import main
 from sasrec_tf.data.pipeline import training_dataset
 from sasrec_tf.data.sequences import build_sequences, leave_one_out
@@ -37,11 +37,12 @@ def setup(tmp_path_factory):
     model_dir = save_trained(root / "model", model, data.vocab,
                              item_counts=training_item_counts(split.train, data.num_items))
     serving = tf.saved_model.load(str(export_saved_model(model_dir, root / "export", "sasrec", k=K)))
-    later = pd.concat([log, pd.DataFrame({"user": ["u1", "u2", "u-new", "u-new"], "item": ["new-1", "new-2", "new-1", "new-3"],
-                                          "timestamp": [1_700_000_000, 1_500_000_000, 5, 6]})], ignore_index=True)
+    unknown = pd.DataFrame({"user": ["u1", "u2", "u-new", "u-new"], "item": ["new-1", "new-2", "new-1", "new-3"],
+                            "timestamp": [1_700_000_000, 1_500_000_000, 5, 6]})
+    later = pd.concat([log, unknown], ignore_index=True)
     csv = root / "later.csv"
     later.to_csv(csv, index=False)
-    return model_dir, serving, later, csv, root
+    return load_trained(model_dir), serving, later, csv, model_dir
 
 
 def raw_histories(log: pd.DataFrame) -> dict[str, list[str]]:
@@ -69,8 +70,8 @@ def assert_pinned_to_signature(frame: pd.DataFrame, serving, signature: str, his
 
 
 def test_parquet_equals_serving_default_for_every_user_with_a_known_item(setup, tmp_path):
-    model_dir, serving, later, _, _ = setup
-    summary = recommend_to_file(model_dir, later, tmp_path / "recs.parquet", k=K)
+    trained, serving, later, _, _ = setup
+    summary = recommend_to_file(trained, later, tmp_path / "recs.parquet", k=K)
     frame = pq.read_table(tmp_path / "recs.parquet").to_pandas()
 
     histories = raw_histories(later)
@@ -84,8 +85,8 @@ def test_parquet_equals_serving_default_for_every_user_with_a_known_item(setup, 
 
 
 def test_include_history_equals_recommend_including_history(setup, tmp_path):
-    model_dir, serving, later, _, _ = setup
-    recommend_to_file(model_dir, later, tmp_path / "recs.parquet", k=K, include_history=True)
+    trained, serving, later, _, _ = setup
+    recommend_to_file(trained, later, tmp_path / "recs.parquet", k=K, include_history=True)
     frame = pq.read_table(tmp_path / "recs.parquet").to_pandas()
     histories = raw_histories(later)
     assert_pinned_to_signature(frame, serving, "recommend_including_history", histories)
@@ -93,10 +94,10 @@ def test_include_history_equals_recommend_including_history(setup, tmp_path):
 
 
 def test_chunks_smaller_than_the_user_count_write_the_same_csv_and_parquet(setup, tmp_path):
-    model_dir, _, later, _, _ = setup
+    trained, _, later, _, _ = setup
     for suffix in ("csv", "parquet"):
-        recommend_to_file(model_dir, later, tmp_path / f"one.{suffix}", k=K, batch_size=3)
-        recommend_to_file(model_dir, later, tmp_path / f"many.{suffix}", k=K, chunk_users=7, batch_size=3)
+        recommend_to_file(trained, later, tmp_path / f"one.{suffix}", k=K, batch_size=3)
+        recommend_to_file(trained, later, tmp_path / f"many.{suffix}", k=K, chunk_users=7, batch_size=3)
     assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "many.csv").read_bytes()
     one, many = pq.read_table(tmp_path / "one.parquet"), pq.read_table(tmp_path / "many.parquet")
     assert one.equals(many) and pq.ParquetFile(tmp_path / "many.parquet").num_row_groups > 1
@@ -106,8 +107,8 @@ def test_chunks_smaller_than_the_user_count_write_the_same_csv_and_parquet(setup
 
 
 def test_users_filter_keeps_the_listed_order_and_reports_unknown_users(setup, tmp_path):
-    model_dir, serving, later, _, _ = setup
-    summary = recommend_to_file(model_dir, later, tmp_path / "recs.csv", k=K, users=["u3", "nobody", "u1", "u3", "u-new"])
+    trained, serving, later, _, _ = setup
+    summary = recommend_to_file(trained, later, tmp_path / "recs.csv", k=K, users=["u3", "nobody", "u1", "u3", "u-new"])
     frame = pd.read_csv(tmp_path / "recs.csv", dtype={"user_id": str, "item_id": str})
     assert list(dict.fromkeys(frame["user_id"])) == ["u3", "u1"]
     assert (summary.users_without_history, summary.examples_without_history) == (2, ("nobody", "u-new"))
@@ -115,16 +116,16 @@ def test_users_filter_keeps_the_listed_order_and_reports_unknown_users(setup, tm
 
 
 def test_bad_arguments_are_refused_before_anything_is_written(setup, tmp_path):
-    model_dir, _, later, _, _ = setup
+    trained, _, later, _, _ = setup
     with pytest.raises(ValueError, match="k must be"):
-        recommend_to_file(model_dir, later, tmp_path / "recs.csv", k=41)
+        recommend_to_file(trained, later, tmp_path / "recs.csv", k=41)
     with pytest.raises(ValueError, match="output format"):
-        recommend_to_file(model_dir, later, tmp_path / "recs.json")
+        recommend_to_file(trained, later, tmp_path / "recs.json")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_cli_writes_the_file_and_one_summary_line_without_a_progress_bar_off_a_terminal(setup, tmp_path, capsys):
-    model_dir, _, later, csv, _ = setup
+    _, _, later, csv, model_dir = setup
     users = tmp_path / "users.txt"
     users.write_text("u5\n\nnobody\n u2 \n")
     out = tmp_path / "recs.parquet"

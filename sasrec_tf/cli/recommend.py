@@ -13,13 +13,14 @@ def register(subcommands) -> None:
     parser = subcommands.add_parser(
         "recommend", help="write top-k recommendations for every (or the listed) user to parquet or csv",
         description="One row per recommendation (user_id, rank, item_id, score): the numbers the export's "
-                    "serving_default returns for each user's whole history in the --data log. Items unknown to the model "
-                    "are dropped from histories; users left with none get no rows (one summary line).")
+                    "serving_default returns for each user's whole history in the --data log. Items unknown to "
+                    "the model are dropped from histories; users left with none get no rows (one summary line).")
     parser.add_argument("--model", required=True, metavar="DIR", help="model directory written by `sasrec-tf train`")
     add_data_flags(parser, required_format=True)
     parser.add_argument("--out", required=True, metavar="FILE", help="output file: NAME.parquet or NAME.csv")
     parser.add_argument("--k", type=int, default=10, metavar="INT", help="recommendations per user (default: 10)")
-    parser.add_argument("--users", metavar="FILE", help="file of raw user ids, one per line: recommend for these only, in this order")
+    parser.add_argument("--users", metavar="FILE",
+                        help="file of raw user ids, one per line: recommend for these only, in this order")
     parser.add_argument("--include-history", dest="include_history", action="store_true",
                         help="allow items the user already interacted with (repeat consumption)")
     parser.add_argument("--batch-size", dest="batch_size", type=int, default=1024, metavar="INT",
