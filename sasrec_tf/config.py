@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import math
+import numbers
+import re
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +17,96 @@ TRAINING_WINDOWS = ("last", "all")
 FFN_ACTIVATIONS = ("relu", "gelu")
 # How sampled negatives are drawn. (The objectives themselves: the registry in sasrec_tf.objectives.)
 NEGATIVE_SAMPLING = ("uniform", "popularity")
+
+
+class OptionError(ValueError):
+    """A bad value for one option (a field of :class:`SASRecConfig` or of another options
+    dataclass). ``option`` names the field, so the code that read the value can say where it came
+    from (a flag, ``--set``, a file's key): :meth:`at`."""
+
+    def __init__(self, option: str, message: str):
+        super().__init__(message)
+        self.option = option
+
+    def at(self, source: str) -> "OptionError":
+        """The same error with ``source`` (e.g. ``--set use_residual=maybe``) in front."""
+        return OptionError(self.option, f"{source}: {self}")
+
+
+_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
+_INTEGER = re.compile(r"[+-]?\d+")
+_EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+@functools.cache
+def option_types(cls: type) -> dict[str, tuple[type, bool]]:
+    """``{field: (type, optional)}`` of an options dataclass whose fields are ``bool``, ``int``,
+    ``float`` or ``str``, each possibly ``| None``."""
+    hints = typing.get_type_hints(cls)
+    types = {}
+    for field in dataclasses.fields(cls):
+        args = [a for a in typing.get_args(hints[field.name]) if a is not type(None)] or [hints[field.name]]
+        optional = len(args) < len(typing.get_args(hints[field.name]))
+        if len(args) != 1 or args[0] not in _EXPECTED:
+            raise TypeError(f"{cls.__name__}.{field.name}: unsupported option type {hints[field.name]}")
+        types[field.name] = (args[0], optional)
+    return types
+
+
+def parse_option(cls: type, name: str, value: Any, *, text: bool = False) -> Any:
+    """``value`` for the field ``name`` of the options dataclass ``cls``, by the field's type.
+
+    The one parser of option values, whatever their source. ``text=True`` (flags, ``--set``):
+    ``value`` is a string to parse -- booleans ``true``/``false`` (or ``yes``/``no``, ``1``/``0``),
+    integers, numbers, and ``null`` for ``None`` where a number may be ``None``. Otherwise (JSON,
+    Python) ``value`` must already have the type: a string is never taken for a number or a
+    boolean; an integer is taken for a float. Raises :class:`OptionError` (unknown name or wrong
+    type); ranges are the dataclass's own validation.
+    """
+    types = option_types(cls)
+    if name not in types:
+        raise OptionError(name, f"unknown option {name!r}; known: {sorted(types)}")
+    kind, optional = types[name]
+    if text:
+        value = _from_text(kind, optional, str(value))
+    if value is None and optional:
+        return None
+    if kind is bool and isinstance(value, bool):
+        return value
+    if kind is int and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if kind is float and isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    if kind is str and isinstance(value, str):
+        return value
+    expected = _EXPECTED[kind] + (" or null" if optional else "")
+    raise OptionError(name, f"{cls.__name__}.{name} must be {expected}, got {value!r}")
+
+
+def _from_text(kind: type, optional: bool, text: str) -> Any:
+    """A flag's or ``--set``'s text as ``kind``; text that does not parse is returned unchanged
+    (a string), for :func:`parse_option` to reject with the expected type named."""
+    stripped = text.strip()
+    if optional and kind is not str and stripped.lower() in ("null", "none"):
+        return None
+    if kind is bool:
+        lowered = stripped.lower()
+        return True if lowered in _TRUE else False if lowered in _FALSE else text
+    if kind is int:
+        return int(stripped) if _INTEGER.fullmatch(stripped) else text
+    if kind is float:
+        try:
+            return float(stripped)
+        except ValueError:
+            return text
+    return text
+
+
+def check_option_types(options: Any) -> None:
+    """Check every field of an options dataclass instance by its type (:func:`parse_option`),
+    storing the normalised value (an integer given for a float becomes a float)."""
+    for field in dataclasses.fields(options):
+        setattr(options, field.name, parse_option(type(options), field.name, getattr(options, field.name)))
 
 
 @dataclasses.dataclass
@@ -84,43 +179,38 @@ class SASRecConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first invalid field."""
+        """Raise :class:`OptionError` (a ``ValueError``) naming the first invalid field: a value of
+        the wrong type (``"0.2"`` for a number, ``"False"`` for a boolean), out of range, or not
+        finite."""
+        check_option_types(self)
         positive = ("max_len", "hidden_units", "num_heads", "batch_size", "epochs", "num_negatives")
         for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"SASRecConfig.{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.num_blocks, int) or self.num_blocks < 0:
-            raise ValueError(f"SASRecConfig.num_blocks must be >= 0, got {self.num_blocks!r}")
-        if not 0.0 <= float(self.dropout_rate) < 1.0:
-            raise ValueError(f"SASRecConfig.dropout_rate must be in [0, 1), got {self.dropout_rate!r}")
-        if self.l2_emb < 0 or self.learning_rate <= 0:
-            raise ValueError("SASRecConfig.l2_emb must be >= 0 and learning_rate > 0")
-        if isinstance(self.weight_decay, bool) or not isinstance(self.weight_decay, (int, float)) \
-                or not 0.0 <= self.weight_decay < 1.0:
-            raise ValueError(f"SASRecConfig.weight_decay must be a number in [0, 1), got {self.weight_decay!r}")
+            if getattr(self, name) < 1:
+                raise OptionError(name, f"SASRecConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.num_blocks < 0:
+            raise OptionError("num_blocks", f"SASRecConfig.num_blocks must be >= 0, got {self.num_blocks!r}")
+        # Comparisons are false for NaN, so each range is written to fail for it (and for infinity).
+        if not 0.0 <= self.dropout_rate < 1.0:
+            raise OptionError("dropout_rate", f"SASRecConfig.dropout_rate must be in [0, 1), got {self.dropout_rate!r}")
+        if not (math.isfinite(self.l2_emb) and self.l2_emb >= 0):
+            raise OptionError("l2_emb", f"SASRecConfig.l2_emb must be a finite number >= 0, got {self.l2_emb!r}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise OptionError("learning_rate",
+                              f"SASRecConfig.learning_rate must be a finite number > 0, got {self.learning_rate!r}")
+        if not 0.0 <= self.weight_decay < 1.0:
+            raise OptionError("weight_decay", f"SASRecConfig.weight_decay must be in [0, 1), got {self.weight_decay!r}")
         if self.hidden_units % self.num_heads:
-            raise ValueError(
-                f"SASRecConfig.hidden_units ({self.hidden_units}) must be divisible by "
-                f"num_heads ({self.num_heads})"
+            raise OptionError(
+                "num_heads",
+                f"SASRecConfig.hidden_units ({self.hidden_units}) must be divisible by num_heads ({self.num_heads})",
             )
-        if self.layer_norm not in LAYER_NORM_PLACEMENTS:
-            raise ValueError(
-                f"SASRecConfig.layer_norm must be one of {LAYER_NORM_PLACEMENTS}, got {self.layer_norm!r}"
-            )
-        if self.ffn_units is not None and (
-            not isinstance(self.ffn_units, int) or isinstance(self.ffn_units, bool) or self.ffn_units < 1
-        ):
-            raise ValueError(f"SASRecConfig.ffn_units must be a positive integer or None, got {self.ffn_units!r}")
-        if self.ffn_activation not in FFN_ACTIVATIONS:
-            raise ValueError(
-                f"SASRecConfig.ffn_activation must be one of {FFN_ACTIVATIONS}, got {self.ffn_activation!r}"
-            )
-        if self.training_windows not in TRAINING_WINDOWS:
-            raise ValueError(
-                f"SASRecConfig.training_windows must be one of {TRAINING_WINDOWS}, "
-                f"got {self.training_windows!r}"
-            )
+        for name, allowed in (("layer_norm", LAYER_NORM_PLACEMENTS), ("ffn_activation", FFN_ACTIVATIONS),
+                              ("training_windows", TRAINING_WINDOWS), ("negative_sampling", NEGATIVE_SAMPLING)):
+            if getattr(self, name) not in allowed:
+                raise OptionError(name, f"SASRecConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.ffn_units is not None and self.ffn_units < 1:
+            raise OptionError("ffn_units",
+                              f"SASRecConfig.ffn_units must be a positive integer or None, got {self.ffn_units!r}")
 
         self._validate_objective()
 
@@ -128,27 +218,23 @@ class SASRecConfig:
         from sasrec_tf.objectives import OBJECTIVES  # TensorFlow: imported when a config is checked
 
         if self.loss not in OBJECTIVES:
-            raise ValueError(f"SASRecConfig.loss must be one of {tuple(OBJECTIVES)}, got {self.loss!r}")
-        if isinstance(self.gbce_t, bool) or not isinstance(self.gbce_t, (int, float)) or not 0.0 <= self.gbce_t <= 1.0:
-            raise ValueError(f"SASRecConfig.gbce_t must be a number in [0, 1], got {self.gbce_t!r}")
-        if self.negative_sampling not in NEGATIVE_SAMPLING:
-            raise ValueError(
-                f"SASRecConfig.negative_sampling must be one of {NEGATIVE_SAMPLING}, got {self.negative_sampling!r}"
-            )
+            raise OptionError("loss", f"SASRecConfig.loss must be one of {tuple(OBJECTIVES)}, got {self.loss!r}")
+        if not 0.0 <= self.gbce_t <= 1.0:
+            raise OptionError("gbce_t", f"SASRecConfig.gbce_t must be a number in [0, 1], got {self.gbce_t!r}")
         objective = OBJECTIVES[self.loss]
         if self.negative_sampling == "popularity" and not objective.samples_negatives:
             sampled = tuple(name for name, o in OBJECTIVES.items() if o.samples_negatives)
-            raise ValueError(
+            raise OptionError(
+                "negative_sampling",
                 f"SASRecConfig.negative_sampling='popularity' needs an objective with sampled negatives "
-                f"({', '.join(sampled)}); loss={self.loss!r} does not sample negatives"
+                f"({', '.join(sampled)}); loss={self.loss!r} does not sample negatives",
             )
-        if not isinstance(self.logq_correction, bool):
-            raise ValueError(f"SASRecConfig.logq_correction must be true or false, got {self.logq_correction!r}")
         if self.logq_correction and not objective.logq_correction:
             corrected = tuple(name for name, o in OBJECTIVES.items() if o.logq_correction)
-            raise ValueError(
+            raise OptionError(
+                "logq_correction",
                 "SASRecConfig.logq_correction applies to the softmax objectives with sampled candidates "
-                f"({', '.join(corrected)}), not to loss={self.loss!r}"
+                f"({', '.join(corrected)}), not to loss={self.loss!r}",
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -156,11 +242,12 @@ class SASRecConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "SASRecConfig":
-        """Build from a dict, rejecting unknown keys (a typo must not be silently ignored)."""
+        """Build from a dict (JSON values: a string is never taken for a number or a boolean),
+        rejecting unknown keys (a typo must not be silently ignored)."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"Unknown SASRecConfig field(s): {unknown}; known fields: {sorted(known)}")
+            raise OptionError(unknown[0], f"Unknown SASRecConfig field(s): {unknown}; known fields: {sorted(known)}")
         return cls(**values)
 
     def replace(self, **changes: Any) -> "SASRecConfig":
