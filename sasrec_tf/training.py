@@ -21,6 +21,29 @@ from sasrec_tf.model import SASRec
 logger = logging.getLogger(__name__)
 
 
+class TrainingDiverged(ValueError):
+    """The training loss became NaN or infinite: training stopped before the epoch's backup."""
+
+
+def _stop_on_divergence(out_dir: Path | None) -> keras.callbacks.Callback:
+    """Turns the stop of Keras' ``TerminateOnNaN`` into :class:`TrainingDiverged`, raised at the
+    end of the epoch before any other callback sees it: the backup of the last good epoch is not
+    overwritten (nor deleted, as a finished ``fit`` deletes it) and no model is saved after it."""
+
+    class StopOnDivergence(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            loss = (logs or {}).get("loss")
+            if loss is not None and not np.isfinite(loss):
+                kept = (f"; {out_dir / 'backup'} keeps the state after epoch {epoch}" if out_dir is not None and epoch
+                        else "")
+                raise TrainingDiverged(
+                    f"the training loss became {float(loss)} in epoch {epoch + 1}: training stopped{kept} and no "
+                    "model was written. Lower the learning rate (--learning-rate) and start over "
+                    "(--overwrite or a new --out)")
+
+    return StopOnDivergence()
+
+
 # Variables that decoupled weight decay leaves alone: biases and LayerNorm scales and offsets.
 _NO_WEIGHT_DECAY = ["bias", "gamma", "beta"]
 
@@ -80,6 +103,8 @@ def fit(
     ``BackupAndRestore`` keeps the training state in ``out_dir/backup`` after every epoch: a run
     that is interrupted and started again with the same ``out_dir`` resumes after the last
     completed epoch. (Early-stopping patience restarts counting from the resumed epoch.)
+    A loss that becomes NaN or infinite stops training (Keras' ``TerminateOnNaN``) and raises
+    :class:`TrainingDiverged`; the backup then still holds the last good epoch.
 
     Distributed training: build the model with ``build_model(..., strategy=strategy)`` and pass
     the same ``strategy`` (or none: the model's own is used). ``config.batch_size`` is the
@@ -99,6 +124,7 @@ def fit(
     """
     config = model.config
     epochs = epochs or config.epochs
+    out_dir = Path(out_dir) if out_dir is not None else None
     model_strategy = model.distribute_strategy
     if strategy is not None and strategy is not model_strategy:
         raise ValueError("the model was not built under this strategy: use build_model(..., strategy=strategy)")
@@ -133,7 +159,7 @@ def fit(
         if steps_per_epoch is None:
             raise ValueError("a dataset function needs steps_per_epoch (its dataset never ends)")
         dataset = strategy.distribute_datasets_from_function(dataset)
-    all_callbacks: list[keras.callbacks.Callback] = []
+    all_callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN(), _stop_on_divergence(out_dir)]
     if len(split.valid_targets):
         all_callbacks.append(
             RankingMetricsCallback(
@@ -157,7 +183,6 @@ def fit(
     else:
         logger.warning("no user has enough interactions for validation: training without it")
     if out_dir is not None:
-        out_dir = Path(out_dir)
         all_callbacks.append(keras.callbacks.BackupAndRestore(str(out_dir / "backup")))
         all_callbacks.append(keras.callbacks.TensorBoard(str(out_dir / "logs"), profile_batch=0))
     all_callbacks.extend(callbacks)

@@ -65,6 +65,32 @@ def test_interrupted_training_resumes_after_the_last_completed_epoch(split, tmp_
     assert not (tmp_path / "backup").exists() or not any((tmp_path / "backup").iterdir())
 
 
+class _PoisonWeights(keras.callbacks.Callback):
+    """Sets the item embedding to NaN when an epoch begins: that epoch's loss is NaN."""
+
+    def __init__(self, at_epoch):
+        super().__init__()
+        self.at_epoch = at_epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.at_epoch:
+            weights = self.model.item_embedding.embeddings
+            weights.assign(tf.fill(tf.shape(weights), float("nan")))
+
+
+def test_a_loss_that_becomes_nan_stops_training_and_keeps_the_last_good_backup(split, tmp_path):
+    config = SASRecConfig(**SMALL, epochs=4)
+    model = training.build_model(config, split.num_items)
+    with pytest.raises(training.TrainingDiverged, match="loss became nan in epoch 2.*state after epoch 1"):
+        training.fit(model, split, out_dir=tmp_path, eval_every=4, verbose=0, callbacks=[_PoisonWeights(1)])
+
+    recorder = _EpochRecorder()
+    resumed = training.build_model(config, split.num_items)
+    training.fit(resumed, split, out_dir=tmp_path, epochs=2, eval_every=4, verbose=0, callbacks=[recorder])
+    assert recorder.epochs == [1], "the backup holds epoch 1, not the NaN epoch 2"
+    assert all(np.isfinite(w).all() for w in resumed.get_weights())
+
+
 def test_validation_metrics_drive_early_stopping_and_best_weights(split):
     model = training.build_model(SASRecConfig(**SMALL, epochs=10, learning_rate=0.02), split.num_items)
     history = training.fit(model, split, eval_every=1, patience=2, verbose=0)
