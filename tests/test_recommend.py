@@ -1,6 +1,8 @@
 """Batch recommendations (`sasrec-tf recommend`): pinned to the export's serving signatures for the
 same histories; the users filter, csv and parquet, history inclusion, chunked writing, the CLI."""
 
+import sys
+
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -140,3 +142,12 @@ def test_cli_writes_the_file_and_one_summary_line_without_a_progress_bar_off_a_t
     assert "\r" not in captured.err
     assert main(["recommend", "--model", str(model_dir), "--data", str(csv), "--format", "csv",
                  "--out", str(tmp_path / "recs.txt")]) == 2
+
+
+def test_cli_draws_a_progress_bar_when_stderr_is_a_terminal(setup, tmp_path, capsys, monkeypatch):
+    _, _, _, csv, model_dir = setup
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(["recommend", "--model", str(model_dir), "--data", str(csv), "--format", "csv",
+                 "--out", str(tmp_path / "recs.csv"), "--batch-size", "16"]) == 0
+    err = capsys.readouterr().err
+    assert "\r[" in err and "61/61 users" in err
