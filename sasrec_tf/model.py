@@ -98,6 +98,7 @@ class SASRec(keras.Model):
             user_ids = inputs.get("user_ids")
         else:
             item_ids, user_ids = inputs, None
+        item_ids = tf.convert_to_tensor(item_ids)  # numpy arrays and lists too (call converts; query_embeddings not)
         if self.uses_user_embedding and user_ids is None:
             raise ValueError("This model uses a user embedding: call it with {'item_ids': ..., 'user_ids': ...}")
         return item_ids, user_ids
@@ -216,10 +217,10 @@ class SASRec(keras.Model):
 
     @staticmethod
     def _renormalize(mean_loss, positives, expected_targets):
-        """The batch's mean over its own target positions → its sum over them divided by the
-        number of targets that this many windows hold on average (``expected_targets`` is that
-        mean per row, from the pipeline). Every position then weighs the same in whichever batch
-        it lands, so length-bucketed batches optimise the same objective as random ones."""
+        """The batch's mean over its own target positions → its sum over them divided by
+        ``sum(expected_targets)``, the number of targets a full batch holds on average (from the
+        pipeline, the same for every batch). Every position then weighs the same in whichever
+        batch it lands, so length-bucketed batches optimise the same objective as random ones."""
         count = tf.reduce_sum(tf.cast(tf.not_equal(positives, 0), mean_loss.dtype))
         return mean_loss * count / tf.reduce_sum(tf.cast(expected_targets, mean_loss.dtype))
 
