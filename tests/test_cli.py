@@ -71,6 +71,98 @@ def test_bad_configuration_exits_with_a_message_not_a_traceback(log_csv, tmp_pat
     assert message in err and "Traceback" not in err
 
 
+def test_set_use_residual_false_trains_a_model_without_residual_connections(log_csv, tmp_path):
+    from sasrec_tf.artifacts import load_trained
+
+    out = tmp_path / "run"
+    args = train_args(log_csv, out) + ["--set", "use_residual=False", "--set", "num_blocks=1"]
+    args[args.index("--epochs") + 1] = "1"
+    assert main(args) == 0
+    assert json.loads((out / "config.json").read_text())["sasrec_config"]["use_residual"] is False
+    blocks = load_trained(out).model.encoder.blocks
+    assert len(blocks) == 1 and not blocks[0].use_residual
+
+
+def _pipeline(tmp_path, **sections):
+    path = tmp_path / "pipe.json"
+    path.write_text(json.dumps(sections))
+    return str(path)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--set", "use_residual=maybe"], "--set use_residual=maybe: SASRecConfig.use_residual must be true or false"),
+    (["--learning-rate", "nan"], "--learning-rate nan: SASRecConfig.learning_rate must be a finite number"),
+    (["--l2-emb", "inf"], "--l2-emb inf: SASRecConfig.l2_emb must be a finite number"),
+    (["--set", "dropout_rate=inf"], "--set dropout_rate=inf: SASRecConfig.dropout_rate must be in [0, 1)"),
+    (["--eval-every", "0"], "--eval-every 0: TrainOptions.eval_every must be a positive integer"),
+    (["--max-eval-users", "0"], "--max-eval-users 0: TrainOptions.max_eval_users must be a positive integer"),
+    (["--patience", "-1"], "--patience -1: TrainOptions.patience must be a positive integer"),
+    (["--max-minutes", "inf"], "--max-minutes inf: TrainOptions.max_minutes must be a finite number"),
+    (["--min-rating", "x"], "--min-rating x: DataOptions.min_rating must be a number"),
+    ({"model": {"dropout_rate": "0.2"}}, "pipe.json: model.dropout_rate: SASRecConfig.dropout_rate must be a number"),
+    ({"model": {"seed": "x"}}, "pipe.json: model.seed: SASRecConfig.seed must be an integer, got 'x'"),
+    ({"model": {"learning_rate": "1e-3"}}, "pipe.json: model.learning_rate: SASRecConfig.learning_rate must be a"),
+    ({"model": {"use_residual": "false"}}, "pipe.json: model.use_residual: SASRecConfig.use_residual must be true"),
+    ({"train": {"eval_every": 0}}, "pipe.json: train.eval_every: TrainOptions.eval_every must be a positive"),
+    ({"model": {"num_heads": 0}}, "pipe.json: model.num_heads: SASRecConfig.num_heads must be a positive integer"),
+    ("config-dir", "is a directory; expected a pipeline file"),
+    ("out-file", "is a file; expected a directory"),
+])
+def test_a_bad_option_is_one_line_naming_where_it_came_from(log_csv, tmp_path, capsys, extra, message):
+    out = tmp_path / "x"
+    if extra == "config-dir":
+        extra = ["--config", str(tmp_path)]
+    elif extra == "out-file":
+        out.write_text("not a directory")
+        extra = []
+    args = train_args(log_csv, out)
+    if isinstance(extra, dict):  # the file's values, not TINY's flags, must reach the options
+        del args[args.index("--eval-every"):args.index("--eval-every") + 2]
+        extra = ["--config", _pipeline(tmp_path, **extra)]
+    assert main(args + extra) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_what_evaluation_needs_is_one_line_before_training_naming_the_flag_that_fixes_it(tmp_path, capsys):
+    small = tmp_path / "small.csv"
+    generate_interactions(num_users=60, num_items=100, mean_length=12, seed=2).to_csv(small, index=False)
+    args = ["train", "--data", str(small), "--format", "csv", "--out", str(tmp_path / "run"), *TINY]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "pass --eval-negatives" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
+
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("user,item,timestamp\n" + "".join(f"u{u},i{u + j},{j}\n" for u in range(30) for j in range(2)))
+    assert main(["train", "--data", str(pairs), "--format", "csv", "--out", str(tmp_path / "p"), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "3 interactions" in err and "Traceback" not in err, err
+
+
+def test_data_hints_name_the_flags_the_user_types(log_csv, tmp_path, capsys):
+    assert main(["train", "--data", str(log_csv), "--format", "csv", "--out", str(tmp_path / "o"), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "missing column(s) ['user', 'item', 'timestamp']" in err
+    assert "--user-col, --item-col, --time-col, --rating-col" in err and "user_col=" not in err, err
+
+
+def test_a_finished_run_is_refused_without_overwrite(log_csv, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = train_args(log_csv, out)
+    args[args.index("--epochs") + 1] = "1"
+    assert main(args) == 0
+    metrics = (out / "metrics.json").read_text()
+    assert main(args + ["--hidden-units", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a finished run" in err and "--overwrite" in err
+    assert (out / "metrics.json").read_text() == metrics
+
+    (tmp_path / "base").write_text("x")
+    assert main(["export", "--model", str(out), "--export-base", str(tmp_path / "base")]) == 2
+    assert "--export-base" in capsys.readouterr().err
+
+
 def test_malformed_log_exits_with_the_file_and_line_named(tmp_path, capsys):
     bad = tmp_path / "bad.txt"
     bad.write_text("1 2\n1 3\nthis-line-has-one-field\n")

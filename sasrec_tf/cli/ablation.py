@@ -7,7 +7,8 @@ from pathlib import Path
 
 from sasrec_tf import experiment
 from sasrec_tf.ablation import DEFAULT_VARIANTS, VARIANTS
-from sasrec_tf.cli.common import UsageError, add_data_flags, add_train_flags, read_data, train_options
+from sasrec_tf.cli.common import UsageError, add_data_flags, add_option_flag, add_train_flags, read_data, train_options
+from sasrec_tf.config import SASRecConfig
 
 
 def register(subcommands) -> None:
@@ -16,7 +17,7 @@ def register(subcommands) -> None:
     add_data_flags(parser)
     parser.add_argument("--out", required=True, help="directory for ablation.md and ablation.csv")
     parser.add_argument("--config", help="pipeline file whose model section is the base configuration")
-    parser.add_argument("--epochs", type=int, help="epochs per variant (default: the config's)")
+    add_option_flag(parser, SASRecConfig, "epochs", help="epochs per variant (default: the config's)")
     parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=list(VARIANTS),
                         metavar="VARIANT", help=f"variants to run (default: all): {', '.join(VARIANTS)}")
     add_train_flags(parser)
@@ -25,20 +26,17 @@ def register(subcommands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sasrec_tf.ablation import format_markdown, run_ablation, variant_config
-    from sasrec_tf.config import SASRecConfig
+    from sasrec_tf.cli.train import resolve_config
 
     pipeline = experiment.load_pipeline(args.config)
-    values = experiment.apply_overrides(pipeline.model, args.set)
-    if args.epochs is not None:
-        values["epochs"] = args.epochs
+    base = resolve_config(args, pipeline)
     try:
-        base = SASRecConfig.from_dict(values)
         for name in args.variants:
             variant_config(base, name)
-    except (TypeError, ValueError) as err:
+    except ValueError as err:
         raise UsageError(str(err)) from None
-    options = train_options(args, pipeline.train)
-    data = read_data(args, pipeline.data)
+    options = train_options(args, pipeline)
+    data = read_data(args, pipeline)
     print(f"data: {data.num_users} users, {data.num_items} items; variants: {', '.join(args.variants)}")
     rows = run_ablation(data, base, args.variants, options=options, out_dir=args.out,
                         on_row=lambda row: print(

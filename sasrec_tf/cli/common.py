@@ -1,4 +1,5 @@
-"""What the subcommands share: the usage error, data and training flags, tables, quiet start-up."""
+"""What the subcommands share: the usage error, typed option flags, data and training flags, tables,
+quiet start-up."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
-from sasrec_tf.experiment import DataOptions, TrainOptions
+from sasrec_tf.config import option_types
+from sasrec_tf.experiment import MONITORS, DataOptions, Pipeline, TrainOptions
 
 
 class UsageError(Exception):
@@ -44,6 +47,31 @@ def _stderr_silenced():
         os.close(saved)
 
 
+# ------------------------------------------------------------------------------------ options
+# Flags take text; the typed parser (Pipeline.set, as for --set and pipeline files) reads it, so a
+# bad value is one line naming the flag ("--eval-every 0: TrainOptions.eval_every must be ...").
+def flag(name: str) -> str:
+    """The command-line flag of option ``name``: ``user_col`` -> ``--user-col``."""
+    return "--" + name.replace("_", "-")
+
+
+def add_option_flag(parser: argparse.ArgumentParser, cls: type, name: str, **kwargs) -> None:
+    """A flag for the field ``name`` of the options dataclass ``cls``, with its type as metavar."""
+    kind, _ = option_types(cls)[name]
+    kwargs.setdefault("metavar", {bool: "BOOL", int: "INT", float: "NUMBER", str: "TEXT"}[kind])
+    if "choices" in kwargs:
+        del kwargs["metavar"]
+    parser.add_argument(flag(name), dest=name, default=None, **kwargs)
+
+
+def set_flags(pipeline: Pipeline, section: str, args: argparse.Namespace, names: Sequence[str]) -> None:
+    """The flags among ``names`` that were given, set in ``pipeline``'s ``section``."""
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None:
+            pipeline.set(section, name, value, f"{flag(name)} {value}", text=True)
+
+
 # ------------------------------------------------------------------------------------ data
 # Every DataOptions field has a flag of the same name (added below).
 _DATA_FLAGS = tuple(field.name for field in dataclasses.fields(DataOptions))
@@ -54,47 +82,73 @@ def add_data_flags(parser: argparse.ArgumentParser, required_format: bool = Fals
     from sasrec_tf.data.ingest import FORMATS
 
     parser.add_argument("--data", required=True, help="interaction log: file path")
-    parser.add_argument("--format", choices=FORMATS, required=required_format, default=None)
-    parser.add_argument("--user-col", dest="user_col")
-    parser.add_argument("--item-col", dest="item_col")
-    parser.add_argument("--time-col", dest="time_col")
-    parser.add_argument("--rating-col", dest="rating_col")
-    parser.add_argument("--min-rating", dest="min_rating", type=float,
-                        help="keep interactions rated at least this (implicit feedback)")
-    parser.add_argument("--sep", help="field separator for csv")
-    parser.add_argument("--min-user-interactions", dest="min_user_interactions", type=int)
-    parser.add_argument("--min-item-interactions", dest="min_item_interactions", type=int)
-    parser.add_argument("--duplicates", choices=("keep", "first", "last"))
+    add_option_flag(parser, DataOptions, "format", choices=FORMATS, required=required_format)
+    add_option_flag(parser, DataOptions, "user_col")
+    add_option_flag(parser, DataOptions, "item_col")
+    add_option_flag(parser, DataOptions, "time_col")
+    add_option_flag(parser, DataOptions, "rating_col")
+    add_option_flag(parser, DataOptions, "min_rating", help="keep interactions rated at least this (implicit feedback)")
+    add_option_flag(parser, DataOptions, "sep", help="field separator for csv")
+    add_option_flag(parser, DataOptions, "min_user_interactions")
+    add_option_flag(parser, DataOptions, "min_item_interactions")
+    add_option_flag(parser, DataOptions, "duplicates", choices=("keep", "first", "last"))
 
 
-def data_options(args: argparse.Namespace, base: DataOptions | None = None) -> DataOptions:
-    """``base`` (a pipeline file's ``data`` section) with the flags that were given."""
-    given = {name: getattr(args, name) for name in _DATA_FLAGS if getattr(args, name, None) is not None}
-    return dataclasses.replace(base or DataOptions(), **given)
+def data_options(args: argparse.Namespace, pipeline: Pipeline | None = None) -> DataOptions:
+    """The ``data`` options of ``pipeline`` (a pipeline file's) with the flags that were given."""
+    pipeline = pipeline or Pipeline()
+    set_flags(pipeline, "data", args, _DATA_FLAGS)
+    return pipeline.build("data")
 
 
-def read_data(args: argparse.Namespace, base: DataOptions | None = None, vocab=None):
-    """The log named by ``--data``, read with :func:`data_options`."""
-    return data_options(args, base).read(args.data, vocab=vocab)
+def read_data(args: argparse.Namespace, pipeline: Pipeline | None = None, vocab=None):
+    """The log named by ``--data``, read with :func:`data_options`. A data error's hints name the
+    flags (``--user-col``) where the library names its arguments (``user_col=``)."""
+    from sasrec_tf.data.errors import DataError
+
+    options = data_options(args, pipeline)
+    try:
+        return options.read(args.data, vocab=vocab)
+    except DataError as err:
+        raise DataError(_flag_names(err.reason), path=err.path, line=err.line) from None
+
+
+_ARGUMENT = re.compile(r"\b(" + "|".join(_DATA_FLAGS) + r")=(\S?)")
+
+
+def _flag_names(message: str) -> str:
+    """``user_col=`` -> ``--user-col``, ``sep=';'`` -> ``--sep ';'`` in a data error's message."""
+    def replace(match: re.Match) -> str:
+        value = match.group(2)
+        return flag(match.group(1)) + (" " + value if value and value not in ",.;)" else value)
+
+    return _ARGUMENT.sub(replace, message)
 
 
 # ------------------------------------------------------------------------------------ training
-_TRAIN_FLAGS = ("eval_every", "patience", "max_eval_users")
+# Every TrainOptions field has a flag of the same name (added below).
+_TRAIN_FLAGS = tuple(field.name for field in dataclasses.fields(TrainOptions))
 
 
 def add_train_flags(parser: argparse.ArgumentParser) -> None:
     """The :class:`TrainOptions` flags and ``--set`` for any SASRecConfig field."""
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                        help="any SASRecConfig field (value parsed as JSON), e.g. --set loss=full_softmax")
-    parser.add_argument("--eval-every", dest="eval_every", type=int, help="validate every N epochs")
-    parser.add_argument("--patience", type=int, help="early stopping after N evaluations without improvement")
-    parser.add_argument("--max-eval-users", dest="max_eval_users", type=int,
-                        help="validate on a seeded sample of this many users")
+                        help="any SASRecConfig field, e.g. --set loss=full_softmax, --set use_residual=false")
+    add_option_flag(parser, TrainOptions, "eval_every", help="validate every N epochs")
+    add_option_flag(parser, TrainOptions, "patience", help="early stopping after N evaluations without improvement")
+    add_option_flag(parser, TrainOptions, "monitor", choices=MONITORS,
+                    help="validation metric for early stopping and the best epoch (default: ndcg@10)")
+    add_option_flag(parser, TrainOptions, "max_eval_users", help="validate on a seeded sample of this many users")
+    add_option_flag(parser, TrainOptions, "max_minutes", help="stop training after this much wall time")
+    add_option_flag(parser, TrainOptions, "eval_negatives",
+                    help="negatives per test item in the sampled protocol (default: the paper's 100; each "
+                         "evaluated user needs that many items they never interacted with)")
 
 
-def train_options(args: argparse.Namespace, base: TrainOptions) -> TrainOptions:
-    given = {name: getattr(args, name) for name in _TRAIN_FLAGS if getattr(args, name, None) is not None}
-    return dataclasses.replace(base, **given)
+def train_options(args: argparse.Namespace, pipeline: Pipeline) -> TrainOptions:
+    """The ``train`` options of ``pipeline`` with the flags that were given."""
+    set_flags(pipeline, "train", args, _TRAIN_FLAGS)
+    return pipeline.build("train")
 
 
 # ------------------------------------------------------------------------------------ output

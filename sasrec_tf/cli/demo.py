@@ -13,6 +13,7 @@ from sasrec_tf.experiment import TrainOptions
 def register(subcommands) -> None:
     parser = subcommands.add_parser("demo", help="generate a log with sequential structure, train, evaluate")
     parser.add_argument("--out", default="demo_output")
+    parser.add_argument("--overwrite", action="store_true", help="replace the run in --out if it holds one")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--users", type=int, default=3000)
     parser.add_argument("--items", type=int, default=1000)
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     config = SASRecConfig(max_len=50, hidden_units=50, num_blocks=2, num_heads=1, dropout_rate=0.2,
                           epochs=args.epochs, seed=args.seed)
     metrics = train_and_evaluate(data, config, out_dir=args.out, options=TrainOptions(eval_every=5), baseline=True,
-                                 verbose=2).metrics
+                                 overwrite=args.overwrite, verbose=2).metrics
     print()
     print("test metrics (leave-one-out; 'sampled' = paper's 100 negatives, 'full' = all items):")
     print(format_table([("SASRec", metrics["test"]), ("most popular (baseline)",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from sasrec_tf.cli.common import UsageError, add_data_flags, format_table, read_data, write_json
+from sasrec_tf.cli.common import (UsageError, add_data_flags, add_option_flag, format_table, read_data, train_options,
+                                  write_json)
+from sasrec_tf.experiment import Pipeline, TrainOptions
 
 
 def register(subcommands) -> None:
@@ -13,6 +15,8 @@ def register(subcommands) -> None:
     add_data_flags(parser, required_format=True)
     parser.add_argument("--out", help="write the metrics as JSON here")
     parser.add_argument("--seed", type=int, default=42)
+    add_option_flag(parser, TrainOptions, "eval_negatives",
+                    help="negatives per item in the sampled protocol (default: the paper's 100)")
     parser.set_defaults(func=run)
 
 
@@ -20,14 +24,18 @@ def run(args: argparse.Namespace) -> int:
     from sasrec_tf.artifacts import load_trained
     from sasrec_tf.data.sequences import leave_one_out
     from sasrec_tf.evaluation import evaluate
+    from sasrec_tf.experiment import check_evaluable
 
+    options = train_options(args, Pipeline())
     trained = load_trained(args.model)
     data = read_data(args, vocab=trained.vocab)
     if trained.model.uses_user_embedding and trained.user_ids is not None:
         if list(data.user_ids) != list(trained.user_ids):
             raise UsageError("this model has user embeddings: evaluate it on the users it was trained on")
     split = leave_one_out(data)
-    metrics = {stage: evaluate(trained.model, split, stage=stage, seed=args.seed) for stage in ("valid", "test")}
+    check_evaluable(data, split, options)
+    metrics = {stage: evaluate(trained.model, split, stage=stage, seed=args.seed, num_negatives=options.eval_negatives)
+               for stage in ("valid", "test")}
     print(format_table([("valid", metrics["valid"]), ("test", metrics["test"])]))
     if args.out:
         write_json(args.out, metrics)

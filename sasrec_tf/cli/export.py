@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from sasrec_tf.cli.common import UsageError
 
 
 def register(subcommands) -> None:
@@ -27,6 +30,8 @@ def register(subcommands) -> None:
 def run(args: argparse.Namespace) -> int:
     from sasrec_tf.export import export_saved_model
 
+    if Path(args.export_base).exists() and not Path(args.export_base).is_dir():
+        raise UsageError(f"--export-base {args.export_base} is a file; expected the directory TF Serving watches")
     path = export_saved_model(args.model, args.export_base, args.name, version=args.version, k=args.k,
                               warmup=args.warmup)
     print(f"exported {args.name} version {path.name} to {path}")

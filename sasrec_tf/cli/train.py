@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 
 from sasrec_tf import experiment
-from sasrec_tf.cli.common import UsageError, add_data_flags, add_train_flags, format_table, read_data, train_options
+from sasrec_tf.cli.common import (UsageError, add_data_flags, add_option_flag, add_train_flags, format_table,
+                                  read_data, set_flags, train_options)
 from sasrec_tf.config import SASRecConfig
 
 # SASRecConfig fields that get their own flag; any field can be set with --set NAME=VALUE.
@@ -19,7 +19,11 @@ CONFIG_FLAGS = ("max_len", "hidden_units", "num_blocks", "num_heads", "dropout_r
 def register(subcommands) -> None:
     parser = subcommands.add_parser("train", help="train on an interaction log; writes the model and metrics.json")
     add_data_flags(parser)
-    parser.add_argument("--out", required=True, help="output directory (rerun with the same one to resume)")
+    parser.add_argument("--out", required=True,
+                        help="output directory: new or empty, or an interrupted run to resume (rerun the same command)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start over in --out even if it holds a finished or interrupted run (the finished "
+                             "run is replaced when the new one is complete)")
     parser.add_argument("--config", help="pipeline file (JSON: model / data / train sections)")
     add_config_flags(parser)
     add_train_flags(parser)
@@ -34,40 +38,35 @@ def register(subcommands) -> None:
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    types = {f.name: f.type for f in dataclasses.fields(SASRecConfig)}
     for name in CONFIG_FLAGS:
-        kind = {"int": int, "float": float}.get(types[name], str)
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=kind)
+        add_option_flag(parser, SASRecConfig, name)
 
 
-def resolve_config(args: argparse.Namespace, model_section: dict) -> SASRecConfig:
+def resolve_config(args: argparse.Namespace, pipeline: experiment.Pipeline) -> SASRecConfig:
     """The pipeline file's ``model`` section, then the config flags, then ``--set``."""
-    values = dict(model_section)
-    values.update({name: getattr(args, name) for name in CONFIG_FLAGS if getattr(args, name, None) is not None})
-    try:
-        return SASRecConfig.from_dict(experiment.apply_overrides(values, args.set))
-    except (TypeError, ValueError) as err:
-        raise UsageError(str(err)) from None
+    set_flags(pipeline, "model", args, CONFIG_FLAGS)
+    pipeline.apply_overrides(args.set)
+    return pipeline.build("model")
 
 
 def run(args: argparse.Namespace) -> int:
     from sasrec_tf.distribute import is_chief
 
     pipeline = experiment.load_pipeline(args.config)
-    config = resolve_config(args, pipeline.model)
-    options = train_options(args, pipeline.train)
+    config = resolve_config(args, pipeline)
+    options = train_options(args, pipeline)
     strategy, config = _distribution(args, config)  # before TensorFlow runs anything (multi_worker)
     shards = None
     if args.data_format == "tfrecord":
         shards, data = experiment.read_shards(args.data, config, options)
         print(f"training streams {shards.num_users} users from {len(shards.files)} shards in {shards.directory}")
     else:
-        data = read_data(args, pipeline.data)
+        data = read_data(args, pipeline)
     print(f"data: {data.num_users} users, {data.num_items} items, {int(data.lengths().sum())} interactions")
     print(f"config: {json.dumps(config.to_dict(), sort_keys=True)}")
     verbose = 1 if sys.stdout.isatty() else 2  # a progress bar on a terminal, one line per epoch in a log
-    result = experiment.train_and_evaluate(data, config, out_dir=args.out, options=options, verbose=verbose,
-                                           strategy=strategy, shards=shards)
+    result = experiment.train_and_evaluate(data, config, out_dir=args.out, options=options, overwrite=args.overwrite,
+                                           verbose=verbose, strategy=strategy, shards=shards)
     if is_chief(strategy):
         print(format_table([("valid", result.metrics["valid"]), ("test", result.metrics["test"])]))
         print(f"wrote {args.out}/metrics.json")

@@ -1,0 +1,116 @@
+"""The run directory of train_and_evaluate: resume only the same run, never mix or silently replace
+a finished one, and check before training that the evaluation after it can run."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sasrec_tf import SASRecConfig
+from sasrec_tf._compat import keras
+from sasrec_tf.data.sequences import build_sequences, leave_one_out
+from sasrec_tf.data.synthetic import generate_interactions
+from sasrec_tf.experiment import TrainOptions, check_evaluable, train_and_evaluate
+
+TINY = SASRecConfig(max_len=8, hidden_units=8, num_blocks=1, batch_size=64, epochs=1, seed=1)
+OPTIONS = TrainOptions(eval_every=1)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return build_sequences(generate_interactions(num_users=120, num_items=150, mean_length=8, max_length=30, seed=7))
+
+
+class _Interrupt(keras.callbacks.Callback):
+    """Raises at the end of an epoch, after its backup: a run killed there."""
+
+    def __init__(self, at_epoch):
+        super().__init__()
+        self.at_epoch = at_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.at_epoch:
+            raise KeyboardInterrupt
+
+
+def _files(directory):
+    return {p.relative_to(directory).as_posix(): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+
+
+def test_a_resume_continues_only_the_same_run_and_its_metrics_count_the_whole_run(data, tmp_path):
+    out = tmp_path / "run"
+    config = TINY.replace(epochs=3)
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(data, config, out_dir=out, options=OPTIONS, callbacks=[_Interrupt(1)])
+    assert not (out / "metrics.json").exists() and not (out / "model.keras").exists()
+
+    other_data = build_sequences(generate_interactions(num_users=100, num_items=150, mean_length=8, max_length=30,
+                                                       seed=8))
+    with pytest.raises(ValueError, match=r"other settings \(data: 120 users.*100 users.*--overwrite"):
+        train_and_evaluate(other_data, config, out_dir=out, options=OPTIONS)
+    with pytest.raises(ValueError, match=r"hidden_units: 8 -> 16.*--overwrite"):
+        train_and_evaluate(data, config.replace(hidden_units=16), out_dir=out, options=OPTIONS)
+
+    metrics = train_and_evaluate(data, config, out_dir=out, options=OPTIONS).metrics
+    assert metrics["training"]["epochs"] == 3 and metrics["training"]["resumed_at_epoch"] == 2
+    assert json.loads((out / "metrics.json").read_text())["training"]["epochs"] == 3
+    assert not (out / "backup").exists()
+
+
+def test_a_finished_run_is_kept_until_overwrite_and_then_replaced_as_one_unit(data, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    train_and_evaluate(data, TINY, out_dir=out, options=OPTIONS)
+    finished = _files(out)
+    assert {"model.keras", "config.json", "vocab.txt", "metrics.json"} <= set(finished)
+
+    with pytest.raises(FileExistsError, match="finished run.*--overwrite"):
+        train_and_evaluate(data, TINY.replace(hidden_units=16), out_dir=out, options=OPTIONS)
+    assert _files(out) == finished
+
+    # Killed during the final evaluation: the new model was saved, but the old run stays whole.
+    import sasrec_tf.evaluation
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sasrec_tf.evaluation, "evaluate", killed)
+        with pytest.raises(KeyboardInterrupt):
+            train_and_evaluate(data, TINY.replace(hidden_units=16), out_dir=out, options=OPTIONS, overwrite=True)
+    assert {k: v for k, v in _files(out).items() if not k.startswith(("backup/", "logs/"))} == \
+        {k: v for k, v in finished.items() if not k.startswith("logs/")}
+
+    train_and_evaluate(data, TINY.replace(hidden_units=16), out_dir=out, options=OPTIONS, overwrite=True)
+    assert json.loads((out / "config.json").read_text())["sasrec_config"]["hidden_units"] == 16
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"], "no staging directory left behind"
+    assert not (out / "backup").exists()
+
+
+def test_an_out_dir_that_is_a_file_or_holds_other_files_is_refused(data, tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is a file"):
+        train_and_evaluate(data, TINY, out_dir=tmp_path / "file", options=OPTIONS)
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "notes.txt").write_text("x")
+    with pytest.raises(FileExistsError, match="no interrupted run.*--overwrite"):
+        train_and_evaluate(data, TINY, out_dir=tmp_path / "dir", options=OPTIONS)
+
+
+def test_what_the_evaluation_needs_is_checked_before_training(tmp_path):
+    small = build_sequences(generate_interactions(num_users=60, num_items=100, mean_length=12, seed=2))
+    split = leave_one_out(small)
+    with pytest.raises(ValueError, match=r"against 100 items.*pass --eval-negatives (\d+)") as err:
+        train_and_evaluate(small, TINY, out_dir=tmp_path / "small", options=OPTIONS)
+    assert not (tmp_path / "small").exists(), "nothing is written before the check"
+    fix = int(str(err.value).rsplit("--eval-negatives ", 1)[1].split()[0])
+    check_evaluable(small, split, TrainOptions(eval_negatives=fix))
+    with pytest.raises(ValueError):
+        check_evaluable(small, split, TrainOptions(eval_negatives=fix + 1))
+
+    for length in (1, 2):
+        log = pd.DataFrame({"user": np.repeat(np.arange(50), length), "item": np.arange(50 * length) % 40 + 1,
+                            "timestamp": np.tile(np.arange(length), 50)})
+        short = build_sequences(log)
+        with pytest.raises(ValueError, match=f"3 interactions.*longest history here has {length}"):
+            train_and_evaluate(short, TINY, options=OPTIONS)
