@@ -82,3 +82,10 @@ class QueryModel(keras.Model):
 
     def call(self, item_ids, training=None):
         return self.sasrec.query_embeddings(item_ids)
+
+    @property
+    def metrics(self):
+        """Only what ``compile`` added. Keras would also collect the wrapped SASRec's own loss
+        trackers, which measure training batches and would be reported here as zeros."""
+        compiled = [getattr(self, "compiled_loss", None), getattr(self, "compiled_metrics", None)]
+        return [metric for container in compiled if container is not None for metric in container.metrics]

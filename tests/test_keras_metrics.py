@@ -96,6 +96,7 @@ def test_evaluate_reports_the_full_ranking_numbers_of_sasrec_evaluation(trained,
     # A batch size that leaves a smaller last batch: the metrics stream over uneven batches.
     result = scorer.evaluate(validation_dataset(split, model.max_len, batch_size=37), return_dict=True, verbose=0)
     assert_equal_to_full_ranking(result, model, split, exclude_history)
+    assert set(result) == {"loss", "hr@1", "hr@10", "ndcg@10", "mrr"}  # not the SASRec's training trackers
     # A second evaluate starts from zero (Keras resets the compiled metrics) and sees the same.
     again = scorer.evaluate(validation_dataset(split, model.max_len, batch_size=64), return_dict=True, verbose=0)
     assert again["mrr"] == pytest.approx(result["mrr"], rel=1e-6)
