@@ -482,3 +482,25 @@ def test_batcher_gives_every_request_of_a_failed_batch_the_error():
         thread.join(timeout=10)
     batcher.close()
     assert len(errors) == 4
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--port", "70000"], "--port must be a TCP port, 1-65535 (or 0 for any free port), got 70000"),
+    (["--port", "65536"], "--port must be a TCP port"),
+    (["--port", "-1"], "--port must be a TCP port"),
+    (["--rest-port", "99999"], "--rest-port must be a TCP port"),
+    (["--enable-batching", "--max-batch-size", "0"], "--max-batch-size must be at least 1, got 0"),
+    (["--num-batch-threads", "-2"], "--num-batch-threads must be at least 1"),
+    (["--workers", "0"], "--workers must be at least 1"),
+    (["--max-request-elements", "0"], "--max-request-elements must be at least 1"),
+    (["--intra-op-threads", "-1"], "--intra-op-threads must be at least 0"),
+    (["--poll-seconds", "nan"], "--poll-seconds must be a number of seconds >= 0"),
+    (["--poll-seconds", "-1"], "--poll-seconds must be"),
+    (["--rest-read-timeout", "0"], "--rest-read-timeout must be a number of seconds > 0"),
+])
+def test_sasrec_tf_serve_refuses_impossible_settings_in_one_line(flags, message, tmp_path, capsys):
+    from sasrec_tf.cli import main
+
+    assert main(["serve", "--model-base", str(tmp_path), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err == f"sasrec-tf: error: {err.split('error: ', 1)[1]}" and err.count("\n") == 1 and message in err

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 import threading
 
 from sasrec_tf.cli.common import UsageError
+from sasrec_tf.serving.limits import DEFAULT_MAX_REQUEST_ELEMENTS
 
 
 def register(subcommands) -> None:
@@ -23,7 +25,13 @@ def register(subcommands) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="interface (default: loopback only)")
     parser.add_argument("--port", type=int, default=8500, help="gRPC port (0: any free port; default 8500)")
     parser.add_argument("--rest-port", dest="rest_port", type=int,
-                       help="also serve TF Serving's REST API on this port (e.g. 8501)")
+                       help="also serve TF Serving's REST API on this port (e.g. 8501; 0: any free port)")
+    parser.add_argument("--rest-read-timeout", dest="rest_read_timeout", type=float, default=30.0,
+                       help="seconds a REST client may take to send its request (default 30)")
+    parser.add_argument("--max-request-elements", dest="max_request_elements", type=int,
+                       default=DEFAULT_MAX_REQUEST_ELEMENTS,
+                       help="most string ids one Predict may carry, all inputs together (rows x width); "
+                            f"larger requests are INVALID_ARGUMENT (default {DEFAULT_MAX_REQUEST_ELEMENTS:,})")
     parser.add_argument("--poll-seconds", dest="poll_seconds", type=float, default=1.0,
                        help="how often to look for new versions (default 1)")
     parser.add_argument("--workers", type=int, default=8, help="request threads (default 8)")
@@ -38,9 +46,27 @@ def register(subcommands) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def check_settings(args: argparse.Namespace) -> None:
+    """Refuse settings no server can run with, naming the flag (before TensorFlow is imported)."""
     if not args.model_base and not args.model_config_file:
         raise UsageError("give --model-base, --model-config-file, or both")
+    for flag, port in (("--port", args.port), ("--rest-port", args.rest_port)):
+        if port is not None and not 0 <= port <= 65535:
+            raise UsageError(f"{flag} must be a TCP port, 1-65535 (or 0 for any free port), got {port}")
+    at_least = [("--max-batch-size", args.max_batch_size, 1), ("--num-batch-threads", args.num_batch_threads, 1),
+                ("--workers", args.workers, 1), ("--max-request-elements", args.max_request_elements, 1),
+                ("--intra-op-threads", args.intra_op_threads, 0)]
+    for flag, value, least in at_least:
+        if value < least:
+            raise UsageError(f"{flag} must be at least {least}, got {value}")
+    if not (math.isfinite(args.poll_seconds) and args.poll_seconds >= 0):
+        raise UsageError(f"--poll-seconds must be a number of seconds >= 0 (0: never poll), got {args.poll_seconds}")
+    if not (math.isfinite(args.rest_read_timeout) and args.rest_read_timeout > 0):
+        raise UsageError(f"--rest-read-timeout must be a number of seconds > 0, got {args.rest_read_timeout}")
+
+
+def run(args: argparse.Namespace) -> int:
+    check_settings(args)
     import tensorflow as tf
 
     from sasrec_tf.serving.server import LocalModelServer
@@ -50,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
 
     server = LocalModelServer(args.model_base, model_config_file=args.model_config_file, host=args.host,
                               port=args.port, rest_port=args.rest_port, poll_seconds=args.poll_seconds,
-                              max_workers=args.workers, enable_batching=args.enable_batching,
+                              max_workers=args.workers, max_request_elements=args.max_request_elements,
+                              rest_read_timeout=args.rest_read_timeout, enable_batching=args.enable_batching,
                               max_batch_size=args.max_batch_size, num_batch_threads=args.num_batch_threads)
     server.start()  # OSError (port taken) and ValueError (bad config) become one-line errors
     models = ", ".join(server.manager.model_names()) or "none yet"

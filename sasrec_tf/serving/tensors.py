@@ -25,13 +25,10 @@ import numpy as np
 from tensorflow.core.framework import tensor_pb2, types_pb2
 
 from sasrec_tf.serving.errors import StatusError
+from sasrec_tf.serving.limits import DEFAULT_MAX_REQUEST_ELEMENTS
 
 __all__ = ["DEFAULT_MAX_REQUEST_ELEMENTS", "proto_shape", "check_request_protos", "check_request_arrays",
            "to_ndarray"]
-
-# 2**20 string ids: e.g. 8,192 histories of 128 items. A request's cost grows with its rows times
-# the catalogue (every row is scored against every item), so big offline jobs should chunk anyway.
-DEFAULT_MAX_REQUEST_ELEMENTS = 1 << 20
 
 # dtype → (the repeated field holding its values, values per element). tensor_content is the
 # alternative for every fixed-size type; strings have only string_val.
