@@ -197,6 +197,7 @@ def load_pipeline(path: str | Path | None) -> Pipeline:
             raise ValueError(f"{path}: section {section!r} must be a JSON object, got {values!r}")
         for name, value in values.items():
             pipeline.set(section, name, value, f"{path}: {section}.{name}")
+        pipeline.build(section)  # a file must be valid on its own, whatever flags later override
     return pipeline
 
 

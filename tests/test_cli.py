@@ -104,7 +104,7 @@ def _pipeline(tmp_path, **sections):
     ({"model": {"learning_rate": "1e-3"}}, "pipe.json: model.learning_rate: SASRecConfig.learning_rate must be a"),
     ({"model": {"use_residual": "false"}}, "pipe.json: model.use_residual: SASRecConfig.use_residual must be true"),
     ({"train": {"eval_every": 0}}, "pipe.json: train.eval_every: TrainOptions.eval_every must be a positive"),
-    ({"model": {"num_heads": 0}}, "pipe.json: model.num_heads: SASRecConfig.num_heads must be a positive integer"),
+    ({"model": {"max_len": 0}}, "pipe.json: model.max_len: SASRecConfig.max_len must be a positive integer"),
     ("config-dir", "is a directory; expected a pipeline file"),
     ("out-file", "is a file; expected a directory"),
 ])
@@ -116,8 +116,7 @@ def test_a_bad_option_is_one_line_naming_where_it_came_from(log_csv, tmp_path, c
         out.write_text("not a directory")
         extra = []
     args = train_args(log_csv, out)
-    if isinstance(extra, dict):  # the file's values, not TINY's flags, must reach the options
-        del args[args.index("--eval-every"):args.index("--eval-every") + 2]
+    if isinstance(extra, dict):  # a file must be valid on its own, even where flags (TINY's) override it
         extra = ["--config", _pipeline(tmp_path, **extra)]
     assert main(args + extra) == 2
     err = capsys.readouterr().err
