@@ -58,9 +58,8 @@ def flag(name: str) -> str:
 def add_option_flag(parser: argparse.ArgumentParser, cls: type, name: str, **kwargs) -> None:
     """A flag for the field ``name`` of the options dataclass ``cls``, with its type as metavar."""
     kind, _ = option_types(cls)[name]
-    kwargs.setdefault("metavar", {bool: "BOOL", int: "INT", float: "NUMBER", str: "TEXT"}[kind])
-    if "choices" in kwargs:
-        del kwargs["metavar"]
+    if "choices" not in kwargs:  # argparse shows the choices themselves
+        kwargs.setdefault("metavar", {bool: "BOOL", int: "INT", float: "NUMBER", str: "TEXT"}[kind])
     parser.add_argument(flag(name), dest=name, default=None, **kwargs)
 
 
