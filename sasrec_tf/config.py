@@ -139,8 +139,10 @@ class SASRecConfig:
 
     ``bucket_by_length`` (default on) batches training windows of similar length and cuts each
     batch to its longest window: 2-3x faster on sparse data. It optimises the same objective as
-    random batches because the loss is normalised by the expected number of targets of a batch,
-    not by the batch's own count (see :mod:`sasrec_tf.data.pipeline`; per-epoch quality beside
+    random batches because each batch holds about as many targets as a random batch of
+    ``batch_size`` windows (more rows when they are short, fewer when long) and the loss is
+    normalised by that expected number, not by the batch's own count (see
+    :mod:`sasrec_tf.data.pipeline`; per-epoch quality beside
     unbucketed training and the PyTorch reference: benchmarks/README.md, "Paper parity"). Turn it
     off for the reference code's fixed-width batches.
     """

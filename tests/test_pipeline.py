@@ -152,12 +152,48 @@ def test_length_buckets_cut_batches_to_their_longest_window_without_changing_any
 
 @pytest.mark.parametrize("windows", ["last", "all"])
 @pytest.mark.parametrize("bucket", [False, True], ids=["random-batches", "bucketed"])
-def test_every_batch_carries_the_mean_number_of_targets_per_window_of_the_whole_dataset(bucket, windows):
-    # The loss normaliser: the same constant in every row of every batch, however batches are cut.
+def test_every_batch_is_normalised_by_the_targets_a_full_batch_holds_on_average(bucket, windows):
+    # The loss normaliser, sum(expected_targets), is the same constant for every batch however
+    # batches are cut: batch_size x the dataset's mean targets per window.
     batches = list(training_dataset(sequences_fixture(), NUM_ITEMS, 8, batch_size=7, windows=windows,
                                     bucket_by_length=bucket, seed=1).as_numpy_iterator())
     targets = sum(int((b["positives"] != 0).sum()) for b in batches)
     windows_seen = sum(len(b["user_ids"]) for b in batches)
     for b in batches:
         assert b["expected_targets"].dtype == np.float32 and b["expected_targets"].shape == b["user_ids"].shape
-        np.testing.assert_allclose(b["expected_targets"], targets / windows_seen, rtol=1e-6)
+        assert np.ptp(b["expected_targets"]) == 0, "spread evenly over the batch's rows"
+        assert b["expected_targets"].sum() == pytest.approx(7 * targets / windows_seen, rel=1e-5)
+    if not bucket:  # a full random batch: the mean targets per window in every row
+        np.testing.assert_allclose(batches[0]["expected_targets"], targets / windows_seen, rtol=1e-6)
+
+
+def test_length_buckets_hold_equal_targets_whatever_their_width_and_every_epoch_has_as_many():
+    # A bucket of short windows has many rows, one of long windows few, each about batch_size x
+    # mean targets, so every optimiser step sees about as many targets as a random batch -- as in
+    # the reference. And as many batches in every epoch as random batching: Keras ends training
+    # when an epoch comes up shorter than the first.
+    rng = np.random.default_rng(3)
+    lengths = np.clip(rng.lognormal(1.6, 1.1, size=600).astype(int), 2, 60)
+    sequences = [rng.integers(1, NUM_ITEMS + 1, size=n) for n in lengths]
+    max_len, batch_size = 30, 16
+    dataset = training_dataset(sequences, NUM_ITEMS, max_len, batch_size=batch_size, seed=2, bucket_by_length=True)
+    window_targets = np.minimum(lengths - 1, max_len)
+    share = window_targets.sum() / np.ceil(600 / batch_size)  # one pool here: 600 < 64 batches' worth
+    for _ in range(3):  # epochs
+        batches = list(dataset.as_numpy_iterator())
+        assert len(batches) == np.ceil(600 / batch_size)
+        targets = np.array([(b["positives"] != 0).sum() for b in batches])
+        rows = np.array([len(b["user_ids"]) for b in batches])
+        widths = np.array([b["item_ids"].shape[1] for b in batches])
+        assert (np.abs(targets - share) <= widths).all(), "within one window of an equal share"
+        assert rows[widths == widths.min()].min() > batch_size > rows[widths == max_len].max()
+        assert targets.sum() == window_targets.sum(), "every window exactly once"
+        assert batches[0]["expected_targets"].sum() == pytest.approx(batch_size * window_targets.mean(), rel=1e-5)
+
+
+def test_length_buckets_of_a_tiny_batch_size_fall_back_to_rows_rather_than_leave_a_batch_empty():
+    # batch_size 1: an equal share of targets is the mean window, shorter than the longest.
+    sequences = [np.arange(1, n + 1) for n in (2, 3, 9, 9, 12)]
+    batches = list(training_dataset(sequences, NUM_ITEMS, 10, batch_size=1, bucket_by_length=True,
+                                    seed=0).as_numpy_iterator())
+    assert sorted(len(b["user_ids"]) for b in batches) == [1] * 5

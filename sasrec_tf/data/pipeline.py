@@ -10,9 +10,9 @@ waits on Python. Each element is a dict:
   positive at that position (and, with ``exclude_history=True``, never an item of the user's
   training sequence), drawn afresh for every batch of every epoch;
 * ``user_ids`` int32 ``[B]`` -- 1-based index of the sequence's user (0 is reserved);
-* ``expected_targets`` float32 ``[B]`` -- the mean number of targets of a training window over
-  the whole dataset, the same in every row: the model divides a batch's summed loss by its sum,
-  so that every target position weighs the same whichever batch it lands in.
+* ``expected_targets`` float32 ``[B]`` -- the expected number of targets of a full batch
+  (``batch_size`` x the dataset's mean targets per training window) spread evenly over the
+  batch's rows: the model divides a batch's summed loss by its sum, the same for every batch.
 
 Why a fixed normaliser: the reference code averages the loss over the real positions of each
 batch. With random batches that weighs every position about equally; with length-bucketed
@@ -21,11 +21,18 @@ batch of fifty-item histories, turning the objective into a per-user average tha
 long histories (measured: -8% NDCG@10 per epoch on a long-tailed log). Dividing by the expected
 count instead makes an epoch's total gradient the same with and without bucketing.
 
-With ``bucket_by_length=True`` windows of similar length are batched together (each pool of 64
-batches' worth of shuffled windows is sorted by length, cut into batches, and the batches are
-shuffled) and each batch is cut to its longest window, so ``T <= max_len`` varies per batch. Because SASRec counts positions
-from the right and masks padding, cutting leading padding changes no output; it only removes
-work that the paper's code spends on padding (about 80% of positions on sparse data).
+With ``bucket_by_length=True`` windows of similar length are batched together: each pool of 64
+batches' worth of shuffled windows is sorted by length and cut into as many batches as random
+batching would give, each holding an equal share of the pool's targets -- about ``batch_size`` x
+mean targets per window, what a random batch holds -- so a batch of two-item windows has many
+rows and one of fifty-item windows few; the batches are then shuffled. Each batch is cut to its
+longest window, so ``T <= max_len`` and ``B`` vary per batch, while the number of batches per
+epoch does not. Because SASRec counts positions from the right and masks padding, cutting
+leading padding changes no output; it only removes work that the paper's code spends on padding
+(about 80% of positions on sparse data). Equal targets rather than equal rows per batch: with
+``batch_size`` rows, a batch of fifty-item windows carried ~5x the gradient of an average one and
+a batch of one-item windows ~1/9, and training fell behind random batches in full-ranking
+NDCG@10 on a long-tailed log (benchmarks/README.md, "Paper parity").
 
 Which windows a sequence gives and how many targets each holds are the rules of
 :mod:`sasrec_tf.data.rules`, shared with the TFRecord reader.
@@ -86,16 +93,19 @@ def training_dataset(
         Sequences with fewer than two items have no target and are skipped.
       num_items: catalogue size; negatives are drawn from ``1..num_items``.
       max_len: the model's maximum sequence length ``n``.
-      batch_size: sequences per batch.
+      batch_size: sequences per batch; with ``bucket_by_length``, a batch holds about as many
+        targets as this many random windows.
       num_negatives: negatives ``K`` per position.
       windows: ``"last"`` trains on the most recent ``max_len`` targets of each user (the paper);
         ``"all"`` cuts long histories into consecutive windows so that every target is used.
       exclude_history: also reject negatives that occur anywhere in the user's sequence.
       shuffle: reshuffle the windows every epoch.
       seed: makes shuffling and negatives reproducible (still different in every epoch).
-      drop_remainder: drop the last, smaller batch (of each length bucket when bucketing).
-      bucket_by_length: batch windows of similar length together and cut each batch to its
-        longest window (``T`` varies per batch); the examples are still shuffled every epoch.
+      drop_remainder: drop the last, smaller batch (random batches only: bucketing varies shapes).
+      bucket_by_length: batch windows of similar length together, as many as hold about the
+        targets of ``batch_size`` random windows, and cut each batch to its longest window (``B``
+        and ``T`` vary per batch, the number of batches per epoch does not); the examples are
+        still shuffled every epoch.
     """
     if num_items < 2:
         raise ValueError(f"num_items must be >= 2 to sample negatives, got {num_items}")
@@ -144,7 +154,7 @@ def training_dataset(
             "positives": positives,
             "negatives": negatives,
             "user_ids": tf.cast(row + 1, tf.int32),
-            "expected_targets": tf.fill(tf.shape(row), tf.constant(expected_targets, tf.float32)),
+            "expected_targets": batch_normaliser(row, expected_targets, batch_size),
         }
         return batch
 
@@ -168,10 +178,15 @@ def batch_windows(
     drop_remainder: bool = False,
     padding_values=None,
 ) -> tf.data.Dataset:
-    """Batch (shuffled) window examples, each with a ``"length"``; with ``bucket_by_length``, by
-    pool-sorting: each pool of ``_POOL_BATCHES`` batches' worth of windows is sorted by length and
-    cut into batches, and the batches are shuffled, so a batch holds similar lengths but batches
-    still come in random order. ``padding_values`` pads variable-length features (padded_batch)."""
+    """Batch (shuffled) window examples, each with a ``"length"`` (its targets).
+
+    Without bucketing: ``batch_size`` rows per batch. With ``bucket_by_length``, by pool-sorting:
+    each pool of ``_POOL_BATCHES`` batches' worth of windows is sorted by length and cut into as
+    many batches as rows would give, each holding an equal share of the pool's targets (so about
+    ``batch_size`` x mean targets, in more rows when they are short, fewer when long), and the
+    batches are shuffled: a batch holds similar lengths, batches come in random order, and every
+    epoch has the same number of batches. ``padding_values`` pads variable-length features
+    (padded_batch)."""
 
     def batch(dataset, size, remainder):
         if padding_values is not None:
@@ -180,20 +195,46 @@ def batch_windows(
 
     if not bucket_by_length:
         return batch(examples, batch_size, drop_remainder)
+    if drop_remainder:
+        raise ValueError("drop_remainder keeps batch shapes static; length bucketing varies them "
+                         "(rows and width): use one or the other")
 
     def sort_pool(pool):
         order = tf.argsort(pool["length"], stable=True)
         return {key: tf.gather(value, order) for key, value in pool.items()}
 
-    examples = (
-        batch(examples, batch_size * _POOL_BATCHES, False)
-        .map(sort_pool)
-        .flat_map(lambda pool: batch(tf.data.Dataset.from_tensor_slices(pool), batch_size, drop_remainder))
-    )
+    def pack_pool(pool):
+        # As many batches as rows would give, ceil(rows / batch_size), so every epoch has the same
+        # number of steps (Keras stops training when an epoch comes up short), cut where the
+        # sorted windows' cumulative targets cross equal shares of the pool's total. A window
+        # longer than one share would leave a batch empty; such a pool (only with a tiny
+        # batch_size) is cut by rows instead.
+        rows = tf.shape(pool["length"], out_type=tf.int64)[0]
+        count = (rows + batch_size - 1) // batch_size
+        lengths = tf.cast(pool["length"], tf.float64)
+        share = tf.reduce_sum(lengths) / tf.cast(count, tf.float64)
+        by_targets = tf.cast(tf.math.floor((tf.cumsum(lengths) - lengths) / share), tf.int64)
+        by_rows = tf.range(rows) // batch_size
+        batch_ids = tf.cond(tf.reduce_max(lengths) <= share, lambda: by_targets, lambda: by_rows)
+        packed = {key: tf.RaggedTensor.from_value_rowids(value, batch_ids, nrows=count)
+                  for key, value in pool.items()}
+        return tf.data.Dataset.from_tensor_slices(packed)
+
+    examples = batch(examples, batch_size * _POOL_BATCHES, False).map(sort_pool).flat_map(pack_pool)
     if shuffle:
         examples = examples.shuffle(_POOL_BATCHES, seed=None if seed is None else seed + 1,
                                     reshuffle_each_iteration=True)
     return examples
+
+
+def batch_normaliser(rows: tf.Tensor, mean_targets: float, batch_size: int) -> tf.Tensor:
+    """The ``expected_targets`` ``[B]`` of a batch whose first dimension is ``rows``: the
+    expected number of targets of a full batch, ``batch_size * mean_targets``, spread evenly over
+    its rows. Its sum is the loss normaliser, the same for every batch, whether a batch is random
+    (``batch_size`` rows) or length-bucketed (as many rows as hold that many targets), full or the
+    last, smaller one."""
+    count = tf.cast(tf.shape(rows)[0], tf.float32)
+    return tf.fill(tf.shape(rows), tf.constant(batch_size * mean_targets, tf.float32) / count)
 
 
 def map_with_batch_seeds(batches: tf.data.Dataset, make_batch, seed: int | None) -> tf.data.Dataset:

@@ -138,7 +138,7 @@ def tfrecord_training_dataset(
       window with ``bucket_by_length``) and ``expected_targets [B]`` (float32).
     """
     import tensorflow as tf
-    from sasrec_tf.data.pipeline import batch_windows, map_with_batch_seeds, sample_negatives
+    from sasrec_tf.data.pipeline import batch_normaliser, batch_windows, map_with_batch_seeds, sample_negatives
 
     if max_len < 1:
         raise ValueError(f"max_len must be >= 1, got {max_len}")
@@ -242,7 +242,7 @@ def tfrecord_training_dataset(
         batch = {"item_ids": item_ids, "positives": positives, "negatives": negatives,
                  "user_ids": example["user_ids"]}
         if expected_targets is not None:
-            batch["expected_targets"] = tf.fill(tf.shape(length), tf.constant(expected_targets, tf.float32))
+            batch["expected_targets"] = batch_normaliser(length, expected_targets, batch_size)
         return batch
 
     dataset = map_with_batch_seeds(examples, make_batch, seed)
