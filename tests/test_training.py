@@ -78,8 +78,9 @@ class _PoisonWeights(keras.callbacks.Callback):
             weights.assign(tf.fill(tf.shape(weights), float("nan")))
 
 
-def test_a_loss_that_becomes_nan_stops_training_and_keeps_the_last_good_backup(split, tmp_path):
-    config = SASRecConfig(**SMALL, epochs=4)
+def test_a_loss_that_becomes_nan_stops_training_and_keeps_the_last_good_backup(tmp_path):
+    split = leave_one_out(build_sequences(generate_interactions(num_users=150, num_items=100, mean_length=8, seed=4)))
+    config = SASRecConfig(max_len=8, hidden_units=8, num_blocks=1, batch_size=64, epochs=4, seed=1)
     model = training.build_model(config, split.num_items)
     with pytest.raises(training.TrainingDiverged, match="loss became nan in epoch 2.*state after epoch 1"):
         training.fit(model, split, out_dir=tmp_path, eval_every=4, verbose=0, callbacks=[_PoisonWeights(1)])
