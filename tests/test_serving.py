@@ -45,8 +45,9 @@ def base(trained, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(base):
-    with LocalModelServer(base, port=0, rest_port=0, poll_seconds=0.2,
-                          labels={"sasrec": {"stable": 1, "canary": 2}}) as server:
+    with LocalModelServer(base, port=0, rest_port=0, poll_seconds=0.2, load_retries=0,
+                          labels={"sasrec": {"stable": 1, "canary": 2}},
+                          allow_version_labels_for_unavailable_models=True) as server:
         yield server
 
 
@@ -203,10 +204,16 @@ def test_the_request_element_limit_is_a_server_setting_and_applies_to_rest_too(b
 
 
 def test_rest_rejects_bad_content_lengths_and_closes_connections_that_send_nothing(server):
+    def read_all(sock) -> bytes:  # the server closes these connections after answering
+        chunks = [sock.recv(4096)]
+        while chunks[-1]:
+            chunks.append(sock.recv(4096))
+        return b"".join(chunks)
+
     def raw(data: bytes) -> bytes:
         with socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as sock:
             sock.sendall(data)
-            return sock.recv(4096)
+            return read_all(sock)
 
     head = b"POST /v1/models/sasrec:predict HTTP/1.1\r\nHost: x\r\n"
     assert b" 400 " in raw(head + b"Content-Length: -5\r\n\r\n").split(b"\r\n")[0]
@@ -218,17 +225,16 @@ def test_rest_rejects_bad_content_lengths_and_closes_connections_that_send_nothi
         with socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as idle:
             idle.sendall(head + b"Content-Length: 100\r\n\r\n{")  # promises 100 bytes, sends 1
             started = time.monotonic()
-            answer = idle.recv(4096)
+            answer = read_all(idle)  # ends: the connection is closed
             assert b" 400 " in answer and b"did not arrive within 0.5 s" in answer
-            assert idle.recv(4096) == b""  # and the connection is closed
         assert time.monotonic() - started < 10
     finally:
         server._http.RequestHandlerClass.timeout = original
 
 
-def test_unknown_signature_is_invalid_argument_and_names_the_available_ones(client):
+def test_unknown_signature_is_failed_precondition_over_grpc_and_names_the_available_ones(client):
     error = codes(lambda: client.predict({"history": history_tensor([["a"]])}, "recommend"))
-    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.code == grpc.StatusCode.FAILED_PRECONDITION  # TF Serving's gRPC code (REST: 400)
     assert "'recommend' not found" in error.details and "serving_default" in error.details
     assert "Predict 'sasrec' signature 'recommend'" in str(error) and error.target in str(error)
 
@@ -237,6 +243,8 @@ def test_unknown_model_and_version_are_not_found_and_an_unknown_label_is_invalid
     with PredictionClient(server.address, "nope") as other:
         assert codes(lambda: other.recommend([["a"]])).code == grpc.StatusCode.NOT_FOUND
         assert codes(other.status).code == grpc.StatusCode.NOT_FOUND
+        error = codes(lambda: other.recommend([["a"]], label="stable"))  # the label is looked up first
+        assert error.code == grpc.StatusCode.INVALID_ARGUMENT and "Unrecognized servable version label" in error.details
     error = codes(lambda: client.recommend([["a"]], version=9))
     assert error.code == grpc.StatusCode.NOT_FOUND and "version 9" in str(error)
     assert codes(lambda: client.recommend([["a"]], label="canary")).code == grpc.StatusCode.NOT_FOUND  # -> 2
@@ -245,15 +253,18 @@ def test_unknown_model_and_version_are_not_found_and_an_unknown_label_is_invalid
     assert client.recommend([["a"]], label="stable").item_ids.shape == (1, K)
 
 
-def test_models_without_a_loadable_version_are_failed_precondition(server):
+def test_models_without_an_available_version_are_not_found_and_status_reports_the_load_error(server):
     with PredictionClient(server.address, "empty") as empty:
         error = codes(lambda: empty.recommend([["a"]]))
-        assert error.code == grpc.StatusCode.FAILED_PRECONDITION and "no loaded version" in error.details
+        assert error.code == grpc.StatusCode.NOT_FOUND and "Servable not found for request" in error.details
+        error = codes(empty.status)
+        assert error.code == grpc.StatusCode.NOT_FOUND and "Could not find any versions" in error.details
     with PredictionClient(server.address, "broken") as broken:
         error = codes(lambda: broken.recommend([["a"]]))
-        assert error.code == grpc.StatusCode.FAILED_PRECONDITION and "failed to load" in error.details
+        assert error.code == grpc.StatusCode.NOT_FOUND and "failed to load" in error.details
         [status] = broken.status()
         assert status["state"] == "END" and status["error_message"]
+        assert status["error_code"] == grpc.StatusCode.DATA_LOSS.value[0]  # TensorFlow's code for a corrupt .pb
 
 
 class _SlowPredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -319,12 +330,12 @@ def test_a_new_version_is_served_without_restart_and_no_request_fails_during_the
         export_saved_model(trained, base, "live", k=3, warmup=False)  # version 2 returns 3 items
         with PredictionClient(server.address, "live", timeout=30) as live:
             deadline = time.monotonic() + 60
-            while live.status()[0]["version"] != 2:
+            while (live.status()[0]["version"], live.status()[0]["state"]) != (2, "AVAILABLE"):
                 assert time.monotonic() < deadline, "version 2 was not picked up"
                 time.sleep(0.1)
             assert live.recommend([["sku-1"]]).item_ids.shape == (1, 3)
-            assert live.recommend([["sku-1"]], version=1).item_ids.shape == (1, K)  # older: on request
-            assert [s["version"] for s in live.status()] == [2, 1]
+            assert codes(lambda: live.recommend([["sku-1"]], version=1)).code == grpc.StatusCode.NOT_FOUND
+            assert [(s["version"], s["state"]) for s in live.status()] == [(2, "AVAILABLE"), (1, "END")]
         time.sleep(0.3)
     finally:
         stop.set()
@@ -335,26 +346,24 @@ def test_a_new_version_is_served_without_restart_and_no_request_fails_during_the
 
 def test_version_policies_follow_tf_serving():
     disk = [1, 2, 5]
-    assert ModelSource("m", Path("."), "on_demand").eager(disk) == {5}
-    assert ModelSource("m", Path("."), "on_demand").allows(1, disk)
-    assert ModelSource("m", Path("."), "latest", num_versions=2).eager(disk) == {2, 5}
-    assert not ModelSource("m", Path("."), "latest", num_versions=2).allows(1, disk)
-    assert ModelSource("m", Path("."), "all").eager(disk) == {1, 2, 5}
-    assert ModelSource("m", Path("."), "specific", versions=(1, 3)).eager(disk) == {1}
-    assert not ModelSource("m", Path("."), "on_demand").allows(3, disk)
+    assert ModelSource("m", Path(".")).wanted(disk) == {5}  # --model_base_path: latest {1}
+    assert ModelSource("m", Path("."), "latest", num_versions=2).wanted(disk) == {2, 5}
+    assert ModelSource("m", Path("."), "all").wanted(disk) == {1, 2, 5}
+    assert ModelSource("m", Path("."), "specific", versions=(1, 3)).wanted(disk) == {1}
+    assert ModelSource("m", Path(".")).wanted([]) == set()
 
 
 def test_the_deployment_models_config_drives_labels_locally(base):
     sources = read_model_config(ROOT / "serving" / "models.config", model_base=base)
     [source] = [s for s in sources if s.name == "sasrec"]
-    assert source.base_path == base / "sasrec" and dict(source.labels) == {"stable": 1, "canary": 2}
+    assert source.base_path == base / "sasrec" and dict(source.labels) == {"stable": 1}
     with LocalModelServer(base, model_config_file=ROOT / "serving" / "models.config", port=0,
                           poll_seconds=0) as configured:
         with PredictionClient(configured.address, "sasrec", label="stable", timeout=30) as stable:
             assert stable.recommend([["sku-3"]]).item_ids.shape == (1, K)
             assert stable.status()[0]["version"] == 1
         with PredictionClient(configured.address, "sasrec", label="canary", timeout=30) as canary:
-            assert codes(lambda: canary.recommend([["sku-3"]])).code == grpc.StatusCode.NOT_FOUND
+            assert codes(lambda: canary.recommend([["sku-3"]])).code == grpc.StatusCode.INVALID_ARGUMENT
 
 
 # ------------------------------------------------------------------------------- REST
@@ -433,7 +442,7 @@ def test_batcher_merges_concurrent_requests_pads_like_tf_serving_and_splits_resu
 
     batcher = Batcher(run, max_batch_size=8)
     results = {}
-    requests = {i: np.array([[f"r{i}"] + [""] * i] * (1 + i % 2), dtype=object) for i in range(5)}
+    requests = {i: np.array([[100 + i] + [0] * i] * (1 + i % 2), dtype=np.int64) for i in range(5)}
     threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, batcher({"x": requests[i]})))
                for i in range(5)]
     def wait_for(condition):
@@ -452,9 +461,9 @@ def test_batcher_merges_concurrent_requests_pads_like_tf_serving_and_splits_resu
         thread.join(timeout=10)
     assert len(calls) == 2 and calls[1]["x"].shape == (6, 5)  # requests 1-4 (6 rows) merged, padded to width 5
     # Padded at the end with the request's first element, as TF Serving does.
-    assert list(calls[1]["x"][0]) == ["r1", "", "r1", "r1", "r1"]
+    assert list(calls[1]["x"][0]) == [101, 0, 101, 101, 101]
     for i, request in requests.items():
-        assert list(results[i]["first"]) == [f"r{i}"] * len(request)
+        assert list(results[i]["first"]) == [100 + i] * len(request)
     batcher.close()
     assert batcher({"x": requests[2]})["width"].tolist() == [3]  # after close: unbatched
 
@@ -504,3 +513,117 @@ def test_sasrec_tf_serve_refuses_impossible_settings_in_one_line(flags, message,
     assert main(["serve", "--model-base", str(tmp_path), *flags]) == 2
     err = capsys.readouterr().err
     assert err == f"sasrec-tf: error: {err.split('error: ', 1)[1]}" and err.count("\n") == 1 and message in err
+
+
+def test_with_batching_histories_not_starting_with_the_padding_token_and_oversize_requests_are_refused(
+        batching_server, trained):
+    import tensorflow as tf
+
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(batching_server.address))
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "sasrec"
+    request.inputs["history"].CopyFrom(tf.make_tensor_proto([["sku-4", "sku-5"]]))  # no leading ""
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Predict(request, timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "must start with" in info.value.details() and "pad_variable_length_inputs" in info.value.details()
+    histories = sample_histories(trained, count=20, seed=61)  # the server's max_batch_size is 16
+    with PredictionClient(batching_server.address, "sasrec", timeout=30, max_batch_size=None) as whole:
+        error = codes(lambda: whole.recommend(histories))
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "Task size 20 is larger than maximum input batch size 16" in error.details
+    with PredictionClient(batching_server.address, "sasrec", timeout=30, max_batch_size=16) as split:
+        top = split.recommend(histories)  # two requests, 16 + 4 rows, answers in order
+    check_top_k(trained, histories, top.item_ids, top.scores)
+
+
+def test_clients_split_requests_larger_than_max_batch_size_and_keep_the_order(server, trained):
+    histories = sample_histories(trained, count=7, seed=71)
+    candidates = [[trained.vocab.ids[i], "nope"] for i in range(7)]
+    with PredictionClient(server.address, "sasrec", timeout=30, max_batch_size=3) as split, \
+            PredictionClient(server.address, "sasrec", timeout=30, max_batch_size=None) as whole:
+        np.testing.assert_array_equal(split.recommend(histories).item_ids, whole.recommend(histories).item_ids)
+        for a, b in zip(split.score(histories, candidates), whole.score(histories, candidates)):
+            np.testing.assert_allclose(a, b, rtol=1e-4)
+    rest = RestClient(f"http://127.0.0.1:{server.rest_port}", "sasrec", timeout=30, max_batch_size=2)
+    top = rest.recommend(histories)  # four requests: 2 + 2 + 2 + 1 rows
+    check_top_k(trained, histories, top.item_ids, top.scores)
+    with pytest.raises(ValueError, match="max_batch_size"):
+        PredictionClient(server.address, "sasrec", max_batch_size=0)
+
+
+def _wait(condition, seconds=60.0):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _state(client, version):
+    try:
+        return client.status(version=version)[0]["state"]
+    except ServingError as err:
+        return err.code.name
+
+
+def test_a_corrupt_latest_version_is_retried_then_served_once_repaired_or_removed(base, tmp_path):
+    good = base / "sasrec" / "1"
+    models = tmp_path / "models"
+    shutil.copytree(good, models / "m" / "1")
+
+    def corrupt(version):
+        (models / "m" / str(version)).mkdir()
+        (models / "m" / str(version) / "saved_model.pb").write_bytes(b"corrupt")
+
+    corrupt(2)
+    with LocalModelServer(models, port=0, poll_seconds=0.05, load_retries=2, load_retry_seconds=0.2) as server, \
+            PredictionClient(server.address, "m", timeout=30) as m:
+        # As TF Serving's latest {1}: version 2 is retried, nothing is served meanwhile, then END.
+        assert _state(m, 2) == "LOADING"
+        assert codes(lambda: m.recommend([["sku-1"]])).code == grpc.StatusCode.NOT_FOUND
+        _wait(lambda: _state(m, 2) == "END")
+        [status] = m.status(version=2)
+        assert status["error_code"] == grpc.StatusCode.DATA_LOSS.value[0] and "parse" in status["error_message"]
+        assert codes(lambda: m.recommend([["sku-1"]])).code == grpc.StatusCode.NOT_FOUND
+        # The operator repairs version 2 (replaces the directory): served without a restart.
+        shutil.rmtree(models / "m" / "2")
+        shutil.copytree(good, models / "m" / "2")
+        _wait(lambda: _state(m, 2) == "AVAILABLE")
+        assert m.recommend([["sku-1"]]).item_ids.shape == (1, K)
+        # A corrupt version 3 while 2 is served: 2 stays until 3 is fixed or removed.
+        corrupt(3)
+        _wait(lambda: _state(m, 3) == "END")
+        assert m.recommend([["sku-1"]]).item_ids.shape == (1, K) and m.status(version=2)[0]["state"] == "AVAILABLE"
+        shutil.rmtree(models / "m" / "3")
+        shutil.rmtree(models / "m" / "2")  # removing the bad and the served version: back to 1
+        _wait(lambda: _state(m, 1) == "AVAILABLE")
+        assert m.recommend([["sku-1"]]).item_ids.shape == (1, K)
+
+
+def test_latest_n_serves_the_other_versions_while_the_newest_is_corrupt(base, tmp_path):
+    shutil.copytree(base / "sasrec" / "1", tmp_path / "m" / "1")
+    (tmp_path / "m" / "2").mkdir()
+    (tmp_path / "m" / "2" / "saved_model.pb").write_bytes(b"corrupt")
+    config = tmp_path / "models.config"
+    config.write_text('model_config_list { config { name: "m" base_path: "m" '
+                      'model_version_policy { latest { num_versions: 2 } } } }')
+    with LocalModelServer(model_config_file=config, port=0, poll_seconds=0, load_retries=0) as server, \
+            PredictionClient(server.address, "m", timeout=30) as m:
+        assert m.recommend([["sku-1"]]).item_ids.shape == (1, K)
+        assert [(s["version"], s["state"]) for s in m.status()] == [(2, "END"), (1, "AVAILABLE")]
+
+
+def test_a_removed_model_base_is_logged_once_not_every_poll(base, tmp_path, caplog):
+    import logging
+
+    models = tmp_path / "models"
+    shutil.copytree(base / "sasrec" / "1", models / "m" / "1")
+    with LocalModelServer(models, port=0, poll_seconds=0.05) as server, caplog.at_level(logging.INFO):
+        shutil.rmtree(models)
+        time.sleep(1.0)  # about 20 polls
+        failures = [r for r in caplog.records if "polling the model directories failed" in r.getMessage()]
+        assert len(failures) == 1 and failures[0].exc_info is None and "model base" in failures[0].getMessage()
+        with PredictionClient(server.address, "m", timeout=30) as m:  # what was loaded is still served
+            assert m.recommend([["sku-1"]]).item_ids.shape == (1, K)
+        models.mkdir()
+        _wait(lambda: any("works again" in r.getMessage() for r in caplog.records))

@@ -15,13 +15,21 @@ from sasrec_tf.serving.limits import DEFAULT_MAX_REQUEST_ELEMENTS
 def register(subcommands) -> None:
     parser = subcommands.add_parser(
         "serve", help="serve exports over TF Serving's gRPC API (local development server)",
-        description="Serve every model under --model-base (latest version; older ones on request) over "
-                    "TF Serving's PredictionService/ModelService. New versions are picked up without "
+        description="Serve every model under --model-base (its latest version, as tensorflow_model_server's "
+                    "--model_base_path) or those of --model-config-file (their version policies and labels) "
+                    "over TF Serving's PredictionService/ModelService. New versions are picked up without "
                     "restart. For production use tensorflow_model_server (see serving/README.md).")
     parser.add_argument("--model-base", dest="model_base", help="export base: BASE/NAME/<version>/")
     parser.add_argument("--model-config-file", dest="model_config_file",
                        help="TF Serving models.config (version policy, labels); with --model-base, base "
                             "paths become MODEL_BASE/NAME")
+    parser.add_argument("--allow-version-labels-for-unavailable-models", dest="allow_unavailable_labels",
+                       action="store_true", help="as TF Serving's flag: a new label may name a version that is "
+                                                 "not loaded yet (moving an existing one there is still refused)")
+    parser.add_argument("--max-num-load-retries", dest="load_retries", type=int, default=5,
+                       help="retries of a failed version load (TF Serving's default 5)")
+    parser.add_argument("--load-retry-interval-seconds", dest="load_retry_seconds", type=float, default=60.0,
+                       help="seconds between load retries (TF Serving's default 60)")
     parser.add_argument("--host", default="127.0.0.1", help="interface (default: loopback only)")
     parser.add_argument("--port", type=int, default=8500, help="gRPC port (0: any free port; default 8500)")
     parser.add_argument("--rest-port", dest="rest_port", type=int,
@@ -38,7 +46,12 @@ def register(subcommands) -> None:
     parser.add_argument("--enable-batching", dest="enable_batching", action="store_true",
                        help="merge concurrent requests to one signature into batches (as TF Serving's "
                             "--enable_batching; histories are padded with each request's first element)")
-    parser.add_argument("--max-batch-size", dest="max_batch_size", type=int, default=64)
+    parser.add_argument("--batching-parameters-file", dest="batching_parameters_file",
+                       help="TF Serving's batching_parameters.txt: its max_batch_size and num_batch_threads "
+                            "(with --enable-batching)")
+    parser.add_argument("--max-batch-size", dest="max_batch_size", type=int, default=64,
+                       help="with batching, the most rows one request may have (larger: INVALID_ARGUMENT, as "
+                            "TF Serving) and the largest merged batch (default 64)")
     parser.add_argument("--num-batch-threads", dest="num_batch_threads", type=int, default=1)
     parser.add_argument("--intra-op-threads", dest="intra_op_threads", type=int, default=0,
                        help="threads one TensorFlow op may use (0: TensorFlow's default, all cores); 1 "
@@ -55,12 +68,17 @@ def check_settings(args: argparse.Namespace) -> None:
             raise UsageError(f"{flag} must be a TCP port, 1-65535 (or 0 for any free port), got {port}")
     at_least = [("--max-batch-size", args.max_batch_size, 1), ("--num-batch-threads", args.num_batch_threads, 1),
                 ("--workers", args.workers, 1), ("--max-request-elements", args.max_request_elements, 1),
-                ("--intra-op-threads", args.intra_op_threads, 0)]
+                ("--intra-op-threads", args.intra_op_threads, 0), ("--max-num-load-retries", args.load_retries, 0)]
     for flag, value, least in at_least:
         if value < least:
             raise UsageError(f"{flag} must be at least {least}, got {value}")
     if not (math.isfinite(args.poll_seconds) and args.poll_seconds >= 0):
         raise UsageError(f"--poll-seconds must be a number of seconds >= 0 (0: never poll), got {args.poll_seconds}")
+    if args.batching_parameters_file and not args.enable_batching:
+        raise UsageError("--batching-parameters-file needs --enable-batching (as in tensorflow_model_server)")
+    if not (math.isfinite(args.load_retry_seconds) and args.load_retry_seconds >= 0):
+        raise UsageError(f"--load-retry-interval-seconds must be a number of seconds >= 0, "
+                         f"got {args.load_retry_seconds}")
     if not (math.isfinite(args.rest_read_timeout) and args.rest_read_timeout > 0):
         raise UsageError(f"--rest-read-timeout must be a number of seconds > 0, got {args.rest_read_timeout}")
 
@@ -74,10 +92,18 @@ def run(args: argparse.Namespace) -> int:
     if args.intra_op_threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
 
+    if args.batching_parameters_file:
+        from sasrec_tf.serving.batching import read_batching_parameters
+
+        for name, value in read_batching_parameters(args.batching_parameters_file).items():
+            setattr(args, name, value)
     server = LocalModelServer(args.model_base, model_config_file=args.model_config_file, host=args.host,
                               port=args.port, rest_port=args.rest_port, poll_seconds=args.poll_seconds,
                               max_workers=args.workers, max_request_elements=args.max_request_elements,
-                              rest_read_timeout=args.rest_read_timeout, enable_batching=args.enable_batching,
+                              rest_read_timeout=args.rest_read_timeout,
+                              allow_version_labels_for_unavailable_models=args.allow_unavailable_labels,
+                              load_retries=args.load_retries, load_retry_seconds=args.load_retry_seconds,
+                              enable_batching=args.enable_batching,
                               max_batch_size=args.max_batch_size, num_batch_threads=args.num_batch_threads)
     server.start()  # OSError (port taken) and ValueError (bad config) become one-line errors
     models = ", ".join(server.manager.model_names()) or "none yet"

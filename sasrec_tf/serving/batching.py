@@ -10,17 +10,33 @@ end as TF Serving does with ``pad_variable_length_inputs``: with the tensor's fi
 clients of this package start every history with ``""``, so the padding is the ignored token).
 Outputs are split along the batch dimension; an output whose width follows a padded input (the
 ``score`` signature's) comes back at the padded width, as from TF Serving.
+
+Two rules make mistakes visible instead of silently wrong (INVALID_ARGUMENT):
+
+* a request with more rows than ``max_batch_size`` is refused with TF Serving's message ("Task
+  size N is larger than maximum input batch size M"; TF Serving splits only with
+  ``enable_large_batch_splitting``, which the shipped ``batching_parameters.txt`` leaves off):
+  clients split large requests (``PredictionClient(max_batch_size=...)``);
+* a string tensor of rank 2 or more whose first element is not ``""`` is refused: merged with a
+  wider request it would be padded with that element, a real item, and answered wrongly. TF
+  Serving cannot tell; the stand-in names the rule.
 """
 
 from __future__ import annotations
 
 import collections
+import os
+import re
 import threading
+from pathlib import Path
 from typing import Callable, Mapping
 
+import grpc
 import numpy as np
 
-__all__ = ["Batcher"]
+from sasrec_tf.serving.errors import StatusError
+
+__all__ = ["Batcher", "read_batching_parameters"]
 
 Run = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
 
@@ -57,9 +73,20 @@ class Batcher:
             thread.start()
 
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        rows = min((len(value) for value in inputs.values()), default=0)
-        if not inputs or rows >= self.max_batch_size or any(np.ndim(v) == 0 for v in inputs.values()):
+        if not inputs or any(np.ndim(v) == 0 for v in inputs.values()):
             return dict(self._run(inputs))
+        rows = min(len(value) for value in inputs.values())
+        if rows > self.max_batch_size:
+            raise StatusError(grpc.StatusCode.INVALID_ARGUMENT,
+                              f"Task size {rows} is larger than maximum input batch size {self.max_batch_size}: "
+                              f"split the request (PredictionClient and RestClient take max_batch_size)")
+        for name, value in inputs.items():
+            if np.ndim(value) >= 2 and value.dtype == object and value.size and value.flat[0] not in (b"", ""):
+                raise StatusError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"input {name!r} starts with {value.flat[0]!r}: with batching, a string tensor must start with "
+                    f"\"\" because merged requests are padded with their first element (TF Serving's "
+                    f"pad_variable_length_inputs); start every row with \"\" as sasrec_tf's clients do")
         task = _Task(inputs, rows)
         with self._ready:
             if self._closed:
@@ -125,3 +152,23 @@ def _pad_end(array: np.ndarray, width: list[int]) -> np.ndarray:
     out[...] = fill
     out[tuple(slice(0, s) for s in array.shape)] = array
     return out
+
+
+def read_batching_parameters(path: str | os.PathLike[str]) -> dict[str, int]:
+    """``max_batch_size`` and ``num_batch_threads`` of TF Serving's ``batching_parameters.txt``.
+
+    The text proto's other fields configure TF Serving's queueing (timeouts, queue lengths), which
+    this work-conserving batcher has no use for. The stand-in's batching matches TF Serving's only
+    with ``pad_variable_length_inputs: true``, so a file without it is refused.
+    """
+    text = re.sub(r"#.*", "", Path(path).read_text(encoding="utf-8"))
+    found = {}
+    for field in ("max_batch_size", "num_batch_threads"):
+        match = re.search(rf"\b{field}\s*{{\s*value\s*:\s*(\d+)\s*}}", text)
+        if match:
+            found[field] = int(match.group(1))
+    if not re.search(r"\bpad_variable_length_inputs\s*:\s*true\b", text):
+        raise ValueError(f"{path}: set pad_variable_length_inputs: true (histories have different lengths)")
+    if found.get("max_batch_size", 1) < 1 or found.get("num_batch_threads", 1) < 1:
+        raise ValueError(f"{path}: max_batch_size and num_batch_threads must be >= 1, got {found}")
+    return found

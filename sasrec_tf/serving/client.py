@@ -10,6 +10,11 @@ Histories are sent as ``DT_STRING [batch, 1 + longest]``: each row starts with `
 padded with ``""`` at the end. The leading ``""`` matters under TF Serving's batching with
 ``pad_variable_length_inputs``, which pads merged requests with each request's *first element*:
 this way the padding is the ignored token rather than a real item.
+
+TF Serving refuses a request with more rows than its batching ``max_batch_size`` ("Task size N is
+larger than maximum input batch size"), so both clients split larger requests into chunks of
+``max_batch_size`` rows (64, as the shipped ``serving/batching_parameters.txt``; ``None``: never
+split) and put the answers back together in order.
 """
 
 from __future__ import annotations
@@ -46,6 +51,28 @@ from sasrec_tf.serving.errors import HTTP_STATUS, ServingError
 __all__ = ["PredictionClient", "RestClient", "TopK", "history_tensor", "candidates_tensor"]
 
 _FROM_HTTP = {status: code for code, status in reversed(list(HTTP_STATUS.items()))}
+DEFAULT_MAX_BATCH_SIZE = 64  # serving/batching_parameters.txt
+
+
+def _chunked(inputs: Mapping[str, Any], max_rows: int | None) -> list[dict[str, Any]]:
+    """``inputs`` split along the batch dimension into requests of at most ``max_rows`` rows."""
+    rows = {len(value) for value in inputs.values() if np.ndim(value) > 0}
+    if max_rows is None or len(rows) != 1 or next(iter(rows)) <= max_rows:
+        return [dict(inputs)]
+    total = next(iter(rows))
+    return [{name: value[start: start + max_rows] for name, value in inputs.items()}
+            for start in range(0, total, max_rows)]
+
+
+def _joined(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    if len(parts) == 1:
+        return parts[0]
+    return {name: np.concatenate([part[name] for part in parts], axis=0) for name in parts[0]}
+
+
+def _check_max_batch_size(max_batch_size: int | None) -> None:
+    if max_batch_size is not None and (isinstance(max_batch_size, bool) or int(max_batch_size) < 1):
+        raise ValueError(f"max_batch_size must be a positive number of rows or None, got {max_batch_size!r}")
 
 
 class TopK(NamedTuple):
@@ -101,15 +128,19 @@ class PredictionClient:
         timeout: default deadline in seconds.
         channel: an existing channel (for TLS or custom options); ``target`` then only names it.
         max_message_bytes: the largest response accepted.
+        max_batch_size: the most rows one request carries; larger calls are split into several
+            requests (in order). Match the server's batching ``max_batch_size``; ``None``: never split.
 
     ``with PredictionClient(...) as client:`` closes the channel at the end.
     """
 
     def __init__(self, target: str = "127.0.0.1:8500", model: str = "sasrec", *, version: int | None = None,
                  label: str | None = None, timeout: float = 10.0, channel: grpc.Channel | None = None,
-                 max_message_bytes: int = 64 * 1024 * 1024):
+                 max_message_bytes: int = 64 * 1024 * 1024, max_batch_size: int | None = DEFAULT_MAX_BATCH_SIZE):
         if version is not None and label is not None:
             raise ValueError("give a version or a label, not both")
+        _check_max_batch_size(max_batch_size)
+        self.max_batch_size = max_batch_size
         self.target = target
         self.model = model
         self.version = version
@@ -170,15 +201,19 @@ class PredictionClient:
         """Run a signature: ``{input: array}`` → ``{output: array}`` (strings decoded to ``str``).
 
         Inputs are converted with ``tf.make_tensor_proto``: pass numpy arrays of the signature's
-        dtype (integers as int64, strings as ``str``/``bytes``/object arrays).
+        dtype (integers as int64, strings as ``str``/``bytes``/object arrays). More rows than
+        ``max_batch_size`` go as several requests (to the same version or label).
         """
-        request = predict_pb2.PredictRequest()
-        self._spec(request.model_spec, version, label, signature)
-        for name, value in inputs.items():
-            request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
-        request.output_filter.extend(output_filter)
-        response = self._call(self._predict.Predict, request, "Predict", timeout)
-        return {name: _decode(tf.make_ndarray(proto)) for name, proto in response.outputs.items()}
+        parts = []
+        for chunk in _chunked(inputs, self.max_batch_size):
+            request = predict_pb2.PredictRequest()
+            self._spec(request.model_spec, version, label, signature)
+            for name, value in chunk.items():
+                request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+            request.output_filter.extend(output_filter)
+            response = self._call(self._predict.Predict, request, "Predict", timeout)
+            parts.append({name: _decode(tf.make_ndarray(proto)) for name, proto in response.outputs.items()})
+        return _joined(parts)
 
     def recommend(self, histories: Sequence[Sequence[str]], *, exclude_history: bool = True, **call) -> TopK:
         """Top-k items for each history (``serving_default``, or ``recommend_including_history``)."""
@@ -230,13 +265,16 @@ class RestClient:
 
     ``POST /v1/models/NAME[/versions/N | /labels/L]:predict`` with columnar ``inputs`` (default)
     or row ``instances``; ``GET`` of the same path gives the status, ``.../metadata`` the
-    signatures.
+    signatures. ``max_batch_size`` splits large calls as in :class:`PredictionClient`.
     """
 
     def __init__(self, base_url: str = "http://127.0.0.1:8501", model: str = "sasrec", *,
-                 version: int | None = None, label: str | None = None, timeout: float = 10.0):
+                 version: int | None = None, label: str | None = None, timeout: float = 10.0,
+                 max_batch_size: int | None = DEFAULT_MAX_BATCH_SIZE):
         if version is not None and label is not None:
             raise ValueError("give a version or a label, not both")
+        _check_max_batch_size(max_batch_size)
+        self.max_batch_size = max_batch_size
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.version = version
@@ -282,6 +320,11 @@ class RestClient:
                 version: int | None = None, label: str | None = None,
                 timeout: float | None = None) -> dict[str, np.ndarray]:
         """Run a signature; returns ``{output: array}`` whichever format was used."""
+        return _joined([self._predict_once(chunk, signature, fmt, version, label, timeout)
+                        for chunk in _chunked(inputs, self.max_batch_size)])
+
+    def _predict_once(self, inputs: Mapping[str, Any], signature: str, fmt: str, version: int | None,
+                      label: str | None, timeout: float | None) -> dict[str, np.ndarray]:
         request = self.predict_request(inputs, signature, fmt=fmt, version=version, label=label)
         body = self._send(request, timeout)
         if "outputs" in body:

@@ -43,9 +43,9 @@ class Servable:
     """A SavedModel version loaded with ``tf.saved_model.load``, callable by signature name.
 
     ``run`` is thread-safe; many requests may run at once. Inputs are checked against the
-    SignatureDef as TF Serving does: an unknown signature, a missing or extra input, a wrong dtype
-    or rank raise :class:`StatusError` with ``INVALID_ARGUMENT``; errors raised by the graph keep
-    their canonical code.
+    SignatureDef as TF Serving does: a missing or extra input, a wrong dtype or rank raise
+    :class:`StatusError` with ``INVALID_ARGUMENT``, an unknown signature ``FAILED_PRECONDITION``;
+    errors raised by the graph keep their canonical code.
     """
 
     def __init__(self, name: str, version: int, path: str | os.PathLike[str], *,
@@ -75,8 +75,8 @@ class Servable:
         try:
             return self.signature_defs[key]
         except KeyError:
-            raise StatusError(
-                grpc.StatusCode.INVALID_ARGUMENT,
+            raise StatusError(  # TF Serving's gRPC code; its REST API answers INVALID_ARGUMENT
+                grpc.StatusCode.FAILED_PRECONDITION,
                 f"Serving signature key {key!r} not found in model {self.name!r} version {self.version}; "
                 f"available: {sorted(self.signature_defs)}",
             ) from None

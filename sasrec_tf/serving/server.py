@@ -6,10 +6,12 @@ directory layout ``BASE/NAME/<version>/`` (see :mod:`sasrec_tf.serving.manager` 
 policies and labels). It is the embedded default for development and the test double for
 clients; in production run ``tensorflow_model_server`` (see ``serving/README.md``).
 
-Status codes follow TF Serving: unknown model or version → ``NOT_FOUND``; unknown signature,
-missing/extra input, wrong dtype or rank, unknown version label → ``INVALID_ARGUMENT``; a model
-with no loaded version → ``FAILED_PRECONDITION``; other graph errors keep their canonical code.
-Classify, Regress, MultiInference and HandleReloadConfigRequest answer ``UNIMPLEMENTED``.
+Status codes follow TF Serving: unknown model or version, or a model with no available version
+→ ``NOT_FOUND``; missing/extra input, wrong dtype or rank, a malformed tensor, unknown version
+label → ``INVALID_ARGUMENT``; unknown signature → ``FAILED_PRECONDITION`` over gRPC and
+``INVALID_ARGUMENT`` (400) over REST; a malformed REST path → 400; other graph errors keep their
+canonical code. Classify, Regress, MultiInference and HandleReloadConfigRequest answer
+``UNIMPLEMENTED``.
 """
 
 from __future__ import annotations
@@ -67,6 +69,10 @@ class LocalModelServer:
             Predict may hold; larger requests are ``INVALID_ARGUMENT`` (see
             :mod:`sasrec_tf.serving.tensors`).
         rest_read_timeout: seconds a REST connection may take to send a request before it is closed.
+        allow_version_labels_for_unavailable_models: as TF Serving's flag: a *new* label may name a
+            version that is not loaded yet (moving an existing label there is always refused).
+        load_retries, load_retry_seconds: how often, and how far apart, a failed load is retried
+            (TF Serving's ``--max_num_load_retries`` and ``--load_retry_interval_micros``).
         enable_batching: merge concurrent requests to the same signature into batches of up to
             ``max_batch_size`` rows, run by ``num_batch_threads`` threads per signature
             (see :mod:`sasrec_tf.serving.batching`; off by default, as in TF Serving).
@@ -88,13 +94,19 @@ class LocalModelServer:
         max_message_bytes: int = 64 * 1024 * 1024,
         max_request_elements: int = DEFAULT_MAX_REQUEST_ELEMENTS,
         rest_read_timeout: float = 30.0,
+        allow_version_labels_for_unavailable_models: bool = False,
+        load_retries: int = 5,
+        load_retry_seconds: float = 60.0,
         enable_batching: bool = False,
         max_batch_size: int = 64,
         num_batch_threads: int = 1,
     ):
         batching = ({"max_batch_size": max_batch_size, "num_batch_threads": num_batch_threads}
                     if enable_batching else None)
-        self.manager = ModelManager(model_base, model_config_file, labels, batching=batching)
+        self.manager = ModelManager(
+            model_base, model_config_file, labels, batching=batching,
+            allow_version_labels_for_unavailable_models=allow_version_labels_for_unavailable_models,
+            load_retries=load_retries, load_retry_seconds=load_retry_seconds)
         self.host = host
         self._requested_port = int(port)
         self._requested_rest_port = rest_port
@@ -116,8 +128,17 @@ class LocalModelServer:
         return _host_port(self.host, self.port)
 
     def start(self) -> "LocalModelServer":
-        """Load the models (first poll), bind, and serve in background threads."""
-        self.manager.start(self.poll_seconds)
+        """Load the models (first poll), bind, and serve in background threads.
+
+        Raises:
+            ValueError: a bad ``models.config``, or a label naming a version that is not available.
+            OSError: the port cannot be bound.
+        """
+        try:
+            self.manager.start(self.poll_seconds)
+        except BaseException:
+            self.manager.stop()
+            raise
         options = [("grpc.max_receive_message_length", self.max_message_bytes),
                    ("grpc.max_send_message_length", self.max_message_bytes),
                    ("grpc.so_reuseport", 0)]
@@ -212,18 +233,17 @@ class LocalModelServer:
         return response
 
     def get_model_status(self, request: get_model_status_pb2.GetModelStatusRequest):
+        """Every version's state; a ``version_label`` is ignored (all versions), as in TF Serving."""
         spec = request.model_spec
         if not spec.name:
             raise StatusError(grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec name")
         choice = spec.WhichOneof("version_choice")
-        rows = self.manager.status(spec.name, spec.version.value if choice == "version" else None,
-                                   spec.version_label if choice == "version_label" else None)
+        rows = self.manager.status(spec.name, spec.version.value if choice == "version" else None)
         response = get_model_status_pb2.GetModelStatusResponse()
-        for version, state, message in rows:
-            status = response.model_version_status.add(version=version, state=_STATE_CODES[state])
-            if message:
-                status.status.error_code = grpc.StatusCode.FAILED_PRECONDITION.value[0]
-                status.status.error_message = message
+        for row in rows:
+            status = response.model_version_status.add(version=row.version, state=_STATE_CODES[row.state])
+            status.status.error_code = row.error_code.value[0]
+            status.status.error_message = row.error_message
         return response
 
 
@@ -258,9 +278,9 @@ class _ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 
 
 # --------------------------------------------------------------------------------------- REST
-_REST_PATH = re.compile(
+_REST_PATH = re.compile(  # TF Serving matches these case-insensitively; anything else is a 400
     r"^/v1/models/(?P<model>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
-    r"(?::(?P<verb>[a-z]+)|/(?P<metadata>metadata))?$"
+    r"(?::(?P<verb>[a-z]+)|/(?P<metadata>metadata))?$", re.IGNORECASE,
 )
 
 
@@ -303,8 +323,8 @@ class _RestHandler(BaseHTTPRequestHandler):
 
         match = _REST_PATH.match(self.path.split("?", 1)[0])
         if match is None:
-            raise StatusError(grpc.StatusCode.NOT_FOUND, f"Malformed request: {method} {self.path}")
-        name, verb = match["model"], match["verb"]
+            raise StatusError(grpc.StatusCode.INVALID_ARGUMENT, f"Malformed request: {method} {self.path}")
+        name, verb = match["model"], (match["verb"] or "").lower() or None
         version = int(match["version"]) if match["version"] else None
         label = match["label"]
         server = self.model_server
@@ -315,7 +335,8 @@ class _RestHandler(BaseHTTPRequestHandler):
                 request.model_spec.version.value = version
             elif label:
                 request.model_spec.version_label = label
-            return json_format.MessageToDict(server.get_model_status(request), preserving_proto_field_name=True)
+            return json_format.MessageToDict(server.get_model_status(request), preserving_proto_field_name=True,
+                                             always_print_fields_with_no_presence=True)
         servable = server.manager.resolve(name, version, label)
         if method == "GET" and match["metadata"]:
             signature_map = get_model_metadata_pb2.SignatureDefMap()
@@ -330,7 +351,7 @@ class _RestHandler(BaseHTTPRequestHandler):
             return self._predict(servable)
         if method == "POST" and verb in ("classify", "regress"):
             raise StatusError(grpc.StatusCode.UNIMPLEMENTED, f"{verb} is not implemented by this server")
-        raise StatusError(grpc.StatusCode.NOT_FOUND, f"Malformed request: {method} {self.path}")
+        raise StatusError(grpc.StatusCode.INVALID_ARGUMENT, f"Malformed request: {method} {self.path}")
 
     def _read_body(self) -> bytes:
         """The request body, at most ``max_message_bytes``; the handler's ``timeout`` bounds the wait."""
@@ -358,7 +379,10 @@ class _RestHandler(BaseHTTPRequestHandler):
         if not isinstance(body, dict):
             raise StatusError(grpc.StatusCode.INVALID_ARGUMENT, "the request body must be a JSON object")
         signature_name = body.get("signature_name") or tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
-        signature = servable.signature(signature_name)
+        try:
+            signature = servable.signature(signature_name)
+        except StatusError as err:  # TF Serving's REST answers an unknown signature INVALID_ARGUMENT
+            raise StatusError(grpc.StatusCode.INVALID_ARGUMENT, err.message) from None
         formats = [f for f in ("instances", "inputs") if f in body]
         if len(formats) != 1:
             raise StatusError(grpc.StatusCode.INVALID_ARGUMENT,
