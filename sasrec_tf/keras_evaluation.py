@@ -1,20 +1,20 @@
 """Full-ranking validation inside ordinary Keras workflows: ``compile(metrics=...)`` + ``evaluate``.
 
-``SASRec``'s own ``test_step`` computes the training loss on sampled negatives and reports only
-its loss trackers (its ``metrics`` property lists nothing else), so metrics compiled into it are
-never updated. Ranking needs something else anyway: the query at the last position and every
-item's score. :class:`QueryModel` is the SASRec seen as a plain Keras model from item ids to that
-query; Keras' standard ``test_step`` then feeds ``(y_true, query)`` to the compiled
-:class:`~sasrec_tf.metrics.HitRate` / :class:`~sasrec_tf.metrics.NDCG` /
-:class:`~sasrec_tf.metrics.MRR`, and :func:`validation_dataset` supplies ``y_true`` (target and
-history) from a leave-one-out split::
+Ranking needs the query at the last position and every item's score, not the sampled training
+loss. :func:`validation_dataset` supplies batches ``(item_ids, y_true)`` (target and history)
+from a leave-one-out split, and a SASRec compiled with :class:`~sasrec_tf.metrics.HitRate` /
+:class:`~sasrec_tf.metrics.NDCG` / :class:`~sasrec_tf.metrics.MRR` updates them from such
+batches in its own ``test_step``::
 
-    scorer = QueryModel(model)        # under the model's strategy scope, if it has one
-    scorer.compile(metrics=[HitRate(model, k=10), NDCG(model, k=10), MRR(model)])
-    scorer.evaluate(validation_dataset(split, model.max_len), return_dict=True)
-    # {"loss": ..., "hr@10": ..., "ndcg@10": ..., "mrr": ...}, equal to evaluate_full's numbers
+    model.compile(optimizer=..., metrics=[HitRate(model, k=10), NDCG(model, k=10), MRR(model)])
+    model.evaluate(validation_dataset(split, model.max_len), return_dict=True)
+    # {"hr@10": ..., "ndcg@10": ..., "mrr": ...}, equal to evaluate_full's numbers
+    model.fit(train_batches, validation_data=validation_dataset(split, model.max_len))
+    # val_hr@10, val_ndcg@10, val_mrr in the logs, beside the training loss
 
-(``loss`` is Keras' total with no compiled loss: the model's regularisation terms, or 0.)
+:class:`QueryModel` is optional for a SASRec: it gives the same ``evaluate`` to anything with
+``query_embeddings`` and ``item_embeddings`` that is not a Keras model with that ``test_step``
+(e.g. :class:`sasrec_tf.baselines.MostPopular`), so a baseline is measured by the same metrics.
 """
 
 from __future__ import annotations
@@ -65,12 +65,16 @@ def validation_dataset(split: Any, max_len: int, *, stage: str = "valid", batch_
 
 
 class QueryModel(keras.Model):
-    """A SASRec as ``item_ids [B, T] → query [B, d]`` (its ``query_embeddings``), to ``evaluate``.
+    """A query model as ``item_ids [B, T] → query [B, d]`` (its ``query_embeddings``), to ``evaluate``.
 
-    The wrapped model's weights are shared, not copied: evaluating after more training sees the
-    new weights. Create it (and ``compile`` it) under the model's ``tf.distribute`` strategy scope
-    when the model has one, as for any Keras model. Models with a user embedding are not
-    supported: their query also needs the user, which :func:`validation_dataset` does not give.
+    Optional for a SASRec, which evaluates compiled ranking metrics itself; useful for any other
+    object with ``query_embeddings`` / ``item_embeddings`` (a baseline), whose ``y_pred`` Keras'
+    standard ``test_step`` then feeds to the compiled metrics (``loss`` in the results is Keras'
+    total with no compiled loss: the wrapped model's regularisation terms, or 0). The wrapped
+    model's weights are shared, not copied: evaluating after more training sees the new weights.
+    Create it (and ``compile`` it) under the model's ``tf.distribute`` strategy scope when the
+    model has one, as for any Keras model. Models with a user embedding are not supported: their
+    query also needs the user, which :func:`validation_dataset` does not give.
     """
 
     def __init__(self, model: Any, **kwargs):
@@ -85,7 +89,7 @@ class QueryModel(keras.Model):
 
     @property
     def metrics(self):
-        """Only what ``compile`` added. Keras would also collect the wrapped SASRec's own loss
+        """Only what ``compile`` added. Keras would also collect a wrapped SASRec's own loss
         trackers, which measure training batches and would be reported here as zeros."""
         compiled = [getattr(self, "compiled_loss", None), getattr(self, "compiled_metrics", None)]
         return [metric for container in compiled if container is not None for metric in container.metrics]

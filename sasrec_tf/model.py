@@ -89,7 +89,10 @@ class SASRec(keras.Model):
 
     @property
     def metrics(self):
-        return [self.loss_tracker, self.accuracy_tracker]
+        """The training trackers, then what ``compile(metrics=...)`` added (Keras resets all of
+        them at the start of every epoch and ``evaluate``)."""
+        compiled = getattr(self, "compiled_metrics", None)  # None before compile
+        return [self.loss_tracker, self.accuracy_tracker, *(compiled.metrics if compiled is not None else ())]
 
     # ----------------------------------------------------------------------------- forward
     def _split_inputs(self, inputs):
@@ -233,15 +236,31 @@ class SASRec(keras.Model):
             total = total / tf.distribute.get_strategy().num_replicas_in_sync
         gradients = tape.gradient(total, self.trainable_variables)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
-        self.loss_tracker.update_state(loss)
-        self.accuracy_tracker.update_state(accuracy)
-        return {m.name: m.result() for m in self.metrics}
+        return self._track(loss, accuracy)
 
     def test_step(self, data):
-        loss, accuracy = self._forward_loss(data, training=False)
+        """A training batch (dict) → its loss and pairwise accuracy, as in :meth:`train_step`.
+
+        A ranking batch ``(item_ids, y_true)`` (:func:`sasrec_tf.keras_evaluation.validation_dataset`)
+        → the metrics given to ``compile(metrics=...)`` (e.g. :class:`sasrec_tf.metrics.NDCG`),
+        updated with ``(y_true, query_embeddings(item_ids))``; so ``evaluate`` on such a dataset,
+        and ``fit(..., validation_data=...)``, report full-ranking metrics of the model itself.
+        """
+        if isinstance(data, dict):
+            return self._track(*self._forward_loss(data, training=False))
+        item_ids, y_true = data
+        self.compiled_metrics.update_state(y_true, self.query_embeddings(item_ids))
+        if not self.compiled_metrics.metrics:
+            raise ValueError("ranking batches (item_ids, y_true) need ranking metrics: "
+                             "model.compile(..., metrics=[sasrec_tf.metrics.NDCG(model, k=10), ...])")
+        return {m.name: m.result() for m in self.compiled_metrics.metrics}
+
+    def _track(self, loss, accuracy) -> dict[str, tf.Tensor]:
+        """Add a batch to the training trackers and return their running values (not the compiled
+        metrics: they rank whole catalogues and are updated only by ranking batches)."""
         self.loss_tracker.update_state(loss)
         self.accuracy_tracker.update_state(accuracy)
-        return {m.name: m.result() for m in self.metrics}
+        return {m.name: m.result() for m in (self.loss_tracker, self.accuracy_tracker)}
 
     # ----------------------------------------------------------------------------- serialization
     def build(self, input_shape=None):

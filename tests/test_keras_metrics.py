@@ -1,5 +1,6 @@
-"""Streaming Keras ranking metrics (HitRate, NDCG, MRR): hand-computed ranks, and ``evaluate`` on a
-validation dataset giving sasrec_tf.evaluation's full-ranking numbers, also under tf.distribute."""
+"""Streaming Keras ranking metrics (HitRate, NDCG, MRR): hand-computed ranks, and a SASRec compiled with
+them giving sasrec_tf.evaluation's full-ranking numbers in ``evaluate`` and in ``fit``'s validation, also
+under tf.distribute; QueryModel gives the same for any query model (the most-popular baseline)."""
 
 import math
 
@@ -9,6 +10,7 @@ import tensorflow as tf
 
 from sasrec_tf import SASRec, SASRecConfig
 from sasrec_tf._compat import keras
+from sasrec_tf.baselines import MostPopular
 from sasrec_tf.data.pipeline import training_dataset
 from sasrec_tf.data.sequences import build_sequences, leave_one_out
 from sasrec_tf.data.synthetic import generate_interactions
@@ -88,30 +90,77 @@ def assert_equal_to_full_ranking(result, model, split, exclude_history=True):
     assert 0 < expected["mrr"] < 1
 
 
+def copy_of(model, **compile_kwargs):
+    """A SASRec with ``model``'s weights, compiled with ``compile_kwargs`` (the fixture stays as it is)."""
+    replica = SASRec(CONFIG, num_items=model.num_items).build_for()
+    replica.set_weights(model.get_weights())
+    replica.compile(**compile_kwargs)
+    return replica
+
+
 @pytest.mark.parametrize("exclude_history", [True, False])
-def test_evaluate_reports_the_full_ranking_numbers_of_sasrec_evaluation(trained, exclude_history):
+def test_a_compiled_sasrec_evaluates_to_the_full_ranking_numbers_of_sasrec_evaluation(trained, exclude_history):
     model, split = trained
-    scorer = QueryModel(model)
-    scorer.compile(metrics=compiled_metrics(model, exclude_history))
+    scorer = copy_of(model)
+    scorer.compile(metrics=compiled_metrics(scorer, exclude_history))
     # A batch size that leaves a smaller last batch: the metrics stream over uneven batches.
     result = scorer.evaluate(validation_dataset(split, model.max_len, batch_size=37), return_dict=True, verbose=0)
     assert_equal_to_full_ranking(result, model, split, exclude_history)
-    assert set(result) == {"loss", "hr@1", "hr@10", "ndcg@10", "mrr"}  # not the SASRec's training trackers
+    assert set(result) == {"hr@1", "hr@10", "ndcg@10", "mrr"}  # not the training trackers
     # A second evaluate starts from zero (Keras resets the compiled metrics) and sees the same.
     again = scorer.evaluate(validation_dataset(split, model.max_len, batch_size=64), return_dict=True, verbose=0)
     assert again["mrr"] == pytest.approx(result["mrr"], rel=1e-6)
+    # Training batches still give the loss and pairwise accuracy, and only those.
+    batches = training_dataset(split.train, split.num_items, CONFIG.max_len, 32, seed=0).take(2)
+    assert set(scorer.evaluate(batches, return_dict=True, verbose=0)) == {"loss", "pairwise_accuracy"}
+
+
+def test_fit_validates_with_the_compiled_metrics_and_trains_as_before(trained, tmp_path):
+    model, split = trained
+    plain = copy_of(model, optimizer=keras.optimizers.Adam(1e-2))
+    ranked = copy_of(model)
+    ranked.compile(optimizer=keras.optimizers.Adam(1e-2), metrics=compiled_metrics(ranked))
+
+    def batches():
+        return training_dataset(split.train, split.num_items, CONFIG.max_len, 32, seed=1)
+
+    plain_history = plain.fit(batches(), epochs=1, verbose=0).history
+    history = ranked.fit(batches(), validation_data=validation_dataset(split, model.max_len), epochs=1,
+                         verbose=0).history
+    assert set(history) == {"loss", "pairwise_accuracy", "val_hr@1", "val_hr@10", "val_ndcg@10", "val_mrr"}
+    assert history["loss"] == pytest.approx(plain_history["loss"], rel=1e-5)  # metrics do not touch training
+    # The validation of the epoch is the full ranking of the weights it ended with.
+    assert_equal_to_full_ranking({k[4:]: v[-1] for k, v in history.items() if k.startswith("val_")}, ranked, split)
+    # A model compiled with ranking metrics saves, and reloads (uncompiled, as artifacts.load_trained does).
+    ranked.save(tmp_path / "model.keras")
+    reloaded = keras.models.load_model(tmp_path / "model.keras", compile=False)
+    np.testing.assert_allclose(reloaded.item_embeddings().numpy(), ranked.item_embeddings().numpy())
+
+
+def test_ranking_batches_without_compiled_ranking_metrics_are_refused(trained):
+    model, split = trained
+    with pytest.raises(ValueError, match="need ranking metrics"):
+        copy_of(model).evaluate(validation_dataset(split, model.max_len), verbose=0)
 
 
 def test_evaluate_under_a_mirrored_strategy_gives_the_same_numbers(trained):
     model, split = trained
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
     with strategy.scope():
-        replica = SASRec(CONFIG, num_items=split.num_items).build_for()
-        replica.set_weights(model.get_weights())
-        scorer = QueryModel(replica)
-        scorer.compile(metrics=compiled_metrics(replica))
-    result = scorer.evaluate(validation_dataset(split, model.max_len, batch_size=40), return_dict=True, verbose=0)
+        replica = copy_of(model)
+        replica.compile(metrics=compiled_metrics(replica))
+    result = replica.evaluate(validation_dataset(split, model.max_len, batch_size=40), return_dict=True, verbose=0)
     assert_equal_to_full_ranking(result, model, split)
+
+
+def test_query_model_evaluates_any_query_model_such_as_the_most_popular_baseline(trained):
+    _, split = trained
+    popular = MostPopular(split.train, split.num_items, CONFIG.max_len)
+    scorer = QueryModel(popular)
+    scorer.compile(metrics=compiled_metrics(popular))
+    result = scorer.evaluate(validation_dataset(split, CONFIG.max_len, batch_size=37), return_dict=True, verbose=0)
+    assert_equal_to_full_ranking(result, popular, split)
+    assert set(result) == {"loss", "hr@1", "hr@10", "ndcg@10", "mrr"}
 
 
 def test_resetting_a_metric_leaves_the_model_weights_alone(trained):
