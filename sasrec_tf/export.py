@@ -9,6 +9,8 @@ version is built in a hidden temporary directory next to it, then renamed), so a
                                       by the lookup tables inside the graph
     assets.extra/tf_serving_warmup_requests   PredictionLog records TF Serving replays at load
     assets.extra/sasrec_export.json   what was exported (k, max_len, catalogue size, signatures)
+    assets.extra/card.json            the model card (sasrec_tf.card): data, config, metrics,
+                                      parent, versions, and the publish gate's verdict
 
 Signatures (batch-major, so TF Serving's batching can merge requests; ids are strings), in the
 order of ``SIGNATURE_REGISTRY``, which declares them (see "Adding a signature" below):
@@ -386,8 +388,20 @@ def export_saved_model(
     version: int | None = None,
     k: int = 10,
     warmup: bool = True,
+    gate_on: str | None = None,
+    gate_tolerance: float = 0.0,
+    force: bool = False,
 ) -> Path:
     """Export a trained model to ``export_base/name/<version>/`` and return that path.
+
+    The model's card (:mod:`sasrec_tf.card`; built from ``config.json`` and ``metrics.json`` for
+    a directory trained without one) goes to ``assets.extra/card.json`` with an ``export``
+    section. With ``gate_on`` (the publish gate, e.g. ``"ndcg@10"``; see
+    :func:`sasrec_tf.card.gate_value`) the model's validation value is compared with the card of
+    the latest version already under ``export_base/name``: a value lower by more than
+    ``gate_tolerance`` raises :class:`~sasrec_tf.card.GateRefused` before anything is written,
+    unless ``force``. No earlier version, or one without a card, passes. The verdict is recorded
+    in the card (``export.gate``).
 
     Args:
         model: a model directory (as written by ``sasrec-tf train``) or a
@@ -399,16 +413,19 @@ def export_saved_model(
             An existing version is never overwritten.
         k: the number of items ``serving_default`` returns.
         warmup: write ``assets.extra/tf_serving_warmup_requests``.
+        gate_on: the validation metric of the publish gate (``ndcg@10``, ``sampled.hr@10``);
+            None publishes without comparing.
+        gate_tolerance: how much lower than the latest version's value the metric may be.
+        force: publish even when the gate refuses (the card records it).
 
     Raises:
         FileExistsError: the version exists already.
-        ValueError: a bad name, version or k, or a model with a user embedding.
+        GateRefused: the gate refused the model (a ``ValueError``); nothing was written.
+        ValueError: a bad name, version, k or gate, or a model with a user embedding.
     """
+    from sasrec_tf import card as model_card
     from sasrec_tf.artifacts import TrainedModel, load_trained
 
-    trained = model if isinstance(model, TrainedModel) else load_trained(model)
-    if len(trained.vocab) != trained.model.num_items:
-        raise ValueError(f"the vocabulary has {len(trained.vocab)} items but the model {trained.model.num_items}")
     if not name or name in (".", "..") or "/" in name or os.sep in name or name.startswith("."):
         raise ValueError(f"invalid model name {name!r}: use a plain directory name")
     root = Path(export_base) / name
@@ -420,6 +437,23 @@ def export_saved_model(
     final = root / str(version)
     if final.exists():
         raise FileExistsError(f"{final} exists: versions are immutable; pick another --version")
+    # The card and the gate before the model loads: a refusal is quick and writes nothing.
+    source = None if isinstance(model, TrainedModel) else str(Path(model).absolute())
+    card = (model_card.model_card(source) if source is not None
+            else model_card.build_card(model.model.config, versions={}))
+    gate = None
+    if gate_on is not None:
+        published = list_versions(root)
+        latest = published[-1] if published else None
+        old_card = (model_card.read_card(root / str(latest))
+                    if latest is not None and model_card.find_card(root / str(latest)) else None)
+        decision = model_card.compare(card, old_card, gate_on, tolerance=gate_tolerance, old_version=latest)
+        if not decision.passed and not force:
+            raise model_card.GateRefused(decision.message)
+        gate = {**dataclasses.asdict(decision), "forced": not decision.passed}
+    trained = model if isinstance(model, TrainedModel) else load_trained(model)
+    if len(trained.vocab) != trained.model.num_items:
+        raise ValueError(f"the vocabulary has {len(trained.vocab)} items but the model {trained.model.num_items}")
 
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=root))  # hidden, non-numeric: never served
@@ -447,6 +481,8 @@ def export_saved_model(
             "config": trained.model.config.to_dict(),
         }
         (extra / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        card = model_card.export_card(card, model_name=name, version=version, source=source, gate=gate)
+        (extra / model_card.CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         staging.chmod(0o755)  # mkdtemp creates 0700; the serving user may differ from the exporter
         os.rename(staging, final)  # atomic on one filesystem; fails if `final` appeared meanwhile
     except BaseException:

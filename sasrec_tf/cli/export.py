@@ -24,15 +24,31 @@ def register(subcommands) -> None:
     parser.add_argument("--k", type=int, default=10, help="items returned per request (default: 10)")
     parser.add_argument("--no-warmup", dest="warmup", action="store_false",
                         help="do not write assets.extra/tf_serving_warmup_requests")
+    parser.add_argument("--gate-on", dest="gate_on", metavar="METRIC",
+                        help="publish only if this validation metric (ndcg@10, or sampled.ndcg@10) is not worse "
+                             "than the latest version's (from its card) by more than --gate-tolerance")
+    parser.add_argument("--gate-tolerance", dest="gate_tolerance", type=float, metavar="DELTA",
+                        help="how much lower the metric may be (default: 0.0)")
+    parser.add_argument("--force", action="store_true", help="publish even if the gate refuses (recorded in the card)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from sasrec_tf.card import GateRefused, read_card
     from sasrec_tf.export import export_saved_model
 
     if Path(args.export_base).exists() and not Path(args.export_base).is_dir():
         raise UsageError(f"--export-base {args.export_base} is a file; expected the directory TF Serving watches")
-    path = export_saved_model(args.model, args.export_base, args.name, version=args.version, k=args.k,
-                              warmup=args.warmup)
+    if args.gate_on is None and (args.force or args.gate_tolerance is not None):
+        raise UsageError("--force and --gate-tolerance apply to the publish gate: add --gate-on METRIC")
+    try:
+        path = export_saved_model(args.model, args.export_base, args.name, version=args.version, k=args.k,
+                                  warmup=args.warmup, gate_on=args.gate_on, gate_tolerance=args.gate_tolerance or 0.0,
+                                  force=args.force)
+    except GateRefused as err:
+        raise UsageError(f"{err}; nothing was exported (--force publishes it anyway)") from None
+    gate = read_card(path)["export"]["gate"]
+    if gate is not None:
+        print(gate["message"] + ("; published anyway (--force)" if gate["forced"] else ""))
     print(f"exported {args.name} version {path.name} to {path}")
     return 0
