@@ -15,8 +15,8 @@ warmup file, so the card cannot disturb serving). Its fields::
     config       the SASRecConfig
     metrics      the run's metrics.json "valid" / "test": {"full": {...}, "sampled": {...}}
     training     the run's metrics.json "training" (epochs, wall_seconds, how it stopped)
-    parent       the warm-start parent (``WarmStart.to_dict()``: its path and what was carried
-                 over), or null for a cold start
+    parent       the warm-start parent: {"path", and what was carried over (``WarmStart``:
+                 known_items, new_items, retired_items, copied_weights)}, or null (cold start)
     versions     python, sasrec_tf, tensorflow, tf_keras
     export       (export copies only) model name, version, source directory, export time
 
@@ -116,8 +116,10 @@ def build_card(
       config: the model's :class:`~sasrec_tf.SASRecConfig` (or its ``to_dict()``).
       data: :func:`data_statistics` plus ``"sha256"``, the data digest of
         :func:`sasrec_tf.experiment.run_fingerprint`; None when the data is unknown.
-      metrics: the run's ``metrics.json`` (its ``valid``, ``test`` and ``training`` are kept).
-      parent: the warm-start parent: ``WarmStart.to_dict()``, or its path; None for a cold start.
+      metrics: the run's ``metrics.json`` (its ``valid``, ``test``, ``training`` and ``parent``
+        are kept).
+      parent: the warm-start parent: ``WarmStart.to_dict()``, or its path; None: the one in
+        ``metrics`` (a warm-started run records it there), else a cold start.
       versions: the package versions the model was trained with; None: this process's.
     """
     config = config if isinstance(config, SASRecConfig) else SASRecConfig.from_dict(dict(config))
@@ -129,11 +131,23 @@ def build_card(
         "config": config.to_dict(),
         "metrics": {stage: metrics[stage] for stage in _STAGES if stage in metrics} or None,
         "training": metrics.get("training"),
-        "parent": {"path": str(parent)} if isinstance(parent, (str, os.PathLike)) else
-                  (dict(parent) if parent is not None else None),
+        "parent": _parent(parent if parent is not None else metrics.get("parent")),
         "versions": dict(versions) if versions is not None else _versions(),
     }
     return validate_card(card)
+
+
+def _parent(parent: Mapping[str, Any] | str | os.PathLike[str] | None) -> dict[str, Any] | None:
+    """The card's ``parent``: ``{"path": ..., **what was carried over}`` (``WarmStart.to_dict()``
+    names the path ``parent``)."""
+    if parent is None:
+        return None
+    if isinstance(parent, (str, os.PathLike)):
+        return {"path": os.fspath(parent)}
+    parent = dict(parent)
+    if "path" not in parent and "parent" in parent:
+        parent["path"] = str(parent.pop("parent"))
+    return parent
 
 
 def write_card(
@@ -157,7 +171,8 @@ def write_card(
       fingerprint: ``run_fingerprint(data, config, shards)["data"]`` (its ``sha256`` identifies
         the data); None leaves the digest out.
       metrics: the run's ``metrics.json``.
-      parent: the warm-start parent (``WarmStart.to_dict()`` or a path), None for a cold start.
+      parent: the warm-start parent (``WarmStart.to_dict()`` or a path); None: the one in
+        ``metrics`` (``metrics["parent"]``), if any.
     """
     stats = None
     if data is not None or shards is not None:
@@ -244,6 +259,8 @@ def validate_card(card: Any) -> dict[str, Any]:
     for name in ("data", "training", "parent", "metrics"):
         if card[name] is not None and not isinstance(card[name], dict):
             raise ValueError(f"{name} must be an object or null, got {card[name]!r}")
+    if card["parent"] is not None and not isinstance(card["parent"].get("path"), str):
+        raise ValueError(f"parent.path must be the parent model's directory, got {card['parent'].get('path')!r}")
     for stage, protocols in (card["metrics"] or {}).items():
         if stage not in _STAGES or not isinstance(protocols, dict):
             raise ValueError(f"metrics.{stage}: expected stages {_STAGES} of {{protocol: {{metric: value}}}}")

@@ -42,6 +42,18 @@ def test_data_statistics_count_users_items_interactions_and_length_percentiles()
     assert stats["sequence_length"] == {"min": 3, "mean": 4.4, "p50": 3, "p90": 4, "p99": 10, "max": 40}
 
 
+def test_data_statistics_of_sharded_input_come_from_the_manifest_and_equal_the_in_memory_ones(tmp_path):
+    from sasrec_tf.data.tfrecord import ShardedSequences, write_shards
+
+    data = log([3] * 5 + [7] * 4 + [12])
+    write_shards(data, tmp_path / "shards", num_shards=2)
+    shards = ShardedSequences(tmp_path / "shards")
+    # train_and_evaluate passes only the evaluated users as `data` with shards: a sample here.
+    sample = build_sequences(pd.DataFrame([("u0", "i0", 0), ("u0", "i1", 1), ("u0", "i2", 2)],
+                                          columns=["user", "item", "timestamp"]))
+    assert model_card.data_statistics(sample, shards) == model_card.data_statistics(data)
+
+
 def test_a_written_card_reads_back_with_config_metrics_parent_data_fingerprint_and_versions(tmp_path):
     data = log([3, 5, 4, 7])
     fingerprint = run_fingerprint(data, CONFIG)["data"]
@@ -56,7 +68,7 @@ def test_a_written_card_reads_back_with_config_metrics_parent_data_fingerprint_a
     assert SASRecConfig.from_dict(card["config"]) == CONFIG
     assert card["metrics"] == {"valid": metrics(0.3)["valid"], "test": metrics(0.3)["test"]}
     assert card["training"]["wall_seconds"] == 12.5
-    assert card["parent"] == parent
+    assert card["parent"] == {"path": "runs/day1", **{k: v for k, v in parent.items() if k != "parent"}}
     assert card["data"]["sha256"] == fingerprint["sha256"] and card["data"]["interactions"] == 19
     assert set(card["versions"]) == {"python", "sasrec_tf", "tensorflow", "tf_keras"}
     assert card["created"].endswith("+00:00")
@@ -65,6 +77,9 @@ def test_a_written_card_reads_back_with_config_metrics_parent_data_fingerprint_a
     # A path as parent is recorded as {"path": ...}; a cold start as null.
     assert model_card.build_card(CONFIG, parent="runs/day1")["parent"] == {"path": "runs/day1"}
     assert model_card.build_card(CONFIG)["parent"] is None
+    # A warm-started run records its parent in metrics.json: the card takes it from there.
+    warm = model_card.build_card(CONFIG, metrics={**metrics(0.3), "parent": parent})
+    assert warm["parent"] == card["parent"]
 
 
 @pytest.mark.parametrize("change, message", [
@@ -74,6 +89,7 @@ def test_a_written_card_reads_back_with_config_metrics_parent_data_fingerprint_a
     (lambda c: c["metrics"].update(train={}), "metrics.train"),
     (lambda c: c["config"].update(hidden_units=-1), "hidden_units"),
     (lambda c: c.update(parent=["day1"]), "parent must be an object"),
+    (lambda c: c.update(parent={"known_items": 3}), "parent.path"),
 ])
 def test_invalid_cards_are_refused_naming_the_problem_and_the_file(tmp_path, change, message):
     card = model_card.build_card(CONFIG, metrics=metrics(0.3))
@@ -182,7 +198,7 @@ def test_info_shows_the_card_of_a_model_directory_and_of_the_latest_export_versi
     assert main(["info", str(model_dirs["better"])]) == 0
     table = capsys.readouterr().out
     assert next(line for line in table.splitlines() if line.startswith("parent")).endswith(str(model_dirs["legacy"]))
-    assert "3 epochs in 12.5 s" in table and "hidden_units=8" in table
+    assert "epochs 3, best_epoch 2, stopped max_epochs, wall_seconds 12.5" in table and "hidden_units=8" in table
     valid = next(line for line in table.splitlines() if line.startswith("valid"))
     assert valid.split()[1:4] == ["0.5400", "0.2700", "0.1350"]  # full hr@10, ndcg@10, mrr
 

@@ -61,22 +61,22 @@ def render(card: dict[str, Any], where: str) -> str:
                                 f" from {export['source'] or 'a model in memory'}"))
         if export.get("gate"):
             gate = export["gate"]
-            lines.append(("gate", gate["message"] + (" (forced)" if gate["forced"] else "")))
+            message = gate["message"].removeprefix("gate: ")
+            lines.append(("gate", message + ("; published anyway (forced)" if gate["forced"] else "")))
     parent = card["parent"]
     lines.append(("parent", "none (cold start)" if parent is None else
-                  f"{parent.get('path', '?')}" + (f" ({_join({k: v for k, v in parent.items() if k != 'path'})})"
-                                                  if len(parent) > 1 else "")))
+                  parent["path"] + (f" ({_join({k: v for k, v in parent.items() if k != 'path'})})"
+                                    if len(parent) > 1 else "")))
     data = card["data"]
     if data is None:
         lines.append(("data", "unknown"))
     else:
         lines.append(("data", _join(data, ("users", "items", "interactions"))))
-        lines.append(("lengths", _join(data.get("sequence_length"))))
+        lines.append(("lengths", _join(data.get("sequence_length"), ("min", "p50", "p90", "p99", "max", "mean"))))
         lines.append(("data sha256", data.get("sha256", "unknown")))
     training = card["training"]
     lines.append(("training", "unknown" if training is None else
-                  f"{training.get('epochs')} epochs in {training.get('wall_seconds')} s "
-                  f"(best epoch {training.get('best_epoch')}, stopped: {training.get('stopped')})"))
+                  _join(training, ("epochs", "best_epoch", "stopped", "wall_seconds"))))
     lines.append(("versions", _join(card["versions"]) if card["versions"] else "unknown"))
     config = " ".join(f"{k}={v}" for k, v in sorted(card["config"].items()))
     width = max(len(name) for name, _ in lines)
