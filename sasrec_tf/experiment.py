@@ -68,9 +68,10 @@ class DataOptions:
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise OptionError(name, f"DataOptions.{name} must be >= 0, got {getattr(self, name)!r}")
 
-    def read(self, path: str, vocab=None):
+    def read(self, path: str, vocab=None, *, grow: bool = False):
         """Read, filter and sequence the log at ``path``; with ``vocab`` (a trained model's),
-        interactions with items it does not know are dropped with a warning."""
+        interactions with items it does not know are dropped with a warning, or with ``grow``
+        (a warm start) added after the known ones (:func:`sasrec_tf.warmstart.extend_vocabulary`)."""
         from sasrec_tf.data.ingest import filter_interactions, read_interactions
         from sasrec_tf.data.sequences import build_sequences
 
@@ -79,7 +80,11 @@ class DataOptions:
         given = {k: v for k, v in dataclasses.asdict(self).items() if v is not None and k != "format"}
         filters = {k: given.pop(k) for k in self._FILTERS if k in given}
         log = filter_interactions(read_interactions(path, self.format, **given), **filters)
-        if vocab is not None:
+        if vocab is not None and grow:
+            from sasrec_tf.warmstart import extend_vocabulary
+
+            vocab = extend_vocabulary(vocab, log)
+        elif vocab is not None:
             known = log["item"].isin(vocab.ids)
             if not known.all():
                 logger.warning("dropping %d interactions with items unknown to the model", int((~known).sum()))
@@ -430,6 +435,7 @@ def train_and_evaluate(
     strategy=None,
     shards=None,
     callbacks: Sequence[Any] = (),
+    warm_start: str | Path | None = None,
 ) -> Result:
     """Split ``data`` leave-one-out, train ``config`` on it, evaluate valid and test (full ranking
     and the paper's sampled protocol), and with ``out_dir`` write the model directory and
@@ -448,6 +454,11 @@ def train_and_evaluate(
     runs this and only the chief writes. With ``shards`` (:func:`read_shards`) training streams
     from TFRecord shards and ``data`` holds only the users that are evaluated. ``baseline`` adds
     the most-popular baseline's test metrics.
+
+    ``warm_start`` names a parent model directory (yesterday's run): training starts from its
+    weights (:mod:`sasrec_tf.warmstart`) and ``metrics.json`` records it under ``parent``. ``data``
+    must have been read with the parent's vocabulary grown by the new items
+    (``DataOptions.read(path, vocab=parent_vocab, grow=True)``), so known items keep their ids.
     """
     from sasrec_tf import artifacts, distribute, training
     from sasrec_tf._compat import keras
@@ -456,6 +467,11 @@ def train_and_evaluate(
     from sasrec_tf.evaluation import evaluate, training_item_counts
 
     options = options or TrainOptions()
+    parent = None
+    if warm_start is not None:
+        if shards is not None:
+            raise ValueError("warm start reads an interaction log, not shards (--data-format log)")
+        parent = artifacts.load_trained(warm_start)
     split = leave_one_out(data)
     check_evaluable(data, split, options)
     num_users = shards.num_users if shards else data.num_users
@@ -466,10 +482,16 @@ def train_and_evaluate(
         out_dir = Path(out_dir).absolute()
         if chief:  # the other workers follow the chief's backup
             fingerprint = run_fingerprint(data, config, shards)
+            if warm_start is not None:
+                fingerprint["parent"] = str(Path(warm_start).absolute())
             progress = _prepare_out_dir(out_dir, fingerprint, overwrite)
             extra.append(_progress_callback(keras, out_dir / BACKUP_DIR / RUN_FILE, fingerprint, progress))
     model = training.build_model(config, data.num_items, num_users, strategy=strategy)
     item_counts = shards.train_item_counts() if shards else training_item_counts(split.train, data.num_items)
+    if parent is not None:
+        from sasrec_tf.warmstart import warm_start as copy_parent
+
+        inherited = copy_parent(model, parent, data.vocab, item_counts=item_counts, parent_path=str(warm_start))
     if model.target_counts is not None:
         model.set_item_counts(item_counts)
     sharded_input = {}
@@ -519,6 +541,8 @@ def train_and_evaluate(
         metrics["training"] = {"epochs": epochs_run, "resumed_at_epoch": first_epoch, "best_epoch": best.best_epoch,
                                "stopped": stopped, "wall_seconds": round(train_seconds, 2),
                                "seconds_per_epoch": round(train_seconds / max(epochs_run, 1), 3)}
+        if parent is not None:
+            metrics["parent"] = inherited.to_dict()
         metrics["dataset"] = {"users": num_users, "items": data.num_items,
                               "interactions": shards.num_interactions if shards else int(data.lengths().sum()),
                               "evaluated_users": int(len(split.test_targets)),

@@ -61,7 +61,7 @@ def extend_vocabulary(parent: ItemVocabulary, interactions: pd.DataFrame) -> Ite
     return ItemVocabulary(parent.ids + ItemVocabulary.from_interactions(new).ids)
 
 
-def warm_start(model: Any, parent: Any, vocab: ItemVocabulary, *, interactions: pd.DataFrame | None = None,
+def warm_start(model: Any, parent: Any, vocab: ItemVocabulary, *, item_counts: Any = None,
                parent_path: str = "") -> WarmStart:
     """Copy ``parent`` (a :class:`~sasrec_tf.artifacts.TrainedModel`) into the built ``model``
     whose catalogue is ``vocab`` (from :func:`extend_vocabulary`).
@@ -70,7 +70,8 @@ def warm_start(model: Any, parent: Any, vocab: ItemVocabulary, *, interactions: 
       model: a built SASRec with ``len(vocab)`` items and the parent's architecture.
       parent: the parent's trained model and vocabulary.
       vocab: the new vocabulary; must start with the parent's ids in the parent's order.
-      interactions: the new log, only to count retired items for the summary.
+      item_counts: interactions per dense id in the new training data (``[N + 1]``), only to
+        count known and retired items for the summary; ``None`` counts every parent item known.
       parent_path: where the parent was loaded from, for the summary.
 
     Raises:
@@ -109,8 +110,7 @@ def warm_start(model: Any, parent: Any, vocab: ItemVocabulary, *, interactions: 
                 base_vocabulary=base_terms, new_vocabulary=new_terms, base_embeddings=value,
                 new_embeddings_initializer=keras.initializers.Constant(weight.numpy()))
         weight.assign(value)
-    seen = set(interactions["item"].unique()) if interactions is not None else set(old_ids)
-    known = sum(1 for item in old_ids if item in seen)
+    known = len(old_ids) if item_counts is None else int(np.count_nonzero(np.asarray(item_counts)[1:len(old_ids) + 1]))
     return WarmStart(parent=str(parent_path), known_items=known, new_items=len(vocab) - len(old_ids),
                      retired_items=len(old_ids) - known, copied_weights=len(target))
 

@@ -1,5 +1,7 @@
 """Warm start: stable ids for known items, their learned rows carried over, faster to quality."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,7 +12,7 @@ from sasrec_tf.data.ingest import read_interactions
 from sasrec_tf.data.sequences import build_sequences, leave_one_out
 from sasrec_tf.data.synthetic import generate_interactions
 from sasrec_tf.data.vocab import ItemVocabulary
-from sasrec_tf.evaluation import evaluate_full
+from sasrec_tf.evaluation import evaluate_full, training_item_counts
 from sasrec_tf.warmstart import extend_vocabulary, warm_start
 
 SMALL = dict(max_len=20, hidden_units=32, num_blocks=2, dropout_rate=0.2, batch_size=128, seed=1)
@@ -50,7 +52,8 @@ def test_known_items_start_with_the_parents_rows_and_the_model_scores_them_as_th
     assert len(vocab) > len(parent.vocab)
     child = training.build_model(SASRecConfig(**SMALL, epochs=1), len(vocab))
     fresh = child.item_embedding.embeddings.numpy()
-    summary = warm_start(child, parent, vocab, interactions=today, parent_path="runs/yesterday")
+    counts = training_item_counts(build_sequences(today, vocab).sequences, len(vocab))
+    summary = warm_start(child, parent, vocab, item_counts=counts, parent_path="runs/yesterday")
 
     known = len(parent.vocab) + 1  # rows 0..N_old: padding and every known item
     old_table, new_table = parent.model.item_embedding.embeddings.numpy(), child.item_embedding.embeddings.numpy()
@@ -58,6 +61,7 @@ def test_known_items_start_with_the_parents_rows_and_the_model_scores_them_as_th
     np.testing.assert_array_equal(new_table[known:], fresh[known:])  # new items: the initializer's rows
     assert summary.new_items == len(vocab) - len(parent.vocab) == 30
     assert summary.known_items + summary.retired_items == len(parent.vocab)
+    assert summary.known_items == np.count_nonzero(counts[1:known])
     # Same encoder, same known rows: a history of known items gets the same query and scores.
     history = np.arange(1, 21, dtype=np.int32)[None, :]
     np.testing.assert_allclose(child.query_embeddings(history), parent.model.query_embeddings(history), atol=1e-6)
@@ -92,3 +96,23 @@ def test_warm_start_refuses_what_it_cannot_carry_over(days, parent):
     model = training.build_model(SASRecConfig(**SMALL), len(shuffled))
     with pytest.raises(ValueError, match="parent's items first"):
         warm_start(model, parent, shuffled)
+
+
+def test_sasrec_tf_train_warm_start_keeps_known_ids_and_records_its_parent(days, tmp_path, capsys):
+    from sasrec_tf.cli import main
+
+    yesterday, today = days
+    yesterday.to_csv(tmp_path / "yesterday.csv", index=False)
+    today.to_csv(tmp_path / "today.csv", index=False)
+    tiny = ["--format", "csv", "--epochs", "1", "--max-len", "20", "--hidden-units", "16", "--eval-every", "1"]
+    assert main(["train", "--data", str(tmp_path / "yesterday.csv"), "--out", str(tmp_path / "day1"), *tiny]) == 0
+    assert main(["train", "--data", str(tmp_path / "today.csv"), "--out", str(tmp_path / "day2"), *tiny,
+                 "--warm-start", str(tmp_path / "day1")]) == 0
+    assert "30 new" in capsys.readouterr().out
+    old = ItemVocabulary.load(tmp_path / "day1" / "vocab.txt").ids
+    new = ItemVocabulary.load(tmp_path / "day2" / "vocab.txt").ids
+    assert new[: len(old)] == old and len(new) == len(old) + 30
+    parent = json.loads((tmp_path / "day2" / "metrics.json").read_text())["parent"]
+    assert parent["parent"] == str(tmp_path / "day1") and parent["new_items"] == 30
+    assert main(["train", "--data", str(tmp_path / "today.csv"), "--out", str(tmp_path / "day3"), *tiny,
+                 "--warm-start", str(tmp_path / "nowhere")]) == 2

@@ -100,14 +100,14 @@ def data_options(args: argparse.Namespace, pipeline: Pipeline | None = None) -> 
     return pipeline.build("data")
 
 
-def read_data(args: argparse.Namespace, pipeline: Pipeline | None = None, vocab=None):
+def read_data(args: argparse.Namespace, pipeline: Pipeline | None = None, vocab=None, *, grow: bool = False):
     """The log named by ``--data``, read with :func:`data_options`. A data error's hints name the
     flags (``--user-col``) where the library names its arguments (``user_col=``)."""
     from sasrec_tf.data.errors import DataError
 
     options = data_options(args, pipeline)
     try:
-        return options.read(args.data, vocab=vocab)
+        return options.read(args.data, vocab=vocab, grow=grow)
     except DataError as err:
         raise DataError(_flag_names(err.reason), path=err.path, line=err.line) from None
 

@@ -25,6 +25,9 @@ def register(subcommands) -> None:
                         help="start over in --out even if it holds a finished or interrupted run (the finished "
                              "run is replaced when the new one is complete)")
     parser.add_argument("--config", help="pipeline file (JSON: model / data / train sections)")
+    parser.add_argument("--warm-start", dest="warm_start", metavar="DIR",
+                        help="start from this trained model directory (e.g. yesterday's run): known items keep "
+                             "their ids and learned rows, new items are added, the encoder is copied")
     add_config_flags(parser)
     add_train_flags(parser)
     parser.add_argument("--strategy", choices=("default", "mirrored", "multi_worker"), default="default",
@@ -60,17 +63,34 @@ def run(args: argparse.Namespace) -> int:
     if args.data_format == "tfrecord":
         shards, data = experiment.read_shards(args.data, config, options)
         print(f"training streams {shards.num_users} users from {len(shards.files)} shards in {shards.directory}")
+    elif args.warm_start:
+        parent_vocab = _parent_vocabulary(args.warm_start)
+        data = read_data(args, pipeline, vocab=parent_vocab, grow=True)
+        print(f"warm start from {args.warm_start}: {len(parent_vocab)} known items, "
+              f"{data.num_items - len(parent_vocab)} new")
     else:
         data = read_data(args, pipeline)
     print(f"data: {data.num_users} users, {data.num_items} items, {int(data.lengths().sum())} interactions")
     print(f"config: {json.dumps(config.to_dict(), sort_keys=True)}")
     verbose = 1 if sys.stdout.isatty() else 2  # a progress bar on a terminal, one line per epoch in a log
     result = experiment.train_and_evaluate(data, config, out_dir=args.out, options=options, overwrite=args.overwrite,
-                                           verbose=verbose, strategy=strategy, shards=shards)
+                                           verbose=verbose, strategy=strategy, shards=shards,
+                                           warm_start=args.warm_start)
     if is_chief(strategy):
         print(format_table([("valid", result.metrics["valid"]), ("test", result.metrics["test"])]))
         print(f"wrote {args.out}/metrics.json")
     return 0
+
+
+def _parent_vocabulary(path: str):
+    from pathlib import Path
+
+    from sasrec_tf.artifacts import VOCAB_FILE
+    from sasrec_tf.data.vocab import ItemVocabulary
+
+    if not (Path(path) / VOCAB_FILE).is_file():
+        raise UsageError(f"--warm-start {path}: not a trained model directory (no {VOCAB_FILE})")
+    return ItemVocabulary.load(Path(path) / VOCAB_FILE)
 
 
 def _distribution(args: argparse.Namespace, config: SASRecConfig):
