@@ -627,3 +627,76 @@ def test_a_removed_model_base_is_logged_once_not_every_poll(base, tmp_path, capl
             assert m.recommend([["sku-1"]]).item_ids.shape == (1, K)
         models.mkdir()
         _wait(lambda: any("works again" in r.getMessage() for r in caplog.records))
+
+
+def _fuzz_request(rng: np.random.Generator, ids: list[str]):
+    """A random PredictRequest around the boundary: names, dtypes, shapes, declared vs actual sizes, ids."""
+    from tensorflow.core.framework import tensor_pb2, types_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "sasrec"
+    request.model_spec.signature_name = str(rng.choice([*SIGNATURES, "serving_default", "", "nope"]))
+    names = [n for n in ("history", "candidates", "item_ids", "junk") if rng.random() < 0.5] or ["history"]
+    numbers = {types_pb2.DT_INT64: "int64_val", types_pb2.DT_INT32: "int_val", types_pb2.DT_FLOAT: "float_val",
+               types_pb2.DT_BOOL: "bool_val", types_pb2.DT_DOUBLE: "double_val", types_pb2.DT_HALF: "half_val"}
+    for name in names:
+        dtype = int(rng.choice([types_pb2.DT_STRING] * 6 + list(numbers) + [types_pb2.DT_RESOURCE, 0, 999]))
+        proto = tensor_pb2.TensorProto(dtype=dtype)
+        rank = int(rng.choice([0, 1, 2, 2, 2, 3]))
+        dims = [int(rng.choice([0, 1, 2, 3, 4, 6, -1, 10**6, 2**40])) if rng.random() < 0.15
+                else int(rng.integers(1, 6)) for _ in range(rank)]
+        proto.tensor_shape.unknown_rank = bool(rng.random() < 0.03)
+        for size in dims:
+            proto.tensor_shape.dim.add(size=size)
+        declared = int(np.prod([max(d, 0) for d in dims])) if all(0 <= d <= 64 for d in dims) else 3
+        count = max(0, declared + int(rng.choice([0, 0, 0, 0, -1, 1, -declared])))
+        if dtype == types_pb2.DT_STRING:
+            pool = [i.encode() for i in ids[:20]] + [b"", b"nope", b"\xff\xfe", "é".encode(), b"x" * 300]
+            values = [b""] + [pool[int(rng.integers(len(pool)))] for _ in range(max(0, count - 1))]
+            proto.string_val.extend(values[:count])
+        elif dtype in numbers and rng.random() < 0.5:
+            item = {types_pb2.DT_INT64: 8, types_pb2.DT_INT32: 4, types_pb2.DT_FLOAT: 4, types_pb2.DT_BOOL: 1,
+                    types_pb2.DT_DOUBLE: 8, types_pb2.DT_HALF: 2}[dtype]
+            proto.tensor_content = rng.bytes(count * item + int(rng.choice([0, 0, 0, 1])))
+        elif dtype in numbers:
+            getattr(proto, numbers[dtype]).extend([int(v) for v in rng.integers(0, 2, count)])
+        request.inputs[name].CopyFrom(proto)
+    return request
+
+
+def test_fuzzed_requests_get_a_correct_answer_or_a_clean_invalid_argument_and_the_server_survives(client, trained):
+    import tensorflow as tf
+
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(client.channel)
+    rng = np.random.default_rng(20261128)
+    ids = list(trained.vocab.ids)
+    outcomes: dict[str, int] = {}
+    deadline = time.monotonic() + 4.0
+    while time.monotonic() < deadline:
+        request = _fuzz_request(rng, ids)
+        try:
+            response = stub.Predict(request, timeout=30)
+        except grpc.RpcError as err:
+            unknown_signature = request.model_spec.signature_name not in ("", *SIGNATURES)
+            allowed = {grpc.StatusCode.INVALID_ARGUMENT} | ({grpc.StatusCode.FAILED_PRECONDITION}
+                                                             if unknown_signature else set())
+            assert err.code() in allowed, (err.code(), err.details(), request)
+            assert "Traceback" not in err.details() and len(err.details()) < 2000
+            outcomes[err.code().name] = outcomes.get(err.code().name, 0) + 1
+            continue
+        outcomes["OK"] = outcomes.get("OK", 0) + 1
+        for proto in request.inputs.values():  # answered only what was sent: no row made up
+            sent = len(proto.string_val) or len(proto.int64_val) or len(proto.tensor_content)
+            assert sent == np.prod([d.size for d in proto.tensor_shape.dim]) or not sent, request
+        if request.model_spec.signature_name in ("", "serving_default"):
+            history = tf.make_ndarray(request.inputs["history"])
+            if not history.shape[0]:
+                assert response.outputs["item_ids"].tensor_shape.dim[0].size == 0
+                continue
+            histories = [[v.decode("utf-8", "replace") for v in row] for row in history]
+            got = [[v.decode() for v in row] for row in tf.make_ndarray(response.outputs["item_ids"])]
+            check_top_k(trained, histories, got, tf.make_ndarray(response.outputs["scores"]))
+    assert outcomes.get("OK", 0) >= 5 and outcomes.get("INVALID_ARGUMENT", 0) >= 20, outcomes
+    histories = sample_histories(trained, count=3, seed=91)  # and the server still answers correctly
+    top = client.recommend(histories)
+    check_top_k(trained, histories, top.item_ids, top.scores)
