@@ -102,6 +102,8 @@ UNKNOWN_SCORE = float(np.finfo(np.float32).min)
 WARMUP_FILE = "tf_serving_warmup_requests"
 EXPORT_INFO_FILE = "sasrec_export.json"
 _TMP_PREFIX = ".tmp-export-"
+# A staging directory in which nothing has changed for this long belongs to a killed export.
+STALE_EXPORT_SECONDS = 3600
 
 _HISTORY = tf.TensorSpec([None, None], tf.string, name=HISTORY)
 _CANDIDATES = tf.TensorSpec([None, None], tf.string, name=CANDIDATES)
@@ -456,6 +458,7 @@ def export_saved_model(
         raise ValueError(f"the vocabulary has {len(trained.vocab)} items but the model {trained.model.num_items}")
 
     root.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(root)
     staging = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=root))  # hidden, non-numeric: never served
     try:
         with tempfile.TemporaryDirectory() as vocab_dir:
@@ -489,6 +492,29 @@ def export_saved_model(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return final
+
+
+def remove_stale_staging(model_root: str | os.PathLike[str], max_age: float = STALE_EXPORT_SECONDS) -> list[Path]:
+    """Remove ``.tmp-export-*`` directories of killed exports under ``model_root``; returns them.
+
+    A directory counts as abandoned when nothing inside it changed for ``max_age`` seconds, so a
+    concurrent export that is still writing is left alone. Servers never load these (hidden,
+    non-numeric names); this only reclaims their disk space, at the next export of the model.
+    """
+    import time
+
+    removed = []
+    for staging in Path(model_root).glob(_TMP_PREFIX + "*"):
+        try:
+            newest = max([staging.stat().st_mtime] + [
+                (Path(folder) / name).stat().st_mtime
+                for folder, dirs, files in os.walk(staging) for name in dirs + files])
+        except OSError:  # removed meanwhile, or unreadable: not ours to judge
+            continue
+        if time.time() - newest >= max_age:
+            shutil.rmtree(staging, ignore_errors=True)
+            removed.append(staging)
+    return removed
 
 
 def write_warmup_requests(path: str | os.PathLike[str], model_name: str, sample_ids: list[str]) -> None:

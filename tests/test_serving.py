@@ -700,3 +700,23 @@ def test_fuzzed_requests_get_a_correct_answer_or_a_clean_invalid_argument_and_th
     histories = sample_histories(trained, count=3, seed=91)  # and the server still answers correctly
     top = client.recommend(histories)
     check_top_k(trained, histories, top.item_ids, top.scores)
+
+
+def test_the_next_export_removes_staging_directories_of_killed_exports_but_not_live_ones(trained, tmp_path):
+    import os
+
+    from sasrec_tf.export import STALE_EXPORT_SECONDS
+
+    root = tmp_path / "sasrec"
+    killed, live = root / ".tmp-export-killed", root / ".tmp-export-live"
+    (killed / "variables").mkdir(parents=True)
+    (killed / "variables" / "variables.index").write_bytes(b"partial")
+    (live / "variables").mkdir(parents=True)
+    old = time.time() - STALE_EXPORT_SECONDS - 60
+    for path in (killed / "variables" / "variables.index", killed / "variables", killed):
+        os.utime(path, (old, old))
+    os.utime(live, (old, old))  # the directory is old, but a file inside is being written now
+    (live / "variables" / "variables.data").write_bytes(b"writing")
+    assert export_saved_model(trained, tmp_path, "sasrec", k=K, warmup=False) == root / "1"
+    assert not killed.exists() and live.exists()
+    assert sorted(p.name for p in root.iterdir()) == [".tmp-export-live", "1"]
