@@ -15,7 +15,9 @@ def register(subcommands) -> None:
         "export", help="export a trained model as a versioned SavedModel for TensorFlow Serving",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Write EXPORT_BASE/NAME/<version>/ atomically, with the vocabulary inside and TF Serving "
-                    "warmup requests in assets.extra/. Signatures:\n" + describe_signatures())
+                    "warmup requests and the model card (`sasrec-tf info`) in assets.extra/. With --gate-on, "
+                    "nothing is written unless the model's validation metric is at least the latest version's "
+                    "(less the tolerance). Signatures:\n" + describe_signatures())
     parser.add_argument("--model", required=True, help="model directory written by `sasrec-tf train`")
     parser.add_argument("--export-base", dest="export_base", required=True,
                         help="directory that TF Serving (or `sasrec-tf serve`) watches")
