@@ -720,3 +720,22 @@ def test_the_next_export_removes_staging_directories_of_killed_exports_but_not_l
     assert export_saved_model(trained, tmp_path, "sasrec", k=K, warmup=False) == root / "1"
     assert not killed.exists() and live.exists()
     assert sorted(p.name for p in root.iterdir()) == [".tmp-export-live", "1"]
+
+
+def test_the_shipped_deployment_files_agree_with_each_other_and_with_the_clients():
+    import re
+
+    from sasrec_tf.serving.batching import read_batching_parameters
+    from sasrec_tf.serving.client import DEFAULT_MAX_BATCH_SIZE
+
+    batching = read_batching_parameters(ROOT / "serving" / "batching_parameters.txt")
+    assert batching["max_batch_size"] == DEFAULT_MAX_BATCH_SIZE  # clients split where the server refuses
+    deployment = (ROOT / "serving" / "k8s" / "deployment.yaml").read_text()
+    cpus = int(re.search(r'cpu: "(\d+)"', deployment).group(1))
+    assert batching["num_batch_threads"] <= cpus  # one batch thread per core
+    assert "startupProbe" in deployment  # liveness must not kill a pod that is still loading
+    readme = (ROOT / "serving" / "README.md").read_text()
+    assert "two config edits" in readme and "point `canary` at it" not in readme
+    monitoring = (ROOT / "serving" / "monitoring.config").read_text() + readme
+    assert "request_count{model_name,status}" in monitoring.replace(" ", "")
+    assert "JSON has no `-inf`" not in readme

@@ -4,8 +4,11 @@ Predict bodies are either row format ``{"signature_name": ..., "instances": [row
 is ``{input: value}``, or the bare value when the signature has one input) answered with
 ``{"predictions": [...]}``, or columnar ``{"inputs": {input: batch}}`` (or the bare batch)
 answered with ``{"outputs": ...}``. Strings travel as JSON strings (binary ones as
-``{"b64": ...}``); floats as JSON numbers, which is why the export's unknown-score value is the
-finite lowest float32 rather than ``-inf``.
+``{"b64": ...}``); floats as JSON numbers. TF Serving's REST API writes and reads non-finite
+floats as ``-Infinity``/``Infinity``/``NaN``, which RFC 8259 JSON lacks and strict parsers
+(``JSON.parse``, Go's ``encoding/json``, Jackson's defaults) reject; the export's unknown-score
+value is therefore the finite lowest float32, which every JSON reader accepts and which still
+sorts last.
 """
 
 from __future__ import annotations
