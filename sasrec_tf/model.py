@@ -10,6 +10,7 @@ from sasrec_tf import objectives
 from sasrec_tf._compat import keras
 from sasrec_tf.config import SASRecConfig
 from sasrec_tf.layers import SASRecEncoder
+from sasrec_tf.metrics import MRR, NDCG, HitRate
 
 
 @keras.saving.register_keras_serializable(package="sasrec_tf")
@@ -281,6 +282,18 @@ class SASRec(keras.Model):
 
     def get_config(self):
         return {"config": self.config.to_dict(), "num_items": self.num_items, "num_users": self.num_users}
+
+    def get_compile_config(self):
+        """What ``model.keras`` keeps of ``compile``, less the full-ranking metrics: they rank
+        this model's own item matrix, so a file cannot rebuild them (``load_model`` would fail);
+        the optimizer and everything else reload as usual. Compile them again after loading."""
+        if not self._is_compiled or not hasattr(self, "_compile_config"):
+            return None
+        settings = dict(self._compile_config.config)
+        for name in ("metrics", "weighted_metrics"):
+            if isinstance(settings.get(name), (list, tuple)):
+                settings[name] = [m for m in settings[name] if not isinstance(m, (HitRate, NDCG, MRR))] or None
+        return keras.saving.serialize_keras_object(settings)
 
     @classmethod
     def from_config(cls, config):

@@ -131,10 +131,17 @@ def test_fit_validates_with_the_compiled_metrics_and_trains_as_before(trained, t
     assert history["loss"] == pytest.approx(plain_history["loss"], rel=1e-5)  # metrics do not touch training
     # The validation of the epoch is the full ranking of the weights it ended with.
     assert_equal_to_full_ranking({k[4:]: v[-1] for k, v in history.items() if k.startswith("val_")}, ranked, split)
-    # A model compiled with ranking metrics saves, and reloads (uncompiled, as artifacts.load_trained does).
+    # A model compiled with ranking metrics saves and reloads, compiled (its optimizer; the ranking
+    # metrics, which hold the model, are compiled again) or not (as artifacts.load_trained does).
     ranked.save(tmp_path / "model.keras")
-    reloaded = keras.models.load_model(tmp_path / "model.keras", compile=False)
+    reloaded = keras.models.load_model(tmp_path / "model.keras")
+    assert isinstance(reloaded.optimizer, keras.optimizers.Adam)
     np.testing.assert_allclose(reloaded.item_embeddings().numpy(), ranked.item_embeddings().numpy())
+    reloaded.compile(metrics=compiled_metrics(reloaded))
+    assert_equal_to_full_ranking(reloaded.evaluate(validation_dataset(split, model.max_len), return_dict=True,
+                                                   verbose=0), ranked, split)
+    uncompiled = keras.models.load_model(tmp_path / "model.keras", compile=False)
+    np.testing.assert_allclose(uncompiled.item_embeddings().numpy(), ranked.item_embeddings().numpy())
 
 
 def test_ranking_batches_without_compiled_ranking_metrics_are_refused(trained):
