@@ -1,6 +1,7 @@
-"""The same contract against a real ``tensorflow_model_server`` (skipped when none is available).
+"""The client contract against the stand-in and a real ``tensorflow_model_server`` (skipped when none).
 
-Runs when either
+Every case runs against ``LocalModelServer`` (``sasrec-tf serve --model-base``) and, when
+available, against TF Serving — when either
 
 * ``tensorflow_model_server`` is on PATH (or ``SASREC_TF_SERVING_BINARY`` names it): the module
   exports a small model, starts the binary on free loopback ports with the export as
@@ -11,8 +12,9 @@ Runs when either
   (without it only the contract is checked); ``SASREC_TF_SERVING_REST=http://host:8501`` adds
   the REST checks.
 
-One known difference from the local server: TF Serving answers an unknown signature name with
-FAILED_PRECONDITION, the local server with INVALID_ARGUMENT (see serving/README.md).
+The stand-in gives the same status codes (FAILED_PRECONDITION for an unknown signature over
+gRPC, as TF Serving); ``test_serving_conformance.py`` holds the cases that need the shipped
+deployment files.
 """
 
 import os
@@ -34,10 +36,10 @@ from test_export import K, check_top_k, make_trained, sample_histories
 BINARY = os.environ.get("SASREC_TF_SERVING_BINARY") or shutil.which("tensorflow_model_server")
 ADDRESS = os.environ.get("SASREC_TF_SERVING_ADDRESS")
 
-pytestmark = pytest.mark.skipif(
+REAL = pytest.param("tensorflow_model_server", marks=pytest.mark.skipif(
     not (BINARY or ADDRESS),
     reason="no TensorFlow Serving: put tensorflow_model_server on PATH or set SASREC_TF_SERVING_ADDRESS",
-)
+))
 
 
 def _free_port() -> int:
@@ -46,9 +48,18 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def target(tmp_path_factory):
-    """``(grpc address, rest url or None, model name, expected(histories) -> (ids, scores) or None)``."""
+@pytest.fixture(scope="module", params=["stand-in", REAL])
+def target(request, tmp_path_factory):
+    """``(grpc address, rest url or None, model name, expected(histories) -> (ids, scores) or None, trained)``."""
+    if request.param == "stand-in":
+        from sasrec_tf.serving import LocalModelServer
+
+        trained = make_trained(seed=2)
+        base = tmp_path_factory.mktemp("stand_in_serving")
+        export_saved_model(trained, base, "sasrec", k=K)
+        with LocalModelServer(base, port=0, rest_port=0, poll_seconds=0) as server:
+            yield server.address, f"http://127.0.0.1:{server.rest_port}", "sasrec", None, trained
+        return
     if ADDRESS:
         export = os.environ.get("SASREC_TF_SERVING_EXPORT")
         expected = None
@@ -133,7 +144,7 @@ def test_real_server_status_codes(client, target):
     assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
     with pytest.raises(ServingError) as info:
         client.predict({"history": history_tensor([["a"]])}, "no_such_signature")
-    assert info.value.code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION)
+    assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION
     with pytest.raises(ServingError) as info:
         client.recommend([["a"]], version=987654)
     assert info.value.code == grpc.StatusCode.NOT_FOUND
