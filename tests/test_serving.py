@@ -298,7 +298,7 @@ def test_client_errors_name_deadlines_and_unreachable_servers(client):
 
 def test_metadata_and_status_describe_the_loaded_version(server, client):
     version, signatures = client.metadata()
-    assert version == 1 and set(signatures) == set(SIGNATURES)
+    assert version == 1 and set(signatures) == set(SIGNATURES) | {"__saved_model_init_op"}  # as TF Serving
     assert signatures["serving_default"].inputs["history"].dtype == 7  # DT_STRING
     assert client.status() == [{"version": 1, "state": "AVAILABLE", "error_code": 0, "error_message": ""}]
     stub = prediction_service_pb2_grpc.PredictionServiceStub(client.channel)
@@ -377,7 +377,7 @@ def test_rest_client_gets_the_same_answers_in_both_formats(server, client, train
     rows = rest.predict({"history": history_tensor(histories)}, fmt="instances", version=1)
     np.testing.assert_array_equal(rows["item_ids"], via_grpc.item_ids)
     assert rest.status()["model_version_status"][0]["state"] == "AVAILABLE"
-    assert set(rest.metadata()["metadata"]["signature_def"]["signature_def"]) == set(SIGNATURES)
+    assert set(rest.metadata()["metadata"]["signature_def"]["signature_def"]) >= set(SIGNATURES)
     error = codes(lambda: RestClient(rest.base_url, "nope").recommend([["a"]]))
     assert (error.code, error.http_status) == (grpc.StatusCode.NOT_FOUND, 404)
     error = codes(lambda: rest.predict({"history": np.array([[1, 2]])}))
@@ -739,3 +739,31 @@ def test_the_shipped_deployment_files_agree_with_each_other_and_with_the_clients
     monitoring = (ROOT / "serving" / "monitoring.config").read_text() + readme
     assert "request_count{model_name,status}" in monitoring.replace(" ", "")
     assert "JSON has no `-inf`" not in readme
+
+
+def test_warmup_fails_the_load_beyond_1000_records_or_on_a_log_it_cannot_replay(base, tmp_path):
+    import tensorflow as tf
+    from tensorflow_serving.apis import classification_pb2, prediction_log_pb2
+
+    from sasrec_tf.serving.errors import StatusError
+    from sasrec_tf.serving.servable import WARMUP_PATH, Servable
+
+    good = base / "sasrec" / "1"
+    records = list(tf.data.TFRecordDataset(str(good / WARMUP_PATH)).as_numpy_iterator())
+    classify = prediction_log_pb2.PredictionLog(
+        classify_log=prediction_log_pb2.ClassifyLog(request=classification_pb2.ClassificationRequest()))
+    for name, log, code, message in [
+        ("many", records * (1000 // len(records) + 1), grpc.StatusCode.INVALID_ARGUMENT, "exceeds the maximum (1000)"),
+        ("classify", records[:1] + [classify.SerializeToString()], grpc.StatusCode.UNIMPLEMENTED, "classify_log"),
+    ]:
+        version = tmp_path / name
+        shutil.copytree(good, version)
+        with tf.io.TFRecordWriter(str(version / WARMUP_PATH)) as writer:
+            for record in log:
+                writer.write(record)
+        servable = Servable("sasrec", 1, version)
+        with pytest.raises(StatusError) as info:
+            servable.warmup()
+        assert info.value.code == code and message in info.value.message
+        servable.close()
+    assert Servable("sasrec", 1, good).warmup() == len(records)

@@ -56,6 +56,7 @@ class Servable:
         self._loaded = tf.saved_model.load(str(self.path), tags=[SERVE_TAG])
         self.functions = dict(self._loaded.signatures)
         defs = read_signature_defs(self.path)
+        self.all_signature_defs = defs  # GetModelMetadata lists them all, __saved_model_init_op included
         self.signature_defs = {key: defs[key] for key in self.functions}
         self._calls = {key: functools.partial(_call_numpy, function) for key, function in self.functions.items()}
         self._batchers = {}
@@ -156,22 +157,31 @@ class Servable:
         """Replay ``assets.extra/tf_serving_warmup_requests`` as TF Serving does; returns the count.
 
         Raises:
-            StatusError: a record fails (the version is then not served, as in TF Serving).
+            StatusError: a record fails, the file holds more than 1,000 records (TF Serving's
+                limit), or a record is not a Predict log: TF Serving would run a classify or
+                regress log against a signature of that kind, which this server does not
+                implement, so the load fails here rather than skipping it silently. The version is
+                then not served, as in TF Serving.
         """
         from tensorflow_serving.apis import prediction_log_pb2
 
         path = self.path / WARMUP_PATH
         if not path.exists():
             return 0
-        count = 0
-        for record in tf.data.TFRecordDataset(str(path)).take(_MAX_WARMUP_RECORDS):
-            log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
-            if log.WhichOneof("log_type") != "predict_log":
-                continue  # classify/regress/... logs: this server only implements Predict
+        records = [record.numpy() for record in tf.data.TFRecordDataset(str(path)).take(_MAX_WARMUP_RECORDS + 1)]
+        if len(records) > _MAX_WARMUP_RECORDS:
+            raise StatusError(grpc.StatusCode.INVALID_ARGUMENT,
+                              f"Number of warmup records exceeds the maximum ({_MAX_WARMUP_RECORDS}) at {path}")
+        for index, record in enumerate(records):
+            log = prediction_log_pb2.PredictionLog.FromString(record)
+            kind = log.WhichOneof("log_type")
+            if kind != "predict_log":
+                raise StatusError(grpc.StatusCode.UNIMPLEMENTED,
+                                  f"warmup record {index} of {path} is a {kind}; this server replays only "
+                                  f"predict_log records")
             request = log.predict_log.request
             self.run_proto(request.model_spec.signature_name, request.inputs, request.output_filter)
-            count += 1
-        return count
+        return len(records)
 
 
 def _op_error_message(message: str) -> str:

@@ -227,7 +227,7 @@ class LocalModelServer:
         response.model_spec.name = servable.name
         response.model_spec.version.value = servable.version
         signature_map = get_model_metadata_pb2.SignatureDefMap()
-        for key, signature_def in servable.signature_defs.items():
+        for key, signature_def in servable.all_signature_defs.items():
             signature_map.signature_def[key].CopyFrom(signature_def)
         response.metadata["signature_def"].Pack(signature_map)
         return response
@@ -340,7 +340,7 @@ class _RestHandler(BaseHTTPRequestHandler):
         servable = server.manager.resolve(name, version, label)
         if method == "GET" and match["metadata"]:
             signature_map = get_model_metadata_pb2.SignatureDefMap()
-            for key, signature_def in servable.signature_defs.items():
+            for key, signature_def in servable.all_signature_defs.items():
                 signature_map.signature_def[key].CopyFrom(signature_def)
             return {
                 "model_spec": {"name": servable.name, "signature_name": "", "version": str(servable.version)},
