@@ -767,3 +767,14 @@ def test_warmup_fails_the_load_beyond_1000_records_or_on_a_log_it_cannot_replay(
         assert info.value.code == code and message in info.value.message
         servable.close()
     assert Servable("sasrec", 1, good).warmup() == len(records)
+
+
+def test_a_server_whose_labels_name_unavailable_versions_does_not_start(base, tmp_path):
+    shutil.copytree(base / "sasrec" / "1", tmp_path / "m" / "1")
+    with pytest.raises(ValueError, match="label 'canary' to version 2 of model 'm', which is not currently available"):
+        LocalModelServer(tmp_path, port=0, poll_seconds=0, labels={"m": {"stable": 1, "canary": 2}}).start()
+    with LocalModelServer(tmp_path, port=0, poll_seconds=0, labels={"m": {"stable": 1, "canary": 2}},
+                          allow_version_labels_for_unavailable_models=True) as allowed, \
+            PredictionClient(allowed.address, "m", timeout=30) as m:  # a new label may wait for its version
+        assert codes(lambda: m.recommend([["sku-1"]], label="canary")).code == grpc.StatusCode.NOT_FOUND
+        assert m.recommend([["sku-1"]], label="stable").item_ids.shape == (1, K)
