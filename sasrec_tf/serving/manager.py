@@ -365,7 +365,8 @@ class ModelManager:
                     final = attempts > self.load_retries
                     state.states[version] = VersionStatus(version, END, code, message) if final else \
                         VersionStatus(version, LOADING)
-                retry = "giving up" if final else f"retry {attempts} of {self.load_retries} in {self.load_retry_seconds:g} s"
+                retry = "giving up" if final else \
+                    f"retry {attempts} of {self.load_retries} in {self.load_retry_seconds:g} s"
                 logger.error("failed to load %s version %d (%s): %s", name, version, retry, message)
                 return
             with self._lock:
