@@ -460,7 +460,7 @@ def train_and_evaluate(
     must have been read with the parent's vocabulary grown by the new items
     (``DataOptions.read(path, vocab=parent_vocab, grow=True)``), so known items keep their ids.
     """
-    from sasrec_tf import artifacts, distribute, training
+    from sasrec_tf import artifacts, card, distribute, training
     from sasrec_tf._compat import keras
     from sasrec_tf.baselines import MostPopular
     from sasrec_tf.data.sequences import leave_one_out
@@ -553,6 +553,8 @@ def train_and_evaluate(
                                                                  num_negatives=options.eval_negatives)}
         if staging is not None:
             _write_json(staging / METRICS_FILE, metrics)
+            card.write_card(staging, config, data=data, shards=shards, fingerprint=fingerprint["data"],
+                            metrics=metrics)  # its parent: metrics["parent"] (warm start)
             if (out_dir / LOGS_DIR).exists():
                 os.rename(out_dir / LOGS_DIR, staging / LOGS_DIR)
             _publish(out_dir, staging)
