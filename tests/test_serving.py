@@ -506,6 +506,9 @@ def test_batcher_gives_every_request_of_a_failed_batch_the_error():
     (["--poll-seconds", "nan"], "--poll-seconds must be a number of seconds >= 0"),
     (["--poll-seconds", "-1"], "--poll-seconds must be"),
     (["--rest-read-timeout", "0"], "--rest-read-timeout must be a number of seconds > 0"),
+    (["--batching-parameters-file", "serving/batching_parameters.txt"], "needs --enable-batching"),
+    (["--max-num-load-retries", "-1"], "--max-num-load-retries must be at least 0"),
+    (["--load-retry-interval-seconds", "inf"], "--load-retry-interval-seconds must be"),
 ])
 def test_sasrec_tf_serve_refuses_impossible_settings_in_one_line(flags, message, tmp_path, capsys):
     from sasrec_tf.cli import main
@@ -778,3 +781,29 @@ def test_a_server_whose_labels_name_unavailable_versions_does_not_start(base, tm
             PredictionClient(allowed.address, "m", timeout=30) as m:  # a new label may wait for its version
         assert codes(lambda: m.recommend([["sku-1"]], label="canary")).code == grpc.StatusCode.NOT_FOUND
         assert m.recommend([["sku-1"]], label="stable").item_ids.shape == (1, K)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"port": 70000}, "port must be a TCP port"),
+    ({"rest_port": -1}, "rest_port must be a TCP port"),
+    ({"enable_batching": True, "max_batch_size": 0}, "max_batch_size must be at least 1"),
+    ({"max_request_elements": 0}, "max_request_elements must be at least 1"),
+    ({"rest_read_timeout": float("nan")}, "rest_read_timeout must be > 0"),
+])
+def test_local_model_server_refuses_impossible_settings(settings, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        LocalModelServer(tmp_path, **settings)
+
+
+def test_a_batching_parameters_file_needs_padding_and_positive_sizes(tmp_path):
+    from sasrec_tf.serving.batching import read_batching_parameters
+
+    path = tmp_path / "batching_parameters.txt"
+    path.write_text("max_batch_size { value: 8 }\n# pad_variable_length_inputs: true\n")
+    with pytest.raises(ValueError, match="pad_variable_length_inputs"):
+        read_batching_parameters(path)
+    path.write_text("max_batch_size { value: 0 }\npad_variable_length_inputs: true\n")
+    with pytest.raises(ValueError, match="must be >= 1"):
+        read_batching_parameters(path)
+    path.write_text("num_batch_threads { value: 3 }  # per core\npad_variable_length_inputs: true\n")
+    assert read_batching_parameters(path) == {"num_batch_threads": 3}

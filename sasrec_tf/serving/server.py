@@ -101,6 +101,17 @@ class LocalModelServer:
         max_batch_size: int = 64,
         num_batch_threads: int = 1,
     ):
+        for name, value in (("port", port), ("rest_port", 0 if rest_port is None else rest_port)):
+            if not 0 <= int(value) <= 65535:
+                raise ValueError(f"{name} must be a TCP port, 1-65535 (or 0 for any free port), got {value}")
+        positive = {"max_batch_size": max_batch_size, "num_batch_threads": num_batch_threads,
+                    "max_workers": max_workers, "max_message_bytes": max_message_bytes,
+                    "max_request_elements": max_request_elements}
+        for name, value in positive.items():
+            if int(value) < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        if not rest_read_timeout > 0:
+            raise ValueError(f"rest_read_timeout must be > 0 seconds, got {rest_read_timeout}")
         batching = ({"max_batch_size": max_batch_size, "num_batch_threads": num_batch_threads}
                     if enable_batching else None)
         self.manager = ModelManager(
