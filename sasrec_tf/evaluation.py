@@ -63,6 +63,12 @@ class _Prepared:
     def size(self) -> int:
         return len(self.targets)
 
+    def length_order(self) -> np.ndarray:
+        """Rows by ascending history length (stable): batches of similar lengths can be cut to
+        their longest window, which changes no score (SASRec ignores leading padding)."""
+        lengths = np.fromiter((len(h) for h in self.histories), dtype=np.int64, count=self.size)
+        return np.argsort(lengths, kind="stable")
+
     def subset(self, rows: np.ndarray) -> "_Prepared":
         return _Prepared(
             histories=[self.histories[i] for i in rows],
@@ -152,6 +158,13 @@ def _pad_rows(array: np.ndarray, rows: int, fill: int = 0) -> np.ndarray:
     return np.concatenate([array, pad])
 
 
+def _unsort(values: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``values`` computed for rows ``order`` of the input, back in input order."""
+    out = np.empty_like(values)
+    out[order] = values
+    return out
+
+
 def _check_batch_size(batch_size: int) -> int:
     batch_size = int(batch_size)
     if batch_size < 1:
@@ -185,16 +198,26 @@ class _Ranker:
         return self.model.query_embeddings(item_ids, user_ids if self.uses_users else None)
 
     def _run(self, prepared: _Prepared, per_batch) -> np.ndarray:
-        """Ranks of all users: pads each batch to one shape, calls ``per_batch``, drops padded rows.
+        """Ranks of all users: pads each batch to ``rows`` rows, calls ``per_batch``, drops padded rows.
 
-        ``per_batch(start, stop, rows, item_ids, user_ids, targets, item_emb)`` returns ``[rows]`` ranks.
+        A model that declares ``left_padding_invariant = True`` (SASRec: positions count from
+        the right and padding is masked) gets each batch cut to its longest history, at most
+        ``max_len``; callers pass ``prepared`` in :meth:`_Prepared.length_order`, so most batches
+        are narrow: on sparse logs most of a ``max_len`` window is padding, and the query
+        encoder's cost grows with the width (Beauty: 2x faster full ranking). Other models get
+        ``[rows, max_len]``. ``per_batch(start, stop, rows, item_ids, user_ids, targets,
+        item_emb)`` returns ``[rows]`` ranks.
         """
         # Small evaluations should not pay for padding to a large batch size.
         rows = min(self.batch_size, prepared.size)
+        max_len = prepared.item_ids.shape[1]
+        lengths = np.minimum(np.fromiter((len(h) for h in prepared.histories), np.int64, prepared.size), max_len)
         item_emb = tf.convert_to_tensor(self.model.item_embeddings(), dtype=tf.float32)
         out = []
+        cut = bool(getattr(self.model, "left_padding_invariant", False))
         for start, stop in _batches(prepared.size, rows):
-            item_ids = _pad_rows(prepared.item_ids[start:stop], rows)
+            width = max(1, int(lengths[start:stop].max())) if cut else max_len
+            item_ids = _pad_rows(prepared.item_ids[start:stop, max_len - width:], rows)
             targets = _pad_rows(prepared.targets[start:stop], rows, fill=1)
             users = np.ones(rows, np.int32) if prepared.user_ids is None else prepared.user_ids[start:stop]
             users = _pad_rows(users, rows, fill=1)
@@ -207,9 +230,8 @@ class _FullRanker(_Ranker):
     """Full ranking over items ``1..N`` with optional history exclusion."""
 
     def _compile(self, rows: int):
-        max_len = int(self.model.max_len)
         signature = [
-            tf.TensorSpec([rows, max_len], tf.int32),  # item_ids
+            tf.TensorSpec([rows, None], tf.int32),  # item_ids, cut to the batch's longest history
             tf.TensorSpec([rows], tf.int32),  # user_ids
             tf.TensorSpec([rows], tf.int32),  # targets (1..N)
             tf.TensorSpec([None, 2], tf.int32),  # excluded (row, item) pairs, unique, never the target
@@ -236,6 +258,8 @@ class _FullRanker(_Ranker):
         rows = min(self.batch_size, prepared.size)
         if self._fn is None or self._key != (rows,):
             self._fn, self._key = self._compile(rows), (rows,)
+        order = prepared.length_order()
+        prepared = prepared.subset(order)
         stride = prepared.num_items + 1
         if exclude_history:
             keys = _history_keys(prepared.histories, prepared.num_items)
@@ -249,16 +273,15 @@ class _FullRanker(_Ranker):
             excluded = np.stack([key_rows[lo:hi] - start, keys[lo:hi] % stride], axis=1).astype(np.int32)
             return self._fn(item_ids, users, targets, excluded.reshape(-1, 2), item_emb)
 
-        return self._run(prepared, per_batch)
+        return _unsort(self._run(prepared, per_batch), order)
 
 
 class _SampledRanker(_Ranker):
     """Ranks the target among ``1 + K`` candidates: itself and ``K`` given negatives."""
 
     def _compile(self, rows: int, num_negatives: int):
-        max_len = int(self.model.max_len)
         signature = [
-            tf.TensorSpec([rows, max_len], tf.int32),
+            tf.TensorSpec([rows, None], tf.int32),
             tf.TensorSpec([rows], tf.int32),
             tf.TensorSpec([rows], tf.int32),
             tf.TensorSpec([rows, num_negatives], tf.int32),
@@ -279,12 +302,13 @@ class _SampledRanker(_Ranker):
         key = (rows, negatives.shape[1])
         if self._fn is None or self._key != key:
             self._fn, self._key = self._compile(*key), key
-        negatives = negatives.astype(np.int32)
+        order = prepared.length_order()
+        prepared, negatives = prepared.subset(order), negatives[order].astype(np.int32)
 
         def per_batch(start, stop, rows, item_ids, users, targets, item_emb):
             return self._fn(item_ids, users, targets, _pad_rows(negatives[start:stop], rows, fill=1), item_emb)
 
-        return self._run(prepared, per_batch)
+        return _unsort(self._run(prepared, per_batch), order)
 
 
 # --------------------------------------------------------------------------------------------------

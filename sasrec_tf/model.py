@@ -32,6 +32,11 @@ class SASRec(keras.Model):
     that key: averaged over the batch's own positions), plus the embeddings' L2 term.
     """
 
+    # Outputs at real positions do not change when leading padding columns are added or removed
+    # (positions count from the right, padding is masked): evaluation may cut batches to their
+    # longest history.
+    left_padding_invariant = True
+
     def __init__(self, config: SASRecConfig, num_items: int, num_users: int = 0, **kwargs):
         super().__init__(**kwargs)
         if isinstance(config, dict):

@@ -118,6 +118,33 @@ def test_model_receives_most_recent_items_left_padded():
     np.testing.assert_array_equal(model.seen_item_ids[-1], [[0, 0, 2, 3]])
 
 
+def test_a_left_padding_invariant_model_gets_batches_cut_to_their_longest_history_in_length_order():
+    model = RecordingModel(HAND_SCORES, max_len=4)
+    model.left_padding_invariant = True
+    ranks = full_ranks(model, [np.array([2, 3]), np.array([1]), np.array([3, 1, 2])], [1, 2, 3], batch_size=2)
+    # Sorted by length: [1] and [2, 3] share a batch two wide; [3, 1, 2] comes alone, three wide.
+    assert [ids.tolist() for ids in model.seen_item_ids[-2:]] == [[[0, 1], [2, 3]], [[3, 1, 2], [0, 0, 0]]]
+    plain = RecordingModel(HAND_SCORES, max_len=4)
+    expected = full_ranks(plain, [np.array([2, 3]), np.array([1]), np.array([3, 1, 2])], [1, 2, 3], batch_size=2)
+    np.testing.assert_array_equal(ranks, expected)  # back in input order
+
+
+def test_sasrec_ranks_the_same_with_batches_cut_to_their_longest_history():
+    from sasrec_tf import SASRecConfig
+    from sasrec_tf.training import build_model
+
+    rng = np.random.default_rng(0)
+    model = build_model(SASRecConfig(max_len=12, hidden_units=16, num_blocks=2, seed=3), 40)
+    histories = [rng.integers(1, 41, size=n) for n in rng.integers(1, 20, size=50)]
+    targets = rng.integers(1, 41, size=50)
+    cut = full_ranks(model, histories, targets, batch_size=8)
+    sampled_cut = evaluate_sampled(model, histories, targets, num_negatives=10, batch_size=8, return_ranks=True)[1]
+    model.left_padding_invariant = False  # the instance attribute shadows the class's
+    np.testing.assert_array_equal(cut, full_ranks(model, histories, targets, batch_size=8))
+    np.testing.assert_array_equal(
+        sampled_cut, evaluate_sampled(model, histories, targets, num_negatives=10, batch_size=8, return_ranks=True)[1])
+
+
 def test_all_equal_scores_rank_true_item_last_among_candidates():
     num_items = 7
     model = FakeModel(np.ones(num_items + 1))  # padding ties too, and must not be counted
