@@ -210,3 +210,15 @@ def test_commands_print_no_tensorflow_start_up_noise_unless_verbose(tmp_path):
              if re.match(r"^[IWE]\d{4} |^WARNING: All log messages|oneDNN|cuda", line)]
     assert not noise, noise
     assert result.stderr.startswith("sasrec-tf: error: ") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_demo_trains_evaluates_exports_and_answers_a_grpc_request(tmp_path, capsys):
+    # The README's first command, small: generated log -> train -> both protocols beside the
+    # baseline -> export -> the local TF Serving stand-in -> one Predict over gRPC. Running it
+    # again into the same --out asks for --overwrite.
+    args = ["demo", "--users", "300", "--items", "400", "--epochs", "1", "--out", str(tmp_path / "demo")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "most popular (baseline)" in out and "gRPC Predict" in out
+    assert (tmp_path / "demo" / "metrics.json").is_file() and (tmp_path / "demo" / "export" / "sasrec" / "1").is_dir()
+    assert main(args) == 2 and "--overwrite" in capsys.readouterr().err
