@@ -674,8 +674,7 @@ def test_fuzzed_requests_get_a_correct_answer_or_a_clean_invalid_argument_and_th
     rng = np.random.default_rng(20261128)
     ids = list(trained.vocab.ids)
     outcomes: dict[str, int] = {}
-    deadline = time.monotonic() + 3.0
-    while time.monotonic() < deadline:
+    for _ in range(1500):  # a fixed, seeded set of requests (about 2 s on a quiet 2-core machine)
         request = _fuzz_request(rng, ids)
         try:
             response = stub.Predict(request, timeout=30)
