@@ -148,18 +148,28 @@ def ensure_venv(venv: Path) -> Path:
     return python
 
 
+def reference_workdir(reference: str, data, dataset: str) -> Path:
+    """A temporary copy of the reference's scripts with the log in its ``data/`` (remove it after)."""
+    work = Path(tempfile.mkdtemp(prefix="sasrec-ref-"))
+    for source in Path(reference).glob("*.py"):
+        shutil.copy(source, work)
+    (work / "data").mkdir()
+    write_reference_log(data, work / "data" / f"{dataset}.txt")
+    return work
+
+
+def reference_command(python: Path, dataset: str, *, max_len: int, dropout: float, epochs: int) -> list[str]:
+    """The reference's ``main.py`` at the paper's configuration (d 50, 2 blocks, batch 128, lr 1e-3), on CPU."""
+    return [str(python), "-u", "main.py", f"--dataset={dataset}", "--train_dir=run", f"--maxlen={max_len}",
+            f"--dropout_rate={dropout}", "--hidden_units=50", "--num_blocks=2", "--num_heads=1",
+            "--batch_size=128", "--lr=0.001", "--device=cpu", f"--num_epochs={epochs}"]
+
+
 def run_reference(args, data, dataset: str, run: int, eval_at: list[int]) -> list[dict]:
     python = ensure_venv(Path(args.venv))
-    work = Path(tempfile.mkdtemp(prefix="sasrec-ref-"))
+    work = reference_workdir(args.reference, data, dataset)
     try:
-        for source in Path(args.reference).glob("*.py"):
-            shutil.copy(source, work)
-        (work / "data").mkdir()
-        write_reference_log(data, work / "data" / f"{dataset}.txt")
-        command = [str(python), "-u", "main.py", f"--dataset={dataset}", "--train_dir=run",
-                   f"--maxlen={args.max_len}", f"--dropout_rate={args.dropout}", "--hidden_units=50",
-                   "--num_blocks=2", "--num_heads=1", "--batch_size=128", "--lr=0.001", "--device=cpu",
-                   f"--num_epochs={args.epochs}"]
+        command = reference_command(python, dataset, max_len=args.max_len, dropout=args.dropout, epochs=args.epochs)
         process = subprocess.Popen(command, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         lines: queue.Queue = queue.Queue()
         threading.Thread(target=lambda: [lines.put((time.perf_counter(), line)) for line in process.stdout] and None,

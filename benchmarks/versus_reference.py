@@ -33,7 +33,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -110,15 +109,9 @@ def run_measured(command: list[str], cwd: Path | None = None) -> tuple[list[tupl
 # ------------------------------------------------------------------------------------ the two sides
 def run_reference(args, data, dataset: str) -> dict:
     python = parity.ensure_venv(Path(args.venv))
-    work = Path(tempfile.mkdtemp(prefix="sasrec-ref-"))
+    work = parity.reference_workdir(args.reference, data, dataset)
     try:
-        for source in Path(args.reference).glob("*.py"):
-            shutil.copy(source, work)
-        (work / "data").mkdir()
-        parity.write_reference_log(data, work / "data" / f"{dataset}.txt")
-        command = [str(python), "-u", "main.py", f"--dataset={dataset}", "--train_dir=run", "--maxlen=50",
-                   "--dropout_rate=0.5", "--hidden_units=50", "--num_blocks=2", "--num_heads=1",
-                   "--batch_size=128", "--lr=0.001", "--device=cpu", f"--num_epochs={args.epochs}"]
+        command = parity.reference_command(python, dataset, max_len=50, dropout=0.5, epochs=args.epochs)
         lines, peak = run_measured(command, cwd=work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
