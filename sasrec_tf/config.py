@@ -15,6 +15,9 @@ from typing import Any
 LAYER_NORM_PLACEMENTS = ("original", "pre", "post")
 TRAINING_WINDOWS = ("last", "all")
 FFN_ACTIVATIONS = ("relu", "gelu")
+# How the item embedding table starts: Keras' default uniform(-0.05, 0.05); Glorot-uniform (the
+# paper's TF1 code); Xavier-normal (the PyTorch port and RecTools).
+EMBEDDING_INITIALIZERS = ("uniform", "glorot_uniform", "xavier_normal")
 # How sampled negatives are drawn. (The objectives themselves: the registry in sasrec_tf.objectives.)
 NEGATIVE_SAMPLING = ("uniform", "popularity")
 
@@ -137,6 +140,13 @@ class SASRecConfig:
     ``d -> d`` with ReLU (``None``, ``"relu"``); later models (BERT4Rec, DuoRec, gSASRec) use a
     ``4d`` inner layer with GELU.
 
+    The item embedding: ``scale_item_embedding`` multiplies it by ``sqrt(hidden_units)`` at the
+    input (the paper's code; RecTools does not), ``embedding_initializer`` is one of
+    :data:`EMBEDDING_INITIALIZERS`, and ``item_dropout_rate`` > 0 drops entries of the whole item
+    table once per training step, one mask shared by the input and the prediction layer (RecTools
+    0.13's ``IdEmbeddingsItemNet``, which the eSASRec benchmark ran): a regulariser of the
+    catalogue-sized table that softmax objectives otherwise overfit within a few epochs.
+
     ``bucket_by_length`` (default on) batches training windows of similar length and cuts each
     batch to its longest window: 2-3x faster on sparse data. It optimises the same objective as
     random batches because each batch holds about as many targets as a random batch of
@@ -161,6 +171,9 @@ class SASRecConfig:
     use_user_embedding: bool = False
     ffn_units: int | None = None  # inner width of the point-wise FFN; None = hidden_units (the paper)
     ffn_activation: str = "relu"  # "relu" (the paper) or "gelu" (BERT4Rec and most later models)
+    scale_item_embedding: bool = True  # input item embeddings x sqrt(hidden_units), as the paper's code
+    embedding_initializer: str = "uniform"
+    item_dropout_rate: float = 0.0  # dropout on the item table, shared by input and output (RecTools)
     # Training.
     learning_rate: float = 1e-3
     weight_decay: float = 0.0  # > 0: AdamW's decoupled weight decay (not on biases or LayerNorm)
@@ -194,6 +207,9 @@ class SASRecConfig:
         # Comparisons are false for NaN, so each range is written to fail for it (and for infinity).
         if not 0.0 <= self.dropout_rate < 1.0:
             raise OptionError("dropout_rate", f"SASRecConfig.dropout_rate must be in [0, 1), got {self.dropout_rate!r}")
+        if not 0.0 <= self.item_dropout_rate < 1.0:
+            raise OptionError("item_dropout_rate",
+                              f"SASRecConfig.item_dropout_rate must be in [0, 1), got {self.item_dropout_rate!r}")
         if not (math.isfinite(self.l2_emb) and self.l2_emb >= 0):
             raise OptionError("l2_emb", f"SASRecConfig.l2_emb must be a finite number >= 0, got {self.l2_emb!r}")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
@@ -207,7 +223,8 @@ class SASRecConfig:
                 f"SASRecConfig.hidden_units ({self.hidden_units}) must be divisible by num_heads ({self.num_heads})",
             )
         for name, allowed in (("layer_norm", LAYER_NORM_PLACEMENTS), ("ffn_activation", FFN_ACTIVATIONS),
-                              ("training_windows", TRAINING_WINDOWS), ("negative_sampling", NEGATIVE_SAMPLING)):
+                              ("training_windows", TRAINING_WINDOWS), ("negative_sampling", NEGATIVE_SAMPLING),
+                              ("embedding_initializer", EMBEDDING_INITIALIZERS)):
             if getattr(self, name) not in allowed:
                 raise OptionError(name, f"SASRecConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.ffn_units is not None and self.ffn_units < 1:

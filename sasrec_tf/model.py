@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import tensorflow as tf
@@ -52,15 +53,20 @@ class SASRec(keras.Model):
         regularizer = keras.regularizers.l2(config.l2_emb) if config.l2_emb > 0 else None
 
         self.item_embedding = keras.layers.Embedding(
-            self.num_items + 1, d, embeddings_regularizer=regularizer, name="item_embedding"
+            self.num_items + 1, d, embeddings_initializer=_embedding_initializer(config.embedding_initializer),
+            embeddings_regularizer=regularizer, name="item_embedding"
         )
         self.output_item_embedding = (
             None
             if config.share_item_embedding
             else keras.layers.Embedding(
-                self.num_items + 1, d, embeddings_regularizer=regularizer, name="output_item_embedding"
+                self.num_items + 1, d, embeddings_initializer=_embedding_initializer(config.embedding_initializer),
+                embeddings_regularizer=regularizer, name="output_item_embedding"
             )
         )
+        self.item_dropout = (keras.layers.Dropout(config.item_dropout_rate, name="item_dropout")
+                             if config.item_dropout_rate > 0 else None)
+        self._dropped_tables: dict[str, tf.Tensor] | None = None  # during one training forward pass
         self.user_embedding = (
             keras.layers.Embedding(self.num_users + 1, d, embeddings_regularizer=regularizer, name="user_embedding")
             if config.use_user_embedding
@@ -79,7 +85,7 @@ class SASRec(keras.Model):
             ffn_activation=config.ffn_activation,
             name="encoder",
         )
-        self._embedding_scale = math.sqrt(d)
+        self._embedding_scale = math.sqrt(d) if config.scale_item_embedding else 1.0
         self._init_objective(config)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy_tracker = keras.metrics.Mean(name="pairwise_accuracy")
@@ -120,7 +126,7 @@ class SASRec(keras.Model):
         if not item_ids.dtype.is_integer:
             raise TypeError(f"item_ids must be an integer tensor, got {item_ids.dtype}")
         padding_mask = tf.not_equal(item_ids, 0)
-        embedded = self.item_embedding(item_ids) * self._embedding_scale
+        embedded = self._lookup(self.item_embedding, item_ids) * self._embedding_scale
         result = self.encoder(
             embedded, padding_mask, training=training, return_attention_scores=return_attention_scores,
             last_only=last_only,
@@ -135,14 +141,39 @@ class SASRec(keras.Model):
         return (hidden, scores) if return_attention_scores else hidden
 
     def item_embeddings(self) -> tf.Tensor:
-        """The prediction layer's item matrix ``M`` ``[num_items + 1, d]`` (row 0: padding)."""
+        """The prediction layer's item matrix ``M`` ``[num_items + 1, d]`` (row 0: padding);
+        inside a training step with ``item_dropout_rate`` > 0, that step's dropped-out matrix."""
         layer = self.output_item_embedding or self.item_embedding
         if not layer.built:
             layer.build((None,))
+        if self._dropped_tables is not None:
+            return self._dropped_tables[layer.name]
         return layer.embeddings
 
     def _output_embedding(self, item_ids):
-        return (self.output_item_embedding or self.item_embedding)(item_ids)
+        return self._lookup(self.output_item_embedding or self.item_embedding, item_ids)
+
+    def _lookup(self, layer, item_ids):
+        """Rows of an item table: the layer's, or this training step's dropped-out table."""
+        if self._dropped_tables is not None:
+            return tf.gather(self._dropped_tables[layer.name], item_ids)
+        return layer(item_ids)
+
+    @contextlib.contextmanager
+    def _item_table_dropout(self, training):
+        """With ``item_dropout_rate`` > 0 and ``training``: drop entries of each item table once,
+        and let every lookup of the enclosed forward pass (inputs, positives, negatives, the whole
+        catalogue) read that one dropped table, as RecTools' item network does."""
+        if self.item_dropout is None or not training:
+            yield
+            return
+        self.build()  # the tables exist before the first step drops them
+        layers = [layer for layer in (self.item_embedding, self.output_item_embedding) if layer is not None]
+        self._dropped_tables = {layer.name: self.item_dropout(layer.embeddings, training=True) for layer in layers}
+        try:
+            yield
+        finally:
+            self._dropped_tables = None
 
     def query_embeddings(self, item_ids, user_ids=None) -> tf.Tensor:
         """Representation ``[B, d]`` at the last position: the query that scores the next item.
@@ -217,9 +248,10 @@ class SASRec(keras.Model):
         inputs = {"item_ids": data["item_ids"]}
         if self.uses_user_embedding:
             inputs["user_ids"] = data["user_ids"]
-        hidden = self(inputs, training=training)
         positives = data["positives"]
-        loss, accuracy = self._objective.compute(self, hidden, positives, data["negatives"], training)
+        with self._item_table_dropout(training):
+            hidden = self(inputs, training=training)
+            loss, accuracy = self._objective.compute(self, hidden, positives, data["negatives"], training)
         if "expected_targets" in data:
             loss = self._renormalize(loss, positives, data["expected_targets"])
         return loss, accuracy
@@ -275,8 +307,13 @@ class SASRec(keras.Model):
             return
         item_ids = tf.ones((1, self.max_len), tf.int32)
         inputs = {"item_ids": item_ids, "user_ids": tf.ones((1,), tf.int32)} if self.uses_user_embedding else item_ids
-        self.call(inputs, training=False)
-        self.item_embeddings()
+        # Keras may build in another graph than a training step's: never read its dropped tables.
+        dropped, self._dropped_tables = self._dropped_tables, None
+        try:
+            self.call(inputs, training=False)
+            self.item_embeddings()
+        finally:
+            self._dropped_tables = dropped
         self._build_input_shape = input_shape if input_shape is not None else (None, self.max_len)
         self.built = True
 
@@ -304,3 +341,10 @@ class SASRec(keras.Model):
     def from_config(cls, config):
         config = dict(config)
         return cls(SASRecConfig.from_dict(config.pop("config")), **config)
+
+
+def _embedding_initializer(name: str):
+    """A Keras initializer for ``SASRecConfig.embedding_initializer``."""
+    if name == "xavier_normal":  # torch.nn.init.xavier_normal_: N(0, 2 / (fan_in + fan_out))
+        return keras.initializers.VarianceScaling(1.0, mode="fan_avg", distribution="untruncated_normal")
+    return name  # "uniform" (Keras' default for Embedding) and "glorot_uniform" are Keras names

@@ -41,6 +41,7 @@ ARCHITECTURES = [
     dict(num_heads=1, num_blocks=3),
     dict(use_user_embedding=True),
     dict(ffn_units=64, ffn_activation="gelu"),
+    dict(scale_item_embedding=False, embedding_initializer="xavier_normal"),
 ]
 
 
@@ -135,6 +136,9 @@ ABLATIONS = ARCHITECTURES + [
     dict(num_heads=4, hidden_units=16),
     dict(l2_emb=1e-3),
     dict(num_negatives=3),
+    dict(item_dropout_rate=0.2, loss="sampled_softmax", num_negatives=3),
+    dict(item_dropout_rate=0.2, share_item_embedding=False, loss="full_softmax"),
+    dict(embedding_initializer="glorot_uniform"),
 ]
 
 
@@ -153,6 +157,58 @@ def test_every_ablation_builds_and_trains_with_fit(overrides):
     assert before is None or any(not np.allclose(a, b.numpy()) for a, b in zip(before, model.trainable_weights))
     if config.l2_emb:
         assert model.losses, "L2 on embeddings must add a regularisation loss"
+
+
+def test_item_dropout_drops_the_table_once_per_step_for_inputs_and_outputs_alike():
+    model = make_model(item_dropout_rate=0.5)
+    table = model.item_embedding.embeddings.numpy()
+    ids = tf.constant([[3, 7, 3], [12, 7, 40]])
+    with model._item_table_dropout(training=True):
+        dropped = model.item_embeddings().numpy()
+        inputs = model._lookup(model.item_embedding, ids).numpy()
+        outputs = model._output_embedding(ids).numpy()
+    # Inverted dropout: every entry is 0 or twice the weight, about half of them dropped.
+    np.testing.assert_allclose(np.where(dropped == 0, 0.0, dropped / 2), np.where(dropped == 0, 0.0, table), rtol=1e-6)
+    assert 0.4 < np.mean(dropped == 0) < 0.6
+    # One mask per step: the same item reads the same dropped row wherever it is looked up.
+    np.testing.assert_array_equal(inputs, dropped[ids.numpy()])
+    np.testing.assert_array_equal(outputs, inputs)
+    np.testing.assert_array_equal(inputs[0, 0], inputs[0, 2])
+    with model._item_table_dropout(training=True):
+        assert not np.array_equal(model.item_embeddings().numpy(), dropped)  # a fresh mask next step
+    with model._item_table_dropout(training=False):  # evaluation reads the weights themselves
+        assert model.item_embeddings() is model.item_embedding.embeddings
+    assert model.item_embeddings() is model.item_embedding.embeddings
+
+
+def test_item_dropout_applies_to_training_losses_only():
+    batch = {"item_ids": tf.constant([[0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4]]),
+             "positives": tf.constant([[0, 0, 0, 0, 0, 0, 0, 0, 2, 3, 4, 5]]),
+             "negatives": tf.constant([[[9, 17]] * 12])}
+    plain, dropped = make_model(loss="sampled_softmax", num_negatives=2), make_model(
+        loss="sampled_softmax", num_negatives=2, item_dropout_rate=0.3)
+    assert plain._forward_loss(batch, training=False)[0].numpy() == pytest.approx(
+        dropped._forward_loss(batch, training=False)[0].numpy(), rel=1e-6)
+    assert dropped._forward_loss(batch, training=True)[0].numpy() != pytest.approx(
+        plain._forward_loss(batch, training=True)[0].numpy(), rel=1e-3)
+
+
+def test_unscaled_input_embedding_equals_the_scaled_one_of_a_table_times_sqrt_d():
+    scaled, unscaled = make_model(), make_model(scale_item_embedding=False)
+    unscaled.set_weights(scaled.get_weights())
+    batch = [[0, 0, 0, 0, 0, 0, 3, 1, 4, 1, 5, 9]]
+    assert not np.allclose(call(scaled, batch), call(unscaled, batch), atol=1e-4)
+    table = unscaled.item_embedding.embeddings
+    table.assign(table * np.sqrt(16))
+    np.testing.assert_allclose(call(unscaled, batch), call(scaled, batch), atol=1e-4)
+
+
+@pytest.mark.parametrize("name, std", [("uniform", 0.1 / np.sqrt(12)), ("glorot_uniform", np.sqrt(2 / 2017)),
+                                       ("xavier_normal", np.sqrt(2 / 2017))])
+def test_item_embedding_initializers_have_their_documented_spread(name, std):
+    keras.utils.set_random_seed(0)
+    model = SASRec(SASRecConfig(hidden_units=16, max_len=4, embedding_initializer=name), num_items=2000).build_for()
+    assert np.std(model.item_embedding.embeddings.numpy()) == pytest.approx(std, rel=0.03)
 
 
 def test_save_and_reload_gives_identical_predictions(tmp_path):
