@@ -109,6 +109,8 @@ def run_ours(args, data, name: str, seed: int, bucket: bool, eval_at: list[int])
          "epochs": args.epochs}, args.set))
     rows: list[dict] = []
     durations: list[float] = []
+    probing = [0.0]  # seconds spent in this probe's own evaluations
+    started = time.perf_counter()
 
     class Probe(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -118,6 +120,7 @@ def run_ours(args, data, name: str, seed: int, bucket: bool, eval_at: list[int])
             durations.append(time.perf_counter() - self.start)
             if epoch + 1 not in eval_at:
                 return
+            probe_start = time.perf_counter()
             test = evaluate(self.model, split, stage="test")
             valid = evaluate(self.model, split, stage="valid", protocols=("sampled",))
             rows.append({
@@ -127,8 +130,12 @@ def run_ours(args, data, name: str, seed: int, bucket: bool, eval_at: list[int])
                 "test_full_ndcg@10": test["full"]["ndcg@10"], "test_full_hr@10": test["full"]["hr@10"],
                 # The median from epoch 2 on (epoch 1 holds tracing and fit's first validation).
                 "s_per_epoch": float(np.median(durations[1:] or durations)),
+                # Training seconds up to here: start-up, tracing and fit's one validation included,
+                # this probe's evaluations not.
+                "train_s": round(probe_start - started - probing[0], 1),
             })
             print(f"  {name} seed {seed} epoch {epoch + 1}: {json.dumps(rows[-1])}", flush=True)
+            probing[0] += time.perf_counter() - probe_start
 
     # Validation only after epoch 1 (fit always validates then): the probe evaluates at eval_at.
     train_and_evaluate(data, config, options=TrainOptions(eval_every=args.epochs + 1), callbacks=[Probe()])
@@ -170,11 +177,13 @@ def run_reference(args, data, dataset: str, run: int, eval_at: list[int]) -> lis
     work = reference_workdir(args.reference, data, dataset)
     try:
         command = reference_command(python, dataset, max_len=args.max_len, dropout=args.dropout, epochs=args.epochs)
+        started = time.perf_counter()
         process = subprocess.Popen(command, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         lines: queue.Queue = queue.Queue()
         threading.Thread(target=lambda: [lines.put((time.perf_counter(), line)) for line in process.stdout] and None,
                          daemon=True).start()
         last_step: dict[int, float] = {}
+        evaluating = 0.0  # seconds of its earlier evaluations (between an epoch's last step and the next)
         rows: list[dict] = []
         tail: list[str] = []
         while process.poll() is None or not lines.empty():
@@ -196,7 +205,11 @@ def run_reference(args, data, dataset: str, run: int, eval_at: list[int]) -> lis
                     "valid_sampled_ndcg@10": float(match.group(2)),
                     "test_sampled_ndcg@10": float(match.group(4)), "test_sampled_hr@10": float(match.group(5)),
                     "s_per_epoch": statistics.median(durations) if durations else None,
+                    # Training seconds to the end of this epoch: start-up included, evaluations not.
+                    "train_s": round(last_step[epoch] - started - evaluating, 1) if epoch in last_step else None,
                 })
+                if epoch in last_step:
+                    evaluating += stamp - last_step[epoch]
                 print(f"  reference run {run} epoch {epoch}: {json.dumps(rows[-1])}", flush=True)
         if process.returncode != 0:
             raise RuntimeError(f"the reference failed (exit {process.returncode}):\n{''.join(tail)}")

@@ -11,12 +11,21 @@ reference's three sampler processes included).
     python benchmarks/versus_reference.py                  # Beauty (../shared/data), if present
     python benchmarks/versus_reference.py --data generated # a generated long-tailed Games-shaped log
     python benchmarks/versus_reference.py --no-bucket      # ours with fixed-width batches
+    python benchmarks/versus_reference.py --time-to-quality --epochs 40   # time to the reference's quality
 
 What an epoch is: the reference draws ``ceil(users / 128)`` batches of one random window per user
 (with replacement); ours passes once over every user's most recent window (without replacement),
 ``ceil(users / 128)`` batches' worth of targets. Both see one window per user per epoch on average.
 Per-epoch *quality* beside the reference is ``benchmarks/parity.py``'s job; a speed figure means
 something only beside it (see benchmarks/README.md, "Paper parity").
+
+``--time-to-quality`` puts the two together: the reference trains ``--epochs`` epochs (40) and
+prints its sampled-protocol validation NDCG@10 every 20; ours trains the same configuration,
+validating (sampled protocol) after every epoch, and the script prints the epoch and the training
+seconds at which ours first reaches each of the reference's validation figures, beside the
+reference's own. Training seconds include start-up, data preparation and tracing on both sides,
+and exclude evaluations (the reference's every 20 epochs, ours' every epoch here). The reference
+validates on 10,000 random users, ours on every user; both against 100 random negatives.
 
 The reference needs PyTorch in its own virtualenv (created or reused at ``--venv``, see
 parity.py); it never becomes a dependency of this project. Only ratios measured in one run mean
@@ -51,6 +60,10 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=4, help="epochs per side per round (the first is not timed)")
     p.add_argument("--rounds", type=int, default=2, help="alternations reference/ours")
     p.add_argument("--no-bucket", action="store_true", help="ours with bucket_by_length=false")
+    p.add_argument("--time-to-quality", action="store_true",
+                   help="one reference run of --epochs, then ours validating every epoch: when does ours reach "
+                        "the reference's validation NDCG@10 (epoch, training seconds)?")
+    p.add_argument("--seed", type=int, default=1, help="--time-to-quality: our seed")
     p.add_argument("--reference", default=str(parity.REPO.parent / "shared" / "reference" / "sasrec-pytorch"))
     p.add_argument("--venv", default=os.path.expanduser("~/.cache/sasrec-ref"))
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -177,6 +190,36 @@ def cpu_model() -> str:
         return platform.processor()
 
 
+def time_to_quality(args, data, dataset: str) -> int:
+    """The reference's validation NDCG@10 at its evaluation epochs, and the epoch and training
+    seconds at which ours first reaches each."""
+    settings = argparse.Namespace(venv=args.venv, reference=args.reference, max_len=50, dropout=0.5,
+                                  epochs=args.epochs, set=[])
+    reference_at = [e for e in range(20, args.epochs + 1, 20)] or [args.epochs]
+    reference = parity.run_reference(settings, data, dataset, 1, reference_at)
+    settings.set = ["bucket_by_length=false"] if args.no_bucket else []
+    ours = parity.run_ours(settings, data, "ours", args.seed, bucket=not args.no_bucket,
+                           eval_at=list(range(1, args.epochs + 1)))
+    print()
+    print("| reference epoch | its valid NDCG@10 (sampled) | its test NDCG@10 | its training s "
+          "| ours reaches it at epoch | ours' training s | speed-up to this quality | ours' test NDCG@10 then |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in reference:
+        reached = next((r for r in ours if r["valid_sampled_ndcg@10"] >= row["valid_sampled_ndcg@10"]), None)
+        if reached is None:
+            best = max(ours, key=lambda r: r["valid_sampled_ndcg@10"])
+            print(f"| {row['epoch']} | {row['valid_sampled_ndcg@10']:.4f} | {row['test_sampled_ndcg@10']:.4f} "
+                  f"| {row['train_s']:.0f} | not within {args.epochs} (best {best['valid_sampled_ndcg@10']:.4f} at "
+                  f"{best['epoch']}) | — | — | — |")
+            continue
+        print(f"| {row['epoch']} | {row['valid_sampled_ndcg@10']:.4f} | {row['test_sampled_ndcg@10']:.4f} "
+              f"| {row['train_s']:.0f} | {reached['epoch']} ({reached['valid_sampled_ndcg@10']:.4f}) "
+              f"| {reached['train_s']:.0f} | {row['train_s'] / reached['train_s']:.2f}x "
+              f"| {reached['test_sampled_ndcg@10']:.4f} |")
+    print("\nrows: " + json.dumps({"reference": reference, "ours": ours}))
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.worker:
@@ -184,6 +227,10 @@ def main(argv=None) -> int:
     if args.epochs < 2:
         raise SystemExit("--epochs must be >= 2 (the first epoch is not timed)")
     data, dataset = load(args)
+    if args.time_to_quality:
+        print(f"{time.strftime('%Y-%m-%d')} · {cpu_model()} · {dataset}: time to the reference's quality, "
+              f"{args.epochs} epochs each", flush=True)
+        return time_to_quality(args, data, dataset)
     print(f"{time.strftime('%Y-%m-%d')} · {cpu_model()} · {dataset}: {data.num_users} users, "
           f"{data.num_items} items, {int(data.lengths().sum())} interactions · {args.epochs} epochs per side, "
           f"{args.rounds} rounds · ours {'without' if args.no_bucket else 'with'} length bucketing", flush=True)
