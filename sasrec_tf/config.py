@@ -147,6 +147,12 @@ class SASRecConfig:
     0.13's ``IdEmbeddingsItemNet``, which the eSASRec benchmark ran): a regulariser of the
     catalogue-sized table that softmax objectives otherwise overfit within a few epochs.
 
+    ``contrastive_weight`` > 0 adds an auxiliary InfoNCE term (DuoRec / CL4SRec family): each
+    training window is encoded twice under independent dropout, and the two last-position
+    representations of a window are pulled together and pushed from the other windows of the
+    batch, except windows with the same next item (:func:`sasrec_tf.losses.contrastive_infonce`,
+    dot product over ``contrastive_temperature``). It costs a second encoder pass per step.
+
     ``bucket_by_length`` (default on) batches training windows of similar length and cuts each
     batch to its longest window: 2-3x faster on sparse data. It optimises the same objective as
     random batches because each batch holds about as many targets as a random batch of
@@ -189,6 +195,8 @@ class SASRecConfig:
     gbce_t: float = 0.75  # gBCE calibration t in [0, 1]: 0 = plain BCE, 1 = fully calibrated
     negative_sampling: str = "uniform"  # or "popularity" (training-target frequencies)
     logq_correction: bool = False  # subtract log of the sampling probability (softmax objectives)
+    contrastive_weight: float = 0.0  # > 0: weight of the auxiliary InfoNCE between two dropout views
+    contrastive_temperature: float = 1.0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -207,6 +215,12 @@ class SASRecConfig:
         # Comparisons are false for NaN, so each range is written to fail for it (and for infinity).
         if not 0.0 <= self.dropout_rate < 1.0:
             raise OptionError("dropout_rate", f"SASRecConfig.dropout_rate must be in [0, 1), got {self.dropout_rate!r}")
+        if not (math.isfinite(self.contrastive_weight) and self.contrastive_weight >= 0):
+            raise OptionError("contrastive_weight",
+                              f"SASRecConfig.contrastive_weight must be a finite number >= 0, got {self.contrastive_weight!r}")
+        if not (math.isfinite(self.contrastive_temperature) and self.contrastive_temperature > 0):
+            raise OptionError("contrastive_temperature", "SASRecConfig.contrastive_temperature must be a finite "
+                              f"number > 0, got {self.contrastive_temperature!r}")
         if not 0.0 <= self.item_dropout_rate < 1.0:
             raise OptionError("item_dropout_rate",
                               f"SASRecConfig.item_dropout_rate must be in [0, 1), got {self.item_dropout_rate!r}")

@@ -16,6 +16,8 @@ means every row is real). Each returns a scalar: the mean over real positions.
 * :func:`inbatch_softmax_crossentropy` -- in-batch negatives with the semantics of
   tensorflow-recommenders' ``Retrieval`` task (accidental hits removed, optional
   sampling-probability correction), computed over the batch's distinct items.
+* :func:`contrastive_infonce` -- an auxiliary term, not an objective of its own: InfoNCE between
+  two dropout views of each sequence (CL4SRec / DuoRec), same-target sequences not pushed apart.
 """
 
 from __future__ import annotations
@@ -171,6 +173,34 @@ def inbatch_softmax_crossentropy(queries, candidate_embeddings, candidate_ids,
         logits -= log_q[tf.newaxis, :]
     per_query = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=column, logits=logits)
     return tf.math.divide_no_nan(tf.reduce_sum(per_query), tf.cast(tf.shape(queries)[0], per_query.dtype))
+
+
+def contrastive_infonce(first, second, labels=None, temperature: float = 1.0) -> tf.Tensor:
+    """InfoNCE between two views of the same ``B`` sequences (NT-Xent of SimCLR, as CL4SRec and
+    DuoRec apply it to sequence representations): ``first [B, d]``, ``second [B, d]``.
+
+    The ``2B`` views are scored against each other by dot product over ``temperature``; each view's
+    positive is the other view of its own sequence, its negatives the other ``2B - 2`` views,
+    minus those whose ``labels`` (``[B]``, e.g. the next item) equal its own: sequences with the
+    same next item are not pushed apart (false negatives, masked as in DuoRec and ICSRec). Rows
+    with label 0 (none) take no part at all. Mean over the participating views.
+    """
+    batch = tf.shape(first)[0]
+    views = tf.concat([first, second], axis=0)  # [2B, d]
+    logits = tf.matmul(views, views, transpose_b=True) / temperature  # [2B, 2B]
+    rows = tf.range(2 * batch)
+    partner = tf.math.floormod(rows + batch, 2 * batch)
+    if labels is None:
+        labels = tf.range(1, batch + 1)
+    labels = tf.concat([labels, labels], axis=0)
+    valid = tf.not_equal(labels, 0)
+    same_label = tf.equal(labels[:, tf.newaxis], labels[tf.newaxis, :])
+    is_partner = tf.equal(rows[tf.newaxis, :], partner[:, tf.newaxis])
+    # Columns a view may not see: itself, views of the same label (but its partner), label-less views.
+    hidden = tf.logical_or(tf.logical_and(same_label, tf.logical_not(is_partner)), tf.logical_not(valid)[tf.newaxis, :])
+    logits = tf.where(hidden, tf.cast(_EXCLUDED_LOGIT, logits.dtype), logits)
+    per_view = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=partner, logits=logits)
+    return masked_mean(per_view, valid)
 
 
 def pairwise_accuracy(positive_logits, negative_logits, mask) -> tf.Tensor:

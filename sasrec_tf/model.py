@@ -7,7 +7,7 @@ import math
 
 import tensorflow as tf
 
-from sasrec_tf import objectives
+from sasrec_tf import losses, objectives
 from sasrec_tf._compat import keras
 from sasrec_tf.config import SASRecConfig
 from sasrec_tf.layers import SASRecEncoder
@@ -252,8 +252,14 @@ class SASRec(keras.Model):
         with self._item_table_dropout(training):
             hidden = self(inputs, training=training)
             loss, accuracy = self._objective.compute(self, hidden, positives, data["negatives"], training)
-        if "expected_targets" in data:
-            loss = self._renormalize(loss, positives, data["expected_targets"])
+            if "expected_targets" in data:
+                loss = self._renormalize(loss, positives, data["expected_targets"])
+            if training and self.config.contrastive_weight > 0:
+                # A second view of every window under other dropout masks; its last position (the
+                # most recent item: windows are left-padded) against the first view's.
+                second = self(inputs, training=True)
+                loss += self.config.contrastive_weight * losses.contrastive_infonce(
+                    hidden[:, -1], second[:, -1], positives[:, -1], self.config.contrastive_temperature)
         return loss, accuracy
 
     @staticmethod

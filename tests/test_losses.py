@@ -329,3 +329,34 @@ def test_models_with_other_objectives_save_and_reload(tmp_path, overrides):
 def test_invalid_objective_settings_are_rejected(bad):
     with pytest.raises(ValueError, match="SASRecConfig"):
         SASRecConfig(**bad)
+
+
+def test_contrastive_infonce_on_hand_computed_cases():
+    views = tf.constant([[1.0, 0.0], [0.0, 1.0]])
+    # Each view sees its partner (logit 1) and two others (logit 0); itself is never a candidate.
+    assert losses.contrastive_infonce(views, views, tf.constant([5, 7])).numpy() == pytest.approx(
+        np.log(2 + np.e) - 1, rel=1e-6)
+    assert losses.contrastive_infonce(views, views, tf.constant([5, 7]), temperature=0.5).numpy() == pytest.approx(
+        np.log(2 + np.e ** 2) - 2, rel=1e-6)
+    # Same next item: the other sequence is no negative, so only the partner is left.
+    assert losses.contrastive_infonce(views, views, tf.constant([5, 5])).numpy() == pytest.approx(0.0, abs=1e-6)
+    # Label 0: that sequence takes no part, neither as a row nor as a negative.
+    assert losses.contrastive_infonce(views, views, tf.constant([5, 0])).numpy() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_contrastive_infonce_matches_a_direct_computation():
+    rng = np.random.default_rng(3)
+    first, second = rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
+    labels = np.array([3, 8, 3, 0, 9])
+    views, both = np.concatenate([first, second]), np.concatenate([labels, labels])
+    terms = []
+    for i in range(10):
+        if both[i] == 0:
+            continue
+        partner = (i + 5) % 10
+        candidates = [j for j in range(10) if j == partner or (j != i and both[j] != 0 and both[j] != both[i])]
+        logits = views[candidates] @ views[i] / 0.7
+        terms.append(np.log(np.sum(np.exp(logits))) - views[partner] @ views[i] / 0.7)
+    got = losses.contrastive_infonce(tf.constant(first, tf.float32), tf.constant(second, tf.float32),
+                                     tf.constant(labels), temperature=0.7)
+    assert got.numpy() == pytest.approx(np.mean(terms), rel=1e-5)

@@ -139,6 +139,7 @@ ABLATIONS = ARCHITECTURES + [
     dict(item_dropout_rate=0.2, loss="sampled_softmax", num_negatives=3),
     dict(item_dropout_rate=0.2, share_item_embedding=False, loss="full_softmax"),
     dict(embedding_initializer="glorot_uniform"),
+    dict(contrastive_weight=0.1, contrastive_temperature=0.5, dropout_rate=0.2),
 ]
 
 
@@ -191,6 +192,20 @@ def test_item_dropout_applies_to_training_losses_only():
         dropped._forward_loss(batch, training=False)[0].numpy(), rel=1e-6)
     assert dropped._forward_loss(batch, training=True)[0].numpy() != pytest.approx(
         plain._forward_loss(batch, training=True)[0].numpy(), rel=1e-3)
+
+
+def test_contrastive_term_is_added_to_training_losses_only():
+    batch = {"item_ids": tf.constant([[0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [0, 0, 0, 0, 0, 0, 0, 0, 11, 12, 13, 14]]),
+             "positives": tf.constant([[0, 0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], [0, 0, 0, 0, 0, 0, 0, 0, 12, 13, 14, 15]]),
+             "negatives": tf.constant([[[30]] * 12] * 2)}
+    plain, contrastive = make_model(), make_model(contrastive_weight=0.5)
+    assert plain._forward_loss(batch, training=False)[0].numpy() == pytest.approx(
+        contrastive._forward_loss(batch, training=False)[0].numpy(), rel=1e-6)
+    # Without dropout the two views are equal: the term is 0.5 x InfoNCE of the last representations.
+    last = contrastive(batch["item_ids"], training=False)[:, -1]
+    expected = plain._forward_loss(batch, training=True)[0] + 0.5 * sasrec_tf.losses.contrastive_infonce(
+        last, last, batch["positives"][:, -1])
+    assert contrastive._forward_loss(batch, training=True)[0].numpy() == pytest.approx(expected.numpy(), rel=1e-5)
 
 
 def test_unscaled_input_embedding_equals_the_scaled_one_of_a_table_times_sqrt_d():
