@@ -12,7 +12,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-LAYER_NORM_PLACEMENTS = ("original", "pre", "post")
+LAYER_NORM_PLACEMENTS = ("original", "pre", "post", "ligr")
 TRAINING_WINDOWS = ("last", "all")
 FFN_ACTIVATIONS = ("relu", "gelu")
 # How the item embedding table starts: Keras' default uniform(-0.05, 0.05); Glorot-uniform (the
@@ -134,7 +134,9 @@ class SASRecConfig:
       * ``"original"`` -- the reference code: the attention query and the FFN input are normalised,
         the residual adds the normalised tensor, and a final LayerNorm follows the last block;
       * ``"pre"`` -- Pre-LN, ``x + f(LN(x))``, final LayerNorm;
-      * ``"post"`` -- Post-LN (Vaswani et al.), ``LN(x + f(x))``.
+      * ``"post"`` -- Post-LN (Vaswani et al.), ``LN(x + f(x))``;
+      * ``"ligr"`` -- Pre-LN with gated residuals (LiGR, as in eSASRec):
+        ``x + sigmoid(W x + b) * dropout(f(LN(x)))`` for attention and FFN, final LayerNorm.
 
     ``ffn_units`` and ``ffn_activation`` shape the point-wise feed-forward network: the paper's is
     ``d -> d`` with ReLU (``None``, ``"relu"``); later models (BERT4Rec, DuoRec, gSASRec) use a

@@ -138,6 +138,13 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
         self.feed_forward_norm = keras.layers.LayerNormalization(
             epsilon=self.layer_norm_epsilon, name="feed_forward_norm"
         )
+        if self.layer_norm == "ligr":
+            # LiGR (Linear + Gating + Residual; eSASRec): each sub-layer's output, dropped out, is
+            # let into the residual stream through a sigmoid gate computed from the stream itself.
+            self.attention_gate = keras.layers.Dense(self.hidden_units, activation="sigmoid", name="attention_gate")
+            self.feed_forward_gate = keras.layers.Dense(self.hidden_units, activation="sigmoid",
+                                                        name="feed_forward_gate")
+            self.gated_dropout = keras.layers.Dropout(self.dropout_rate)
 
     def _residual(self, inputs, outputs):
         return inputs + outputs if self.use_residual else outputs
@@ -172,6 +179,14 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
             attended, scores = attend(normed[:, -1:, :] if last_only else normed, normed)
             hidden = self._residual(queries, attended)
             outputs = self._residual(hidden, self.feed_forward(self.feed_forward_norm(hidden), training=training))
+        elif self.layer_norm == "ligr":
+            normed = self.attention_norm(inputs)
+            attended, scores = attend(normed[:, -1:, :] if last_only else normed, normed)
+            hidden = self._residual(
+                queries, self.attention_gate(queries) * self.gated_dropout(attended, training=training))
+            update = self.feed_forward(self.feed_forward_norm(hidden), training=training)
+            outputs = self._residual(
+                hidden, self.feed_forward_gate(hidden) * self.gated_dropout(update, training=training))
         else:  # post
             attended, scores = attend(queries, inputs)
             hidden = self.attention_norm(self._residual(queries, attended))

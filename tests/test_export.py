@@ -431,3 +431,16 @@ def test_blockwise_top_k_for_large_catalogues_equals_top_k_including_ties():
         got = exact_top_k(tf.constant(scores), k)
         np.testing.assert_array_equal(got[0].numpy(), expected.values.numpy())
         np.testing.assert_array_equal(got[1].numpy(), expected.indices.numpy())
+
+
+def test_the_newer_block_and_training_options_export_and_serve_the_in_process_top_k(tmp_path):
+    """LiGR blocks, RecTools' item options and the contrastive term change training only or add
+    weights: every signature still builds, and the served top-k is the model's."""
+    trained = make_trained(seed=5, layer_norm="ligr", ffn_units=32, ffn_activation="gelu", item_dropout_rate=0.2,
+                           scale_item_embedding=False, embedding_initializer="xavier_normal", contrastive_weight=0.1)
+    save_trained(tmp_path / "model", trained.model, trained.vocab, item_counts=trained.item_counts)
+    loaded = tf.saved_model.load(str(export_saved_model(tmp_path / "model", tmp_path / "exports", "sasrec", k=K)))
+    assert set(SIGNATURES) <= set(loaded.signatures)
+    histories = sample_histories(trained)
+    out = run_signature(loaded, "serving_default", history=pad(histories))
+    check_top_k(trained, histories, out["item_ids"], out["scores"])

@@ -35,6 +35,7 @@ ARCHITECTURES = [
     dict(layer_norm="original"),
     dict(layer_norm="pre"),
     dict(layer_norm="post"),
+    dict(layer_norm="ligr", ffn_units=32, ffn_activation="gelu"),
     dict(use_positional_embedding=False),
     dict(use_residual=False),
     dict(num_blocks=0),
@@ -206,6 +207,30 @@ def test_contrastive_term_is_added_to_training_losses_only():
     expected = plain._forward_loss(batch, training=True)[0] + 0.5 * sasrec_tf.losses.contrastive_infonce(
         last, last, batch["positives"][:, -1])
     assert contrastive._forward_loss(batch, training=True)[0].numpy() == pytest.approx(expected.numpy(), rel=1e-5)
+
+
+def test_ligr_block_with_open_gates_is_the_pre_ln_block_and_with_closed_gates_the_identity():
+    from sasrec_tf.layers import CausalSelfAttentionBlock, causal_attention_mask
+
+    inputs = tf.constant(np.random.default_rng(2).normal(size=(2, 5, 8)), tf.float32)
+    padding = tf.constant([[False, True, True, True, True], [True] * 5])
+    mask = causal_attention_mask(padding)
+    pre, ligr = CausalSelfAttentionBlock(8, 2, layer_norm="pre"), CausalSelfAttentionBlock(8, 2, layer_norm="ligr")
+    expected = pre(inputs, mask, padding).numpy()
+    ligr(inputs, mask, padding)
+    shared = {w.name.split("/", 1)[1]: w for w in pre.weights}
+    for weight in ligr.weights:
+        name = weight.name.split("/", 1)[1]
+        if "gate" not in name:
+            weight.assign(shared[name])
+    for gate in (ligr.attention_gate, ligr.feed_forward_gate):
+        gate.kernel.assign(tf.zeros_like(gate.kernel))
+        gate.bias.assign(tf.fill(gate.bias.shape, 50.0))  # sigmoid(50) = 1
+    np.testing.assert_allclose(ligr(inputs, mask, padding).numpy(), expected, atol=1e-5)
+    for gate in (ligr.attention_gate, ligr.feed_forward_gate):
+        gate.bias.assign(tf.fill(gate.bias.shape, -50.0))  # closed: the block passes its input on
+    np.testing.assert_allclose(ligr(inputs, mask, padding).numpy(),
+                               inputs.numpy() * padding.numpy()[..., None], atol=1e-5)
 
 
 def test_unscaled_input_embedding_equals_the_scaled_one_of_a_table_times_sqrt_d():
