@@ -92,6 +92,22 @@ def write_reference_log(data, path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------ ours
+def epoch_clock(durations: list[float]):
+    """A Keras callback that appends each epoch's wall seconds to ``durations`` (fit's own
+    callbacks, validation included, run inside the epoch; callbacks listed after it see the
+    epoch's duration already appended)."""
+    from sasrec_tf._compat import keras
+
+    class EpochClock(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            durations.append(time.perf_counter() - self.start)
+
+    return EpochClock()
+
+
 def run_ours(args, data, name: str, seed: int, bucket: bool, eval_at: list[int]) -> list[dict]:
     """Train through ``sasrec-tf train``'s path (``experiment.train_and_evaluate``), evaluating the
     test split at the ``eval_at`` epochs from a callback."""
@@ -113,11 +129,7 @@ def run_ours(args, data, name: str, seed: int, bucket: bool, eval_at: list[int])
     started = time.perf_counter()
 
     class Probe(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
         def on_epoch_end(self, epoch, logs=None):
-            durations.append(time.perf_counter() - self.start)
             if epoch + 1 not in eval_at:
                 return
             probe_start = time.perf_counter()
@@ -138,7 +150,7 @@ def run_ours(args, data, name: str, seed: int, bucket: bool, eval_at: list[int])
             probing[0] += time.perf_counter() - probe_start
 
     # Validation only after epoch 1 (fit always validates then): the probe evaluates at eval_at.
-    train_and_evaluate(data, config, options=TrainOptions(eval_every=args.epochs + 1), callbacks=[Probe()])
+    train_and_evaluate(data, config, options=TrainOptions(eval_every=args.epochs + 1), callbacks=[epoch_clock(durations), Probe()])
     keras.backend.clear_session()
     return rows
 

@@ -16,10 +16,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
+import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import parity  # noqa: E402  (benchmarks/ is not a package)
 
 
 def main(argv=None) -> int:
@@ -47,15 +50,8 @@ def main(argv=None) -> int:
         model = build_model(config, data.num_items)
         model.compile(optimizer=model.optimizer, steps_per_execution=value)
         durations: list[float] = []
-
-        class Clock(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                self.start = time.perf_counter()
-
-            def on_epoch_end(self, epoch, logs=None):
-                durations.append(time.perf_counter() - self.start)
-
-        model.fit(dataset.repeat(), epochs=args.epochs, steps_per_epoch=steps, verbose=0, callbacks=[Clock()])
+        model.fit(dataset.repeat(), epochs=args.epochs, steps_per_epoch=steps, verbose=0,
+                  callbacks=[parity.epoch_clock(durations)])
         print(f"steps_per_execution={value}: steady epoch {statistics.median(durations[1:]):.2f} s "
               f"(epochs: {', '.join(f'{d:.2f}' for d in durations)})", flush=True)
     return 0

@@ -152,7 +152,6 @@ def worker(args) -> int:
     time of full validation passes as one JSON line."""
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from sasrec_tf._compat import keras
     from sasrec_tf.config import SASRecConfig
     from sasrec_tf.data import leave_one_out
     from sasrec_tf.evaluation import evaluate
@@ -160,17 +159,9 @@ def worker(args) -> int:
 
     data, _ = load(args)
     durations: list[float] = []
-
-    class Clock(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            durations.append(time.perf_counter() - self.start)
-
     config = SASRecConfig(epochs=args.epochs, bucket_by_length=not args.no_bucket, seed=1)
     # eval_every beyond the last epoch: fit validates after epoch 1 only (not timed below).
-    result = train_and_evaluate(data, config, options=TrainOptions(eval_every=args.epochs + 1), callbacks=[Clock()])
+    result = train_and_evaluate(data, config, options=TrainOptions(eval_every=args.epochs + 1), callbacks=[parity.epoch_clock(durations)])
     split = leave_one_out(data)
     passes = []
     for _ in range(2):  # the first pass traces the ranking functions
@@ -197,7 +188,6 @@ def time_to_quality(args, data, dataset: str) -> int:
                                   epochs=args.epochs, set=[])
     reference_at = [e for e in range(20, args.epochs + 1, 20)] or [args.epochs]
     reference = parity.run_reference(settings, data, dataset, 1, reference_at)
-    settings.set = ["bucket_by_length=false"] if args.no_bucket else []
     ours = parity.run_ours(settings, data, "ours", args.seed, bucket=not args.no_bucket,
                            eval_at=list(range(1, args.epochs + 1)))
     print()
