@@ -14,9 +14,10 @@ from sasrec_tf.evaluation import (
     _Prepared,
     _SampledRanker,
     _select_users,
+    metrics_of_ranks,
     sample_negatives,
 )
-from sasrec_tf.metrics import ranking_metrics
+from sasrec_tf.metrics import check_repeated_targets, ranking_metrics
 
 __all__ = ["RankingMetricsCallback"]
 
@@ -47,7 +48,8 @@ class RankingMetricsCallback(keras.callbacks.Callback):
         negatives every epoch, from ``seed``, so epochs are comparable).
       ks: cut-offs for HR and NDCG.
       prefix: prepended to every key.
-      exclude_history: full protocol only; see :func:`~sasrec_tf.evaluation.evaluate_full`.
+      exclude_history, repeated_targets: full protocol only; see
+        :func:`~sasrec_tf.evaluation.evaluate_full`.
       num_negatives, sampling, item_counts: sampled protocol only; see
         :func:`~sasrec_tf.evaluation.evaluate_sampled`.
       seed: seeds the user subset and the negatives.
@@ -68,6 +70,7 @@ class RankingMetricsCallback(keras.callbacks.Callback):
         ks: Sequence[int] = (10,),
         prefix: str = "val_",
         exclude_history: bool = True,
+        repeated_targets: str = "miss",
         num_negatives: int = 100,
         sampling: str = "uniform",
         item_counts: Any = None,
@@ -92,6 +95,7 @@ class RankingMetricsCallback(keras.callbacks.Callback):
         self.ks = tuple(ks)
         self.prefix = prefix
         self.exclude_history = bool(exclude_history)
+        self.repeated_targets = check_repeated_targets(repeated_targets)
         self.num_negatives = int(num_negatives)
         self.sampling = sampling
         self.item_counts = item_counts
@@ -140,10 +144,10 @@ class RankingMetricsCallback(keras.callbacks.Callback):
         if self._prepared is None:
             self._setup()
         if self.protocol == "full":
-            ranks = self._ranker.ranks(self._prepared, self.exclude_history)
+            ranks = self._ranker.ranks(self._prepared, self.exclude_history, self.repeated_targets)
         else:
             ranks = self._ranker.ranks(self._prepared, self._negatives)
-        return {self.prefix + name: value for name, value in ranking_metrics(ranks, self.ks).items()}
+        return {self.prefix + name: value for name, value in metrics_of_ranks(ranks, self.ks).items()}
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.last_metrics = {}

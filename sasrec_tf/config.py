@@ -20,6 +20,8 @@ FFN_ACTIVATIONS = ("relu", "gelu")
 EMBEDDING_INITIALIZERS = ("uniform", "glorot_uniform", "xavier_normal")
 # How sampled negatives are drawn. (The objectives themselves: the registry in sasrec_tf.objectives.)
 NEGATIVE_SAMPLING = ("uniform", "popularity")
+# What full ranking makes of a target already in the user's history (sasrec_tf.evaluation.evaluate_full).
+REPEATED_TARGETS = ("miss", "drop", "rank")
 
 
 class OptionError(ValueError):

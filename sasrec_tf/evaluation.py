@@ -20,6 +20,14 @@ Shared rules:
   depend on where the target sits among the candidates, and a constant model gets the worst rank.
 - "History" means the whole given input sequence, not only the last ``model.max_len`` items the
   model reads.
+- **Repeated targets** (full ranking with ``exclude_history``): a target that is already in the
+  user's history is removed from the candidates with the rest of the history, as
+  ``serving_default`` removes it, so by default (``repeated_targets="miss"``) it counts as a miss:
+  offline numbers equal what the served model can return, and match the published code of
+  S3-Rec / FMLP-Rec / BSARec, which blank every history score. ``"drop"`` leaves those users out
+  (the RecTools / eSASRec benchmark); ``"rank"`` keeps the target a candidate (for data where
+  re-consumption is the point). The Amazon files have no repeated targets; Yelp has 6.7%. The
+  sampled protocol always ranks the target (the paper's code), whatever this setting.
 
 Scoring runs in TensorFlow, batched, in a ``tf.function`` traced once per call (the last batch is
 padded to the batch size and the padded rows dropped). Memory per batch is about
@@ -36,9 +44,9 @@ import tensorflow as tf
 
 from sasrec_tf.data.pipeline import pad_sequences
 from sasrec_tf.data.rules import item_counts
-from sasrec_tf.metrics import DEFAULT_KS, ranking_metrics
+from sasrec_tf.metrics import DEFAULT_KS, NOT_A_CANDIDATE, REPEATED_TARGETS, check_repeated_targets, ranking_metrics
 
-__all__ = ["evaluate", "evaluate_full", "evaluate_sampled", "sample_negatives", "training_item_counts"]
+__all__ = ["REPEATED_TARGETS", "evaluate", "repeated_targets_mask", "evaluate_full", "evaluate_sampled", "sample_negatives", "training_item_counts"]
 
 _SAMPLING_MODES = ("uniform", "popularity")
 _STAGES = ("valid", "test")
@@ -254,16 +262,21 @@ class _FullRanker(_Ranker):
         )
         return counts - removed
 
-    def ranks(self, prepared: _Prepared, exclude_history: bool) -> np.ndarray:
+    def ranks(self, prepared: _Prepared, exclude_history: bool, repeated_targets: str = "miss") -> np.ndarray:
+        """1-based ranks in input order; with ``repeated_targets="drop"``, 0 for the users left out."""
+        check_repeated_targets(repeated_targets)
         rows = min(self.batch_size, prepared.size)
         if self._fn is None or self._key != (rows,):
             self._fn, self._key = self._compile(rows), (rows,)
         order = prepared.length_order()
         prepared = prepared.subset(order)
         stride = prepared.num_items + 1
+        repeated = np.zeros(prepared.size, bool)
         if exclude_history:
             keys = _history_keys(prepared.histories, prepared.num_items)
-            keys = keys[keys % stride != prepared.targets[keys // stride]]  # the target stays a candidate
+            is_target = keys % stride == prepared.targets[keys // stride]
+            repeated[keys[is_target] // stride] = True
+            keys = keys[~is_target]  # scored as a candidate; the repeated_targets rule applies after
         else:
             keys = np.zeros(0, np.int64)
         key_rows = keys // stride
@@ -273,7 +286,12 @@ class _FullRanker(_Ranker):
             excluded = np.stack([key_rows[lo:hi] - start, keys[lo:hi] % stride], axis=1).astype(np.int32)
             return self._fn(item_ids, users, targets, excluded.reshape(-1, 2), item_emb)
 
-        return _unsort(self._run(prepared, per_batch), order)
+        ranks = self._run(prepared, per_batch)
+        if repeated_targets == "miss":
+            ranks[repeated] = NOT_A_CANDIDATE  # past every cut-off
+        elif repeated_targets == "drop":
+            ranks[repeated] = 0
+        return _unsort(ranks, order)
 
 
 class _SampledRanker(_Ranker):
@@ -449,8 +467,17 @@ def sample_negatives(
 # Public protocols
 
 
+def metrics_of_ranks(ranks: np.ndarray, ks: Sequence[int]) -> dict[str, float]:
+    """:func:`ranking_metrics` of the users that were ranked (rank 0 = left out: ``max_users``,
+    ``repeated_targets="drop"``)."""
+    ranked = ranks[ranks > 0]
+    if not ranked.size:
+        raise ValueError("no user left to evaluate: every target was left out (repeated_targets='drop'?)")
+    return ranking_metrics(ranked, ks)
+
+
 def _finish(ranks: np.ndarray, ks: Sequence[int], return_ranks: bool):
-    metrics = ranking_metrics(ranks[ranks > 0], ks)
+    metrics = metrics_of_ranks(ranks, ks)
     return (metrics, ranks) if return_ranks else metrics
 
 
@@ -461,6 +488,7 @@ def evaluate_full(
     *,
     user_ids: Any = None,
     exclude_history: bool = True,
+    repeated_targets: str = "miss",
     batch_size: int = 1024,
     ks: Sequence[int] = DEFAULT_KS,
     return_ranks: bool = False,
@@ -476,17 +504,20 @@ def evaluate_full(
       user_ids: ``[n]`` dense user ids ``1..U``; required when ``model.uses_user_embedding``,
         ignored otherwise.
       exclude_history: drop the items of the user's whole input history from the candidates
-        (the usual convention: recommenders rarely re-show consumed items). The target itself is
-        always kept, even when it is in the history: a user may re-consume an item.
+        (the usual convention, and what ``serving_default`` does).
+      repeated_targets: with ``exclude_history``, what a target that is itself in the history
+        counts as: ``"miss"`` (it is not a candidate, as in what the served model can return:
+        rank :data:`~sasrec_tf.metrics.NOT_A_CANDIDATE`, past every cut-off), ``"drop"`` (the user is left out of the metrics; rank 0 in ``return_ranks``)
+        or ``"rank"`` (it stays a candidate, as a re-consumed item). See the module doc.
       batch_size: users scored per step; memory is about ``batch_size * (N + 1) * 4`` bytes.
       ks: cut-offs for HR@k and NDCG@k.
-      return_ranks: also return the ``[n]`` int64 ranks, in input order.
+      return_ranks: also return the ``[n]`` int64 ranks, in input order (0 = left out).
 
     Returns:
       ``{"hr@k": ..., "ndcg@k": ..., "mrr": ...}``; with ``return_ranks``, ``(metrics, ranks)``.
     """
     prepared = _prepare(model, inputs, targets, user_ids)
-    ranks = _FullRanker(model, batch_size).ranks(prepared, exclude_history)
+    ranks = _FullRanker(model, batch_size).ranks(prepared, exclude_history, repeated_targets)
     return _finish(ranks, ks, return_ranks)
 
 
@@ -542,6 +573,7 @@ def evaluate(
     stage: str = "valid",
     protocols: Sequence[str] = _PROTOCOLS,
     exclude_history: bool = True,
+    repeated_targets: str = "miss",
     num_negatives: int = 100,
     sampling: str = "uniform",
     max_users: int | None = None,
@@ -554,13 +586,15 @@ def evaluate(
     ``stage="valid"`` ranks ``valid_targets`` given ``valid_inputs``; ``"test"`` uses the test
     fields. Model user ids are the split's 0-based user indices + 1. Popularity sampling counts
     items in ``split.train``. ``max_users`` applies to the sampled protocol only; the full one
-    always ranks every user.
+    always ranks every user. ``exclude_history`` and ``repeated_targets`` apply to the full
+    protocol (see :func:`evaluate_full`).
 
     Returns:
       ``{"full": {...}, "sampled": {...}}`` with one entry per requested protocol.
     """
     if stage not in _STAGES:
         raise ValueError(f"stage must be one of {_STAGES}, got {stage!r}")
+    check_repeated_targets(repeated_targets)
     protocols = tuple(protocols)
     unknown = [p for p in protocols if p not in _PROTOCOLS]
     if unknown or not protocols:
@@ -573,7 +607,7 @@ def evaluate(
         if protocol == "full":
             results["full"] = evaluate_full(
                 model, inputs, targets, user_ids=user_ids, exclude_history=exclude_history,
-                batch_size=batch_size, ks=ks,
+                repeated_targets=repeated_targets, batch_size=batch_size, ks=ks,
             )
         else:
             item_counts = None
@@ -585,6 +619,13 @@ def evaluate(
                 batch_size=batch_size, ks=ks,
             )
     return results
+
+
+def repeated_targets_mask(inputs: Sequence[np.ndarray], targets: Any) -> np.ndarray:
+    """``[n]`` bool: whether each user's target already occurs in their input history (the users
+    that ``repeated_targets`` decides about)."""
+    targets = np.asarray(targets).reshape(-1)
+    return np.fromiter((np.any(np.asarray(h) == t) for h, t in zip(inputs, targets)), dtype=bool, count=len(targets))
 
 
 def training_item_counts(sequences: Sequence[np.ndarray], num_items: int) -> np.ndarray:

@@ -31,7 +31,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from sasrec_tf.config import OptionError, SASRecConfig, check_option_types, parse_option
+from sasrec_tf.config import REPEATED_TARGETS, OptionError, SASRecConfig, check_option_types, parse_option
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +107,10 @@ class TrainOptions:
     ends (early, on the epoch limit or on the time limit); without it, the final weights.
     ``eval_negatives`` is the number of items each target is ranked against in the final sampled
     protocol (the paper's 100); each evaluated user needs that many items they never interacted with.
+    ``repeated_targets`` is what full ranking (validation and the final metrics) makes of a target
+    already in the user's history: ``"miss"`` (what the served model, which excludes history, can
+    return), ``"drop"`` (those users left out, as RecTools) or ``"rank"`` (kept as a candidate);
+    see :func:`sasrec_tf.evaluation.evaluate_full`.
     """
 
     eval_every: int = 5
@@ -115,6 +119,7 @@ class TrainOptions:
     max_eval_users: int | None = None
     max_minutes: float | None = None
     eval_negatives: int = 100
+    repeated_targets: str = "miss"
 
     def __post_init__(self) -> None:
         check_option_types(self)
@@ -125,6 +130,9 @@ class TrainOptions:
         if self.max_minutes is not None and not (math.isfinite(self.max_minutes) and self.max_minutes > 0):
             raise OptionError("max_minutes",
                               f"TrainOptions.max_minutes must be a finite number > 0, got {self.max_minutes!r}")
+        if self.repeated_targets not in REPEATED_TARGETS:
+            raise OptionError("repeated_targets", f"TrainOptions.repeated_targets must be one of {REPEATED_TARGETS}, "
+                                                  f"got {self.repeated_targets!r}")
         if self.monitor not in MONITORS:
             raise OptionError("monitor", f"TrainOptions.monitor must be one of {MONITORS}, got {self.monitor!r}")
 
@@ -464,7 +472,7 @@ def train_and_evaluate(
     from sasrec_tf._compat import keras
     from sasrec_tf.baselines import MostPopular
     from sasrec_tf.data.sequences import leave_one_out
-    from sasrec_tf.evaluation import evaluate, training_item_counts
+    from sasrec_tf.evaluation import evaluate, repeated_targets_mask, training_item_counts
 
     options = options or TrainOptions()
     parent = None
@@ -515,6 +523,7 @@ def train_and_evaluate(
     started = time.perf_counter()
     history = training.fit(model, split, out_dir=out_dir, eval_every=options.eval_every, patience=options.patience,
                            monitor=options.monitor, max_eval_users=options.max_eval_users,
+                           repeated_targets=options.repeated_targets,
                            callbacks=[*extra, *callbacks], verbose=verbose, strategy=strategy, **sharded_input)
     train_seconds = time.perf_counter() - started
     # The whole run's epochs: a resumed fit numbers its epochs from the interrupted run's.
@@ -534,8 +543,16 @@ def train_and_evaluate(
                                        item_counts=item_counts)
 
         metrics: dict[str, Any] = {stage: evaluate(model, split, stage=stage, seed=config.seed,
-                                                   num_negatives=options.eval_negatives)
+                                                   num_negatives=options.eval_negatives,
+                                                   repeated_targets=options.repeated_targets)
                                    for stage in ("valid", "test")}
+        metrics["evaluation"] = {
+            "repeated_targets": options.repeated_targets,
+            **{f"{stage}_targets_in_history": int(repeated_targets_mask(getattr(split, f"{stage}_inputs"),
+                                                                         getattr(split, f"{stage}_targets")).sum())
+               for stage in ("valid", "test")},
+            "sampled_negatives": options.eval_negatives,
+        }
         stopped = ("time" if limit is not None and limit.stopped
                    else "early" if epochs_run < config.epochs else "max_epochs")
         metrics["training"] = {"epochs": epochs_run, "resumed_at_epoch": first_epoch, "best_epoch": best.best_epoch,
@@ -550,7 +567,8 @@ def train_and_evaluate(
         if baseline:
             popular = MostPopular(split.train, data.num_items, config.max_len)
             metrics["baseline_most_popular"] = {"test": evaluate(popular, split, stage="test", seed=config.seed,
-                                                                 num_negatives=options.eval_negatives)}
+                                                                 num_negatives=options.eval_negatives,
+                                                                 repeated_targets=options.repeated_targets)}
         if staging is not None:
             _write_json(staging / METRICS_FILE, metrics)
             card.write_card(staging, config, data=data, shards=shards, fingerprint=fingerprint["data"],

@@ -24,10 +24,21 @@ import numpy as np
 import tensorflow as tf
 
 from sasrec_tf._compat import keras
+from sasrec_tf.config import REPEATED_TARGETS
 
-__all__ = ["DEFAULT_KS", "ranking_metrics", "metric_names", "full_ranks", "HitRate", "NDCG", "MRR"]
+__all__ = ["DEFAULT_KS", "NOT_A_CANDIDATE", "REPEATED_TARGETS", "ranking_metrics", "metric_names", "full_ranks", "HitRate", "NDCG", "MRR"]
 
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10, 20)
+# The rank of a target that is not among the candidates (a repeated target removed with the
+# history): past any cut-off, and 1 / rank is ~5e-10. Fits int32.
+NOT_A_CANDIDATE = 2**31 - 1
+
+
+def check_repeated_targets(repeated_targets: str) -> str:
+    """``repeated_targets`` if it is one of :data:`REPEATED_TARGETS`, else a ``ValueError``."""
+    if repeated_targets not in REPEATED_TARGETS:
+        raise ValueError(f"repeated_targets must be one of {REPEATED_TARGETS}, got {repeated_targets!r}")
+    return repeated_targets
 
 
 def _validate_ks(ks: Sequence[int]) -> tuple[int, ...]:
@@ -81,19 +92,23 @@ def ranking_metrics(ranks: Any, ks: Sequence[int] = DEFAULT_KS) -> dict[str, flo
 
 
 def full_ranks(queries: tf.Tensor, item_embeddings: tf.Tensor, targets: tf.Tensor,
-               histories: tf.Tensor | None = None) -> tf.Tensor:
+               histories: tf.Tensor | None = None, repeated_targets: str = "miss") -> tf.Tensor:
     """1-based rank ``[B]`` int32 of each target among all items ``1..N``, scored ``q · M_i``.
 
     The rules of :func:`sasrec_tf.evaluation.evaluate_full`: padding (row 0) is never a
     candidate; ties and NaN count against the target, so a constant model gets the worst rank;
-    the items of ``histories`` are removed from the candidates, except the target itself.
+    the items of ``histories`` are removed from the candidates, and a target that is itself in
+    the history is a miss (rank :data:`NOT_A_CANDIDATE`), left out (rank 0) or ranked, by
+    ``repeated_targets`` (``"miss"``, ``"drop"``, ``"rank"``).
 
     Args:
       queries: ``[B, d]`` next-item queries (``SASRec.query_embeddings``).
       item_embeddings: ``[N + 1, d]`` item matrix, row 0 padding (``SASRec.item_embeddings()``).
       targets: ``[B]`` true next items in ``1..N``.
       histories: ``[B, H]`` each row's history items, 0 = padding; ``None`` excludes nothing.
+      repeated_targets: see :func:`sasrec_tf.evaluation.evaluate_full`; only with ``histories``.
     """
+    check_repeated_targets(repeated_targets)
     scores = tf.matmul(queries, item_embeddings[1:], transpose_b=True)  # [B, N]
     targets = tf.cast(targets, tf.int32)
     target_scores = tf.gather(scores, targets - 1, batch_dims=1)[:, tf.newaxis]
@@ -105,7 +120,11 @@ def full_ranks(queries: tf.Tensor, item_embeddings: tf.Tensor, targets: tf.Tenso
         excluded = (histories > 0) & (histories != targets[:, tf.newaxis])
         indices = tf.stack([tf.boolean_mask(rows, excluded), tf.boolean_mask(histories, excluded) - 1], axis=1)
         beats = tf.tensor_scatter_nd_update(beats, indices, tf.zeros(tf.shape(indices)[:1], tf.bool))
-    return tf.reduce_sum(tf.cast(beats, tf.int32), axis=1)  # the target beats itself: rank >= 1
+    ranks = tf.reduce_sum(tf.cast(beats, tf.int32), axis=1)  # the target beats itself: rank >= 1
+    if histories is None or repeated_targets == "rank":
+        return ranks
+    repeated = tf.reduce_any(histories == targets[:, tf.newaxis], axis=1)
+    return tf.where(repeated, 0 if repeated_targets == "drop" else NOT_A_CANDIDATE, ranks)
 
 
 class _FullRankingMetric(keras.metrics.Mean):
@@ -123,17 +142,21 @@ class _FullRankingMetric(keras.metrics.Mean):
       candidates: the model (anything with ``item_embeddings()`` returning ``[N + 1, d]``). Only
         its method is kept, not the model, so the metric tracks no model weights and resetting it
         cannot touch them.
-      exclude_history: remove the history's items (other than the target) from the candidates,
-        as :func:`~sasrec_tf.evaluation.evaluate_full` does by default.
+      exclude_history: remove the history's items from the candidates, as
+        :func:`~sasrec_tf.evaluation.evaluate_full` does by default.
+      repeated_targets: what a target already in the history counts as (``"miss"``, ``"drop"``:
+        weight 0, or ``"rank"``), as in :func:`~sasrec_tf.evaluation.evaluate_full`.
     """
 
-    def __init__(self, candidates: Any, *, exclude_history: bool = True, name: str, dtype=None):
+    def __init__(self, candidates: Any, *, exclude_history: bool = True, repeated_targets: str = "miss",
+                 name: str, dtype=None):
         super().__init__(name=name, dtype=dtype)
         if not callable(getattr(candidates, "item_embeddings", None)):
             raise TypeError("candidates must provide item_embeddings() (e.g. a SASRec); "
                             f"got {type(candidates).__name__}")
         self._item_embeddings = candidates.item_embeddings
         self.exclude_history = bool(exclude_history)
+        self.repeated_targets = check_repeated_targets(repeated_targets)
 
     def _values(self, ranks: tf.Tensor) -> tf.Tensor:
         """Per-user metric values ``[B]`` from float ranks ``[B]``."""
@@ -142,14 +165,18 @@ class _FullRankingMetric(keras.metrics.Mean):
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_true = tf.convert_to_tensor(y_true)
         histories = y_true[:, 1:] if self.exclude_history else None
-        ranks = full_ranks(y_pred, self._item_embeddings(), y_true[:, 0], histories)
-        return super().update_state(self._values(tf.cast(ranks, self.dtype)), sample_weight=sample_weight)
+        ranks = full_ranks(y_pred, self._item_embeddings(), y_true[:, 0], histories, self.repeated_targets)
+        weights = tf.cast(ranks > 0, self.dtype)  # 0: left out (repeated_targets="drop")
+        if sample_weight is not None:
+            weights *= tf.reshape(tf.cast(sample_weight, self.dtype), [-1])
+        values = self._values(tf.cast(tf.maximum(ranks, 1), self.dtype))
+        return super().update_state(values, sample_weight=weights)
 
 
 class _CutOffMetric(_FullRankingMetric):
-    def __init__(self, candidates: Any, k: int = 10, *, exclude_history: bool = True, name: str, dtype=None):
+    def __init__(self, candidates: Any, k: int = 10, *, name: str, **kwargs):
         (k,) = _validate_ks([k])
-        super().__init__(candidates, exclude_history=exclude_history, name=name.format(k=k), dtype=dtype)
+        super().__init__(candidates, name=name.format(k=k), **kwargs)
         self.k = k
 
 
@@ -161,9 +188,10 @@ class HitRate(_CutOffMetric):
     ``y_pred`` layout.
     """
 
-    def __init__(self, candidates: Any, k: int = 10, *, exclude_history: bool = True, name: str = "hr@{k}",
-                 dtype=None):
-        super().__init__(candidates, k, exclude_history=exclude_history, name=name, dtype=dtype)
+    def __init__(self, candidates: Any, k: int = 10, *, exclude_history: bool = True, repeated_targets: str = "miss",
+                 name: str = "hr@{k}", dtype=None):
+        super().__init__(candidates, k, exclude_history=exclude_history, repeated_targets=repeated_targets,
+                         name=name, dtype=dtype)
 
     def _values(self, ranks):
         return tf.cast(ranks <= self.k, ranks.dtype)
@@ -175,9 +203,10 @@ class NDCG(_CutOffMetric):
     Named ``ndcg@{k}`` by default. See :class:`_FullRankingMetric` for the arguments.
     """
 
-    def __init__(self, candidates: Any, k: int = 10, *, exclude_history: bool = True, name: str = "ndcg@{k}",
-                 dtype=None):
-        super().__init__(candidates, k, exclude_history=exclude_history, name=name, dtype=dtype)
+    def __init__(self, candidates: Any, k: int = 10, *, exclude_history: bool = True, repeated_targets: str = "miss",
+                 name: str = "ndcg@{k}", dtype=None):
+        super().__init__(candidates, k, exclude_history=exclude_history, repeated_targets=repeated_targets,
+                         name=name, dtype=dtype)
 
     def _values(self, ranks):
         gains = tf.math.log(tf.constant(2.0, ranks.dtype)) / tf.math.log(ranks + 1.0)
@@ -190,8 +219,10 @@ class MRR(_FullRankingMetric):
     See :class:`_FullRankingMetric` for the arguments.
     """
 
-    def __init__(self, candidates: Any, *, exclude_history: bool = True, name: str = "mrr", dtype=None):
-        super().__init__(candidates, exclude_history=exclude_history, name=name, dtype=dtype)
+    def __init__(self, candidates: Any, *, exclude_history: bool = True, repeated_targets: str = "miss",
+                 name: str = "mrr", dtype=None):
+        super().__init__(candidates, exclude_history=exclude_history, repeated_targets=repeated_targets,
+                         name=name, dtype=dtype)
 
     def _values(self, ranks):
         return 1.0 / ranks

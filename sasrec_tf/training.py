@@ -87,6 +87,7 @@ def fit(
     patience: int | None = None,
     monitor: str = "ndcg@10",
     max_eval_users: int | None = None,
+    repeated_targets: str = "miss",
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int | str = "auto",
     strategy=None,
@@ -169,6 +170,7 @@ def fit(
                 every_n_epochs=eval_every,
                 ks=(10,),
                 max_users=max_eval_users,
+                repeated_targets=repeated_targets,
                 seed=config.seed,
                 verbose=1 if verbose else 0,
             )

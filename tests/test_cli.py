@@ -48,6 +48,17 @@ def test_train_writes_model_vocabulary_and_metrics_for_both_stages_and_protocols
     again = json.loads((tmp_path / "again.json").read_text())
     assert again["test"]["full"] == pytest.approx(metrics["test"]["full"], abs=1e-6)
 
+    # Targets already in the history are misses by default (as served); --repeated-targets rank keeps them.
+    evaluation = metrics["evaluation"]
+    assert (evaluation["repeated_targets"], evaluation["sampled_negatives"]) == ("miss", 100)
+    assert evaluation["test_targets_in_history"] > 0  # the generated log repeats items
+    assert main(["evaluate", "--model", str(tmp_path / "run"), "--data", str(log_csv), "--format", "csv",
+                 "--user-col", "uid", "--item-col", "sku", "--time-col", "ts", "--repeated-targets", "rank",
+                 "--out", str(tmp_path / "ranked.json")]) == 0
+    ranked = json.loads((tmp_path / "ranked.json").read_text())
+    assert ranked["test"]["full"]["mrr"] > metrics["test"]["full"]["mrr"]
+    assert ranked["test"]["sampled"] == pytest.approx(metrics["test"]["sampled"], abs=1e-6)  # the paper's protocol
+
 
 def test_pipeline_config_file_is_applied_and_flags_override_it(log_csv, tmp_path):
     config = tmp_path / "pipe.json"

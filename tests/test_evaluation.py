@@ -10,10 +10,11 @@ from sasrec_tf.evaluation import (
     evaluate,
     evaluate_full,
     evaluate_sampled,
+    repeated_targets_mask,
     sample_negatives,
     training_item_counts,
 )
-from sasrec_tf.metrics import ranking_metrics
+from sasrec_tf.metrics import NOT_A_CANDIDATE, ranking_metrics
 
 
 class FakeModel:
@@ -99,10 +100,35 @@ def test_history_exclusion_removes_exactly_the_history_items():
     assert full_ranks(model, [np.array([3, 5])], [1], exclude_history=True).tolist() == [3]
 
 
-def test_target_in_history_stays_a_candidate_so_reconsumption_is_ranked():
+def test_a_target_already_in_the_history_is_a_miss_by_default_as_the_served_model_excludes_it():
     model = FakeModel(HAND_SCORES)
-    assert full_ranks(model, [np.array([1, 2])], [1], exclude_history=True).tolist() == [2]
-    assert full_ranks(model, [np.array([1, 1, 2])], [1], exclude_history=True).tolist() == [2]
+    # Target 1 is in history {1, 2}: the served top-k (history excluded) can never return it.
+    assert full_ranks(model, [np.array([1, 2])], [1]).tolist() == [NOT_A_CANDIDATE]  # past any cut-off
+    metrics = evaluate_full(model, [np.array([1, 2]), np.array([2])], np.array([1, 1]), ks=(1, 5))
+    # User 2 ranks target 1 behind item 4 only (rank 2); user 1 is a miss at every cut-off.
+    assert metrics["hr@5"] == 0.5 and metrics["ndcg@5"] == pytest.approx(0.5 / np.log2(3))
+    assert metrics["hr@1"] == 0.0 and metrics["mrr"] == pytest.approx(1 / 4)
+
+
+def test_repeated_targets_drop_leaves_those_users_out_and_rank_keeps_the_target_a_candidate():
+    model = FakeModel(HAND_SCORES)
+    inputs, targets = [np.array([1, 2]), np.array([2]), np.array([1, 1, 2])], np.array([1, 1, 1])
+    assert full_ranks(model, inputs, targets, repeated_targets="drop").tolist() == [0, 2, 0]
+    assert evaluate_full(model, inputs, targets, repeated_targets="drop", ks=(1,)) == ranking_metrics([2], (1,))
+    # "rank": the re-consumed target competes with the non-history items ({1, 3, 4, 5}): item 4 beats it.
+    assert full_ranks(model, inputs, targets, repeated_targets="rank").tolist() == [2, 2, 2]
+    # Without history exclusion nothing is removed, so every target is ranked, whatever the rule.
+    for rule in ("miss", "drop", "rank"):
+        assert full_ranks(model, inputs, targets, exclude_history=False, repeated_targets=rule).tolist() == [3, 3, 3]
+    with pytest.raises(ValueError, match="every target was left out"):
+        evaluate_full(model, inputs[:1], targets[:1], repeated_targets="drop")
+    with pytest.raises(ValueError, match="repeated_targets must be one of"):
+        evaluate_full(model, inputs, targets, repeated_targets="skip")
+
+
+def test_repeated_targets_mask_marks_the_users_whose_target_is_in_their_history():
+    inputs = [np.array([1, 2]), np.array([2]), np.array([], np.int64), np.array([3, 1, 3])]
+    assert repeated_targets_mask(inputs, [1, 1, 1, 3]).tolist() == [True, False, False, True]
 
 
 def test_history_older_than_max_len_is_still_excluded():
@@ -187,14 +213,19 @@ def test_full_ranks_match_a_brute_force_reference():
     model = random_model(num_items=40, seed=3)
     inputs, targets = random_users(30, 40, seed=4)
     ranks = full_ranks(model, inputs, targets)
+    ranked = full_ranks(model, inputs, targets, repeated_targets="rank")
 
     items = model.item_embeddings().numpy()
-    for history, target, rank in zip(inputs, targets, ranks):
+    repeats = 0
+    for history, target, rank, rank_if_ranked in zip(inputs, targets, ranks, ranked):
         query = model._queries.numpy()[history[-1]]
         scores = items @ query
         candidates = set(range(1, 41)) - (set(history.tolist()) - {target})
         expected = 1 + sum(scores[j] >= scores[target] for j in candidates if j != target)
-        assert rank == expected
+        assert rank_if_ranked == expected
+        repeats += target in history
+        assert rank == (NOT_A_CANDIDATE if target in history else expected)
+    assert 0 < repeats < len(targets)  # both cases occur
 
 
 def test_batch_size_does_not_change_full_ranks():
@@ -404,7 +435,8 @@ def test_evaluation_runs_on_an_untrained_sasrec():
 
     metrics, ranks = evaluate_full(model, inputs, targets, batch_size=4, ks=(10,), return_ranks=True)
     assert set(metrics) == {"hr@10", "ndcg@10", "mrr"}
-    assert ranks.min() >= 1 and ranks.max() <= num_items
+    ranked = ranks[ranks != NOT_A_CANDIDATE]  # targets repeated from the history are misses
+    assert ranked.size and ranked.min() >= 1 and ranked.max() <= num_items
     # Inference mode: no dropout, so batching and repetition do not change anything.
     np.testing.assert_array_equal(ranks, evaluate_full(model, inputs, targets, batch_size=64, return_ranks=True)[1])
     # The interface's query equals the model's own last-position output.

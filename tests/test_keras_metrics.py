@@ -16,7 +16,7 @@ from sasrec_tf.data.sequences import build_sequences, leave_one_out
 from sasrec_tf.data.synthetic import generate_interactions
 from sasrec_tf.evaluation import evaluate_full
 from sasrec_tf.keras_evaluation import QueryModel, validation_dataset
-from sasrec_tf.metrics import MRR, NDCG, HitRate, full_ranks
+from sasrec_tf.metrics import MRR, NDCG, NOT_A_CANDIDATE, HitRate, full_ranks
 
 CONFIG = SASRecConfig(max_len=10, hidden_units=16, num_blocks=1, num_heads=1, dropout_rate=0.0)
 
@@ -34,18 +34,38 @@ class FixedItems:
 # Items 1..5 score 5, 4, 4, 2, 1 for the query [1] (row 0 is padding).
 ITEMS = FixedItems([[0.0], [5.0], [4.0], [4.0], [2.0], [1.0]])
 QUERIES = tf.ones((3, 1))
-# Row 0: target 2 ties with item 3 (counts against it) → rank 3. Row 1: target 4, history {1, 4}
-# (the target stays a candidate) → rank 3 of items 2, 3, 4, 5. Row 2: target 1, history {2, 3} → 1.
+# Row 0: target 2 ties with item 3 (counts against it) → rank 3. Row 1: target 4 is in its history
+# {1, 4}: a miss (not a candidate) by default, left out with "drop", and with "rank" it stays a
+# candidate → rank 3 of items 2, 3, 4, 5. Row 2: target 1, history {2, 3} → 1.
 Y_TRUE = tf.constant([[2, 0, 0], [4, 1, 4], [1, 2, 3]])
 
 
 def test_full_ranks_hand_computed_ties_count_against_the_target_and_history_is_removed():
-    assert full_ranks(QUERIES, ITEMS.item_embeddings(), Y_TRUE[:, 0], Y_TRUE[:, 1:]).numpy().tolist() == [3, 3, 1]
-    assert full_ranks(QUERIES, ITEMS.item_embeddings(), Y_TRUE[:, 0]).numpy().tolist() == [3, 4, 1]
+    def ranks(*args):
+        return full_ranks(QUERIES, ITEMS.item_embeddings(), Y_TRUE[:, 0], *args).numpy().tolist()
+
+    assert ranks(Y_TRUE[:, 1:]) == [3, NOT_A_CANDIDATE, 1]
+    assert ranks(Y_TRUE[:, 1:], "drop") == [3, 0, 1]
+    assert ranks(Y_TRUE[:, 1:], "rank") == [3, 3, 1]
+    assert ranks() == [3, 4, 1]
+
+
+def test_a_repeated_target_is_a_miss_or_left_out_as_in_evaluate_full():
+    missed, dropped = MRR(ITEMS), MRR(ITEMS, repeated_targets="drop")
+    for metric in (missed, dropped):
+        metric.update_state(Y_TRUE, QUERIES)
+    assert missed.result().numpy() == pytest.approx((1 / 3 + 1) / 3, rel=1e-6)
+    assert dropped.result().numpy() == pytest.approx((1 / 3 + 1) / 2)
+    hr = HitRate(ITEMS, k=10)
+    hr.update_state(Y_TRUE, QUERIES)
+    assert hr.result().numpy() == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="repeated_targets"):
+        NDCG(ITEMS, repeated_targets="skip")
 
 
 def test_metric_values_from_hand_computed_ranks_3_3_1():
-    hr, ndcg, mrr = HitRate(ITEMS, k=2), NDCG(ITEMS, k=3), MRR(ITEMS)
+    hr, ndcg, mrr = (HitRate(ITEMS, k=2, repeated_targets="rank"), NDCG(ITEMS, k=3, repeated_targets="rank"),
+                     MRR(ITEMS, repeated_targets="rank"))
     for metric in (hr, ndcg, mrr):
         metric.update_state(Y_TRUE[:2], QUERIES[:2])  # streaming: two updates, one mean
         metric.update_state(Y_TRUE[2:], QUERIES[2:])

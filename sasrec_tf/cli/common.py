@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
-from sasrec_tf.config import option_types
+from sasrec_tf.config import REPEATED_TARGETS, option_types
 from sasrec_tf.experiment import MONITORS, DataOptions, Pipeline, TrainOptions
 
 
@@ -142,6 +142,13 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     add_option_flag(parser, TrainOptions, "eval_negatives",
                     help="negatives per test item in the sampled protocol (default: the paper's 100; each "
                          "evaluated user needs that many items they never interacted with)")
+    add_repeated_targets_flag(parser)
+
+
+def add_repeated_targets_flag(parser: argparse.ArgumentParser) -> None:
+    add_option_flag(parser, TrainOptions, "repeated_targets", choices=REPEATED_TARGETS,
+                    help="full ranking: a target already in the user's history counts as a miss (default; "
+                         "the served model excludes history), is dropped (RecTools) or is ranked")
 
 
 def train_options(args: argparse.Namespace, pipeline: Pipeline) -> TrainOptions:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from sasrec_tf.cli.common import (UsageError, add_data_flags, add_option_flag, format_table, read_data, train_options,
-                                  write_json)
+from sasrec_tf.cli.common import (UsageError, add_data_flags, add_option_flag, add_repeated_targets_flag, format_table,
+                                  read_data, train_options, write_json)
 from sasrec_tf.experiment import Pipeline, TrainOptions
 
 
@@ -17,6 +17,7 @@ def register(subcommands) -> None:
     parser.add_argument("--seed", type=int, default=42)
     add_option_flag(parser, TrainOptions, "eval_negatives",
                     help="negatives per item in the sampled protocol (default: the paper's 100)")
+    add_repeated_targets_flag(parser)
     parser.set_defaults(func=run)
 
 
@@ -34,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("this model has user embeddings: evaluate it on the users it was trained on")
     split = leave_one_out(data)
     check_evaluable(data, split, options)
-    metrics = {stage: evaluate(trained.model, split, stage=stage, seed=args.seed, num_negatives=options.eval_negatives)
+    metrics = {stage: evaluate(trained.model, split, stage=stage, seed=args.seed, num_negatives=options.eval_negatives,
+                               repeated_targets=options.repeated_targets)
                for stage in ("valid", "test")}
     print(format_table([("valid", metrics["valid"]), ("test", metrics["test"])]))
     if args.out:
