@@ -140,6 +140,14 @@ class SASRecConfig:
       * ``"ligr"`` -- Pre-LN with gated residuals (LiGR, as in eSASRec):
         ``x + sigmoid(W x + b) * dropout(f(LN(x)))`` for attention and FFN, final LayerNorm.
 
+    ``frequency_mixing`` ``alpha`` > 0 mixes BSARec's frequency filter into every block's attention
+    sub-layer, ``alpha * filter + (1 - alpha) * attention``; the filter keeps the
+    ``frequency_cutoff // 2 + 1`` lowest frequencies of a ``max_len`` window and rescales the
+    rest by a learned ``beta^2``. BSARec's rFFT spans the whole window (non-causal, so it trains
+    on the last position only); here each position gets BSARec's value for the window ending at
+    it (:class:`sasrec_tf.layers.CausalFrequencyFilter`), causal and padding invariant. BSARec's
+    Beauty setting is ``alpha`` 0.7, ``c`` 5.
+
     ``ffn_units`` and ``ffn_activation`` shape the point-wise feed-forward network: the paper's is
     ``d -> d`` with ReLU (``None``, ``"relu"``); later models (BERT4Rec, DuoRec, gSASRec) use a
     ``4d`` inner layer with GELU.
@@ -181,6 +189,8 @@ class SASRecConfig:
     use_user_embedding: bool = False
     ffn_units: int | None = None  # inner width of the point-wise FFN; None = hidden_units (the paper)
     ffn_activation: str = "relu"  # "relu" (the paper) or "gelu" (BERT4Rec and most later models)
+    frequency_mixing: float = 0.0  # BSARec's alpha: weight of the frequency filter beside attention
+    frequency_cutoff: int = 5  # BSARec's c: the filter keeps the c // 2 + 1 lowest frequencies
     scale_item_embedding: bool = True  # input item embeddings x sqrt(hidden_units), as the paper's code
     embedding_initializer: str = "uniform"
     item_dropout_rate: float = 0.0  # dropout on the item table, shared by input and output (RecTools)
@@ -225,6 +235,12 @@ class SASRecConfig:
         if not (math.isfinite(self.contrastive_temperature) and self.contrastive_temperature > 0):
             raise OptionError("contrastive_temperature", "SASRecConfig.contrastive_temperature must be a finite "
                               f"number > 0, got {self.contrastive_temperature!r}")
+        if not 0.0 <= self.frequency_mixing <= 1.0:
+            raise OptionError("frequency_mixing",
+                              f"SASRecConfig.frequency_mixing must be in [0, 1], got {self.frequency_mixing!r}")
+        if self.frequency_cutoff < 1:
+            raise OptionError("frequency_cutoff",
+                              f"SASRecConfig.frequency_cutoff must be a positive integer, got {self.frequency_cutoff!r}")
         if not 0.0 <= self.item_dropout_rate < 1.0:
             raise OptionError("item_dropout_rate",
                               f"SASRecConfig.item_dropout_rate must be in [0, 1), got {self.item_dropout_rate!r}")

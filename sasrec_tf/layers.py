@@ -6,6 +6,7 @@ left-padded; ``padding_mask`` is ``True`` at real items.
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from sasrec_tf._compat import keras
@@ -84,6 +85,66 @@ class PointWiseFeedForward(keras.layers.Layer):
         }
 
 
+def lowpass_kernel_matrix(max_len: int, cutoff: int) -> np.ndarray:
+    """``[max_len, max_len]`` lower-triangular Toeplitz matrix ``K[t, s] = k[t - s]``, where ``k[j]``
+    is the weight of the item ``j`` steps back in BSARec's low-pass value at the last position of a
+    ``max_len`` window: an rFFT along the window keeping its ``cutoff // 2 + 1`` lowest
+    frequencies, then the inverse rFFT."""
+    kept = int(cutoff) // 2 + 1
+    spectrum = np.fft.rfft(np.eye(max_len), axis=0)  # column s: the spectrum of an item at s alone
+    spectrum[kept:] = 0
+    last_row = np.fft.irfft(spectrum, n=max_len, axis=0)[max_len - 1]  # weights of items 0..max_len-1
+    kernel = last_row[::-1]  # kernel[j]: the item j steps before the last
+    lags = np.arange(max_len)[:, None] - np.arange(max_len)[None, :]
+    return np.where(lags >= 0, kernel[np.clip(lags, 0, None)], 0.0)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class CausalFrequencyFilter(keras.layers.Layer):
+    """BSARec's frequency filter (Shin et al., AAAI 2024), made causal.
+
+    BSARec splits a window of ``max_len`` positions into the low frequencies of its rFFT (the
+    ``cutoff // 2 + 1`` lowest: a slow trend of the user's taste) and the rest, and rescales the
+    rest by a learned ``beta^2`` per unit: ``low + beta^2 * (x - low)``. Its rFFT spans the whole
+    window, so every position but the last reads the future; BSARec trains and predicts at the last
+    position only, each prefix of a history as its own right-aligned window. Here position ``t``
+    gets what BSARec computes at the last position of the window ending at ``t`` (zero before the
+    first item): a fixed causal convolution (:func:`lowpass_kernel_matrix`). So every position
+    trains as one of BSARec's prefix samples, outputs never depend on later items or on the amount
+    of padding, and at the last position of a window it is BSARec's filter.
+
+    Call with ``inputs [B, T, d]`` (``T <= max_len``, zero at padded positions) and, with
+    ``last_only``, get the ``[B, 1, d]`` output of the last position only.
+    """
+
+    def __init__(self, max_len: int, cutoff: int = 5, **kwargs):
+        super().__init__(**kwargs)
+        if cutoff < 1:
+            raise ValueError(f"cutoff must be >= 1, got {cutoff}")
+        self.max_len = int(max_len)
+        self.cutoff = int(cutoff)
+        self._kernel = lowpass_kernel_matrix(self.max_len, self.cutoff).astype(np.float32)
+
+    def build(self, input_shape):
+        # BSARec initialises sqrt(beta) from a standard normal.
+        self.sqrt_beta = self.add_weight(name="sqrt_beta", shape=(int(input_shape[-1]),),
+                                         initializer=keras.initializers.RandomNormal(stddev=1.0))
+        super().build(input_shape)
+
+    def call(self, inputs, last_only=False):
+        width = tf.shape(inputs)[1]
+        # Rows for the window's last `width` positions: the weights depend on lags only.
+        kernel = tf.constant(self._kernel, inputs.dtype)[:width, :width]
+        values = inputs
+        if last_only:
+            kernel, values = kernel[-1:], inputs[:, -1:, :]
+        low = tf.einsum("ts,bsd->btd", kernel, inputs)
+        return low + tf.square(tf.cast(self.sqrt_beta, inputs.dtype)) * (values - low)
+
+    def get_config(self):
+        return {**super().get_config(), "max_len": self.max_len, "cutoff": self.cutoff}
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class CausalSelfAttentionBlock(keras.layers.Layer):
     """One SASRec block: causal multi-head self-attention then a point-wise feed-forward network.
@@ -96,6 +157,13 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
     Call with ``inputs [B, T, d]``, ``attention_mask [B, T, T]`` (bool, ``True`` where query ``i``
     may attend to key ``j``; build it with :func:`causal_attention_mask`) and ``padding_mask
     [B, T]``. Returns ``[B, T, d]``.
+
+    With ``frequency_mixing`` ``alpha > 0`` (BSARec), the attention sub-layer's output is
+    ``alpha * dropout(filter(v)) + (1 - alpha) * attention(q, v)``, where ``filter`` is a
+    :class:`CausalFrequencyFilter` (``frequency_cutoff``, ``max_len``) of the sequence ``v`` the
+    attention reads its keys and values from (zeroed at padded positions); the residual and LayerNorm follow as usual. (BSARec
+    mixes after each branch's own residual and LayerNorm; one shared residual here keeps every
+    ``layer_norm`` placement.)
     """
 
     def __init__(
@@ -108,6 +176,9 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
         layer_norm_epsilon: float = 1e-8,
         ffn_units: int | None = None,
         ffn_activation: str = "relu",
+        frequency_mixing: float = 0.0,
+        frequency_cutoff: int = 5,
+        max_len: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -123,6 +194,18 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
         self.layer_norm_epsilon = float(layer_norm_epsilon)
         self.ffn_units = int(ffn_units) if ffn_units is not None else None
         self.ffn_activation = ffn_activation
+        self.frequency_mixing = float(frequency_mixing)
+        self.frequency_cutoff = int(frequency_cutoff)
+        self.max_len = int(max_len) if max_len is not None else None
+        if not 0.0 <= self.frequency_mixing <= 1.0:
+            raise ValueError(f"frequency_mixing must be in [0, 1], got {frequency_mixing!r}")
+        if self.frequency_mixing > 0 and self.max_len is None:
+            raise ValueError("frequency_mixing needs max_len (the longest prefix the filter sees)")
+        self.frequency_filter = (
+            CausalFrequencyFilter(self.max_len, self.frequency_cutoff, name="frequency_filter")
+            if self.frequency_mixing > 0 else None
+        )
+        self.filter_dropout = keras.layers.Dropout(self.dropout_rate) if self.frequency_mixing > 0 else None
 
         self.attention = keras.layers.MultiHeadAttention(
             num_heads=self.num_heads,
@@ -153,6 +236,7 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
              last_only=False):
         """With ``last_only``, only the last position is computed (queries ``[B, 1, d]`` against all
         keys): the output is ``[B, 1, d]``, equal to the last row of the full output."""
+        full_padding_mask = padding_mask
         if last_only:
             queries = inputs[:, -1:, :]
             attention_mask, padding_mask = attention_mask[:, -1:, :], padding_mask[:, -1:]
@@ -163,9 +247,15 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
             # Dropout acts on the attention weights only (inside MultiHeadAttention), as in the
             # paper's code and the PyTorch port; a second dropout on the attention output cost
             # ~8% NDCG@10 per epoch (benchmarks/README.md, "Paper parity").
-            return self.attention(
+            attended, scores = self.attention(
                 query, value, attention_mask=attention_mask, training=training, return_attention_scores=True
             )
+            if self.frequency_filter is None:
+                return attended, scores
+            real = tf.cast(full_padding_mask, value.dtype)[..., tf.newaxis]
+            filtered = self.frequency_filter(value * real, last_only=last_only)
+            alpha = self.frequency_mixing
+            return alpha * self.filter_dropout(filtered, training=training) + (1.0 - alpha) * attended, scores
 
         if self.layer_norm == "original":
             # Reference code: Q = LN(x); keys/values = x; residual adds the normalised query.
@@ -208,6 +298,9 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
             "layer_norm_epsilon": self.layer_norm_epsilon,
             "ffn_units": self.ffn_units,
             "ffn_activation": self.ffn_activation,
+            "frequency_mixing": self.frequency_mixing,
+            "frequency_cutoff": self.frequency_cutoff,
+            "max_len": self.max_len,
         }
 
 
@@ -241,6 +334,8 @@ class SASRecEncoder(keras.layers.Layer):
         layer_norm_epsilon: float = 1e-8,
         ffn_units: int | None = None,
         ffn_activation: str = "relu",
+        frequency_mixing: float = 0.0,
+        frequency_cutoff: int = 5,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -257,6 +352,8 @@ class SASRecEncoder(keras.layers.Layer):
         self.layer_norm_epsilon = float(layer_norm_epsilon)
         self.ffn_units = int(ffn_units) if ffn_units is not None else None
         self.ffn_activation = ffn_activation
+        self.frequency_mixing = float(frequency_mixing)
+        self.frequency_cutoff = int(frequency_cutoff)
 
         self.positional_embedding = (
             PositionalEmbedding(self.max_len, name="positional_embedding") if self.use_positional_embedding else None
@@ -272,6 +369,9 @@ class SASRecEncoder(keras.layers.Layer):
                 layer_norm_epsilon=self.layer_norm_epsilon,
                 ffn_units=self.ffn_units,
                 ffn_activation=self.ffn_activation,
+                frequency_mixing=self.frequency_mixing,
+                frequency_cutoff=self.frequency_cutoff,
+                max_len=self.max_len,
                 name=f"block_{i}",
             )
             for i in range(self.num_blocks)
@@ -325,4 +425,6 @@ class SASRecEncoder(keras.layers.Layer):
             "layer_norm_epsilon": self.layer_norm_epsilon,
             "ffn_units": self.ffn_units,
             "ffn_activation": self.ffn_activation,
+            "frequency_mixing": self.frequency_mixing,
+            "frequency_cutoff": self.frequency_cutoff,
         }

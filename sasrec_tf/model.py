@@ -83,6 +83,8 @@ class SASRec(keras.Model):
             use_positional_embedding=config.use_positional_embedding,
             ffn_units=config.ffn_units,
             ffn_activation=config.ffn_activation,
+            frequency_mixing=config.frequency_mixing,
+            frequency_cutoff=config.frequency_cutoff,
             name="encoder",
         )
         self._embedding_scale = math.sqrt(d) if config.scale_item_embedding else 1.0

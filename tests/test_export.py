@@ -434,10 +434,11 @@ def test_blockwise_top_k_for_large_catalogues_equals_top_k_including_ties():
 
 
 def test_the_newer_block_and_training_options_export_and_serve_the_in_process_top_k(tmp_path):
-    """LiGR blocks, RecTools' item options and the contrastive term change training only or add
-    weights: every signature still builds, and the served top-k is the model's."""
+    """LiGR blocks, BSARec's frequency mixing, RecTools' item options and the contrastive term change
+    training only or add weights: every signature still builds, and the served top-k is the model's."""
     trained = make_trained(seed=5, layer_norm="ligr", ffn_units=32, ffn_activation="gelu", item_dropout_rate=0.2,
-                           scale_item_embedding=False, embedding_initializer="xavier_normal", contrastive_weight=0.1)
+                           scale_item_embedding=False, embedding_initializer="xavier_normal", contrastive_weight=0.1,
+                           frequency_mixing=0.7, frequency_cutoff=5)
     save_trained(tmp_path / "model", trained.model, trained.vocab, item_counts=trained.item_counts)
     loaded = tf.saved_model.load(str(export_saved_model(tmp_path / "model", tmp_path / "exports", "sasrec", k=K)))
     assert set(SIGNATURES) <= set(loaded.signatures)

@@ -43,6 +43,8 @@ ARCHITECTURES = [
     dict(use_user_embedding=True),
     dict(ffn_units=64, ffn_activation="gelu"),
     dict(scale_item_embedding=False, embedding_initializer="xavier_normal"),
+    dict(frequency_mixing=0.7, frequency_cutoff=5, layer_norm="post"),  # BSARec's Beauty setting
+    dict(frequency_mixing=0.5, frequency_cutoff=3),
 ]
 
 
@@ -233,6 +235,61 @@ def test_ligr_block_with_open_gates_is_the_pre_ln_block_and_with_closed_gates_th
                                inputs.numpy() * padding.numpy()[..., None], atol=1e-5)
 
 
+def test_frequency_filter_hand_computed_dc_only_kernel_is_a_running_mean_of_the_window():
+    from sasrec_tf.layers import CausalFrequencyFilter
+
+    # cutoff 1 keeps only frequency 0: the low part at the end of a 4-wide window is its mean.
+    layer = CausalFrequencyFilter(max_len=4, cutoff=1)
+    inputs = tf.constant([[[0.0], [2.0], [4.0], [6.0]]])  # one padded position, then 2, 4, 6
+    layer(inputs)
+    layer.sqrt_beta.assign([0.0])  # beta = 0: the low part alone
+    np.testing.assert_allclose(layer(inputs).numpy()[0, :, 0], [0.0, 0.5, 1.5, 3.0], atol=1e-6)
+    layer.sqrt_beta.assign([0.5])  # low + 0.25 * (x - low)
+    np.testing.assert_allclose(layer(inputs).numpy()[0, :, 0], [0.0, 0.875, 2.125, 3.75], atol=1e-6)
+    np.testing.assert_allclose(layer(inputs, last_only=True).numpy()[0, :, 0], [3.75], atol=1e-6)
+    layer.sqrt_beta.assign([1.0])  # beta = 1: the identity
+    np.testing.assert_allclose(layer(inputs).numpy(), inputs.numpy(), atol=1e-6)
+
+
+def test_frequency_filter_at_the_last_position_is_bsarecs_whole_window_rfft_filter():
+    from sasrec_tf.layers import CausalFrequencyFilter
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(3, 50, 6))
+    x[0, :41] = 0.0  # a short history, zero-padded as BSARec pads
+    layer = CausalFrequencyFilter(max_len=50, cutoff=5)
+    layer(tf.constant(x, tf.float32))
+    beta = rng.normal(size=6)
+    layer.sqrt_beta.assign(beta)
+    def bsarec(window):  # BSARec's FrequencyLayer on [B, 50, d]: rfft (ortho), keep the 3 = 5 // 2 + 1 lowest
+        spectrum = np.fft.rfft(window, axis=1, norm="ortho")
+        spectrum[:, 3:] = 0
+        low = np.fft.irfft(spectrum, n=50, axis=1, norm="ortho")
+        return low + beta ** 2 * (window - low)
+
+    got = layer(tf.constant(x, tf.float32)).numpy()
+    np.testing.assert_allclose(got[:, -1], bsarec(x)[:, -1], atol=1e-4)
+    # Every other position gets the same filter of the window that ends there (zero before it).
+    window_to_29 = np.concatenate([np.zeros((3, 20, 6)), x[:, :30]], axis=1)
+    np.testing.assert_allclose(got[:, 29], bsarec(window_to_29)[:, -1], atol=1e-4)
+
+
+def test_frequency_mixing_block_mixes_filter_and_attention_before_the_residual():
+    from sasrec_tf.layers import CausalSelfAttentionBlock, causal_attention_mask
+
+    inputs = tf.constant(np.random.default_rng(3).normal(size=(2, 5, 8)), tf.float32)
+    padding = tf.constant([[False, True, True, True, True], [True] * 5])
+    mask = causal_attention_mask(padding)
+    block = CausalSelfAttentionBlock(8, 2, layer_norm="post", frequency_mixing=0.6, frequency_cutoff=3, max_len=5)
+    got = block(inputs, mask, padding).numpy()
+    real = tf.cast(padding, tf.float32)[..., None]
+    attended = block.attention(inputs, inputs, attention_mask=mask)
+    filtered = block.frequency_filter(inputs * real)
+    hidden = block.attention_norm(inputs + 0.6 * filtered + 0.4 * attended)
+    expected = block.feed_forward_norm(hidden + block.feed_forward(hidden)) * real
+    np.testing.assert_allclose(got, expected.numpy(), atol=1e-5)
+
+
 def test_unscaled_input_embedding_equals_the_scaled_one_of_a_table_times_sqrt_d():
     scaled, unscaled = make_model(), make_model(scale_item_embedding=False)
     unscaled.set_weights(scaled.get_weights())
@@ -282,7 +339,8 @@ def test_config_json_round_trip_and_unknown_keys_rejected(tmp_path):
 
 @pytest.mark.parametrize("bad", [dict(hidden_units=50, num_heads=3), dict(layer_norm="middle"),
                                  dict(dropout_rate=1.0), dict(num_blocks=-1), dict(max_len=0),
-                                 dict(ffn_units=0), dict(ffn_units=True), dict(ffn_activation="swish")])
+                                 dict(ffn_units=0), dict(ffn_units=True), dict(ffn_activation="swish"),
+                                 dict(frequency_mixing=1.5), dict(frequency_cutoff=0)])
 def test_invalid_config_is_rejected_with_the_field_named(bad):
     with pytest.raises(ValueError):
         SASRecConfig(**bad)
@@ -301,7 +359,9 @@ def test_layers_are_serializable_with_complete_configs():
     for layer in [sasrec_tf.layers.PositionalEmbedding(7),
                   sasrec_tf.layers.CausalSelfAttentionBlock(16, num_heads=2, dropout_rate=0.1, layer_norm="post"),
                   sasrec_tf.layers.SASRecEncoder(7, 16, num_blocks=3, use_positional_embedding=False),
-                  sasrec_tf.layers.SASRecEncoder(7, 16, num_blocks=1, ffn_units=64, ffn_activation="gelu")]:
+                  sasrec_tf.layers.SASRecEncoder(7, 16, num_blocks=1, ffn_units=64, ffn_activation="gelu"),
+                  sasrec_tf.layers.SASRecEncoder(7, 16, num_blocks=2, frequency_mixing=0.7, frequency_cutoff=3),
+                  sasrec_tf.layers.CausalFrequencyFilter(7, cutoff=3)]:
         clone = type(layer).from_config(layer.get_config())
         assert clone.get_config() == layer.get_config()
         assert keras.saving.get_registered_object(
