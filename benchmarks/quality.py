@@ -19,6 +19,13 @@ Examples (data never lives in the repository; pass its path)::
 
 Objectives are presets (``--list-objectives``) or ``LOSS`` with overrides: ``NAME:key=value,...``
 where keys are SASRecConfig fields, e.g. ``sampled_softmax:num_negatives=128``.
+
+``--runs DIR ...`` trains nothing: it tabulates finished ``sasrec-tf train`` run directories (their
+``metrics.json`` and ``config.json``): test HR@10 / NDCG@10 / HR@20 / NDCG@20 under full ranking and
+the sampled protocol, best epoch, seconds per epoch and wall time, one row per run, and after the
+runs on the same data whose configurations differ only in ``seed``, their mean::
+
+    python benchmarks/quality.py --runs runs/beauty_s42 runs/beauty_s43
 """
 
 from __future__ import annotations
@@ -135,6 +142,41 @@ def write_outputs(out: Path, rows: list[dict[str, Any]]) -> None:
         + markdown_table(rows) + "\n", encoding="utf-8")
 
 
+RUN_COLUMNS = ("full_hr@10", "full_ndcg@10", "full_hr@20", "full_ndcg@20", "sampled_hr@10", "sampled_ndcg@10")
+
+
+def run_rows(dirs: list[str]) -> list[dict[str, Any]]:
+    """One row per finished ``sasrec-tf train`` directory, then a mean row per group of runs on the
+    same data whose configurations are equal but for the seed."""
+    rows, groups = [], {}
+    for directory in dirs:
+        path = Path(directory)
+        metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))["sasrec_config"]
+        training, test = metrics["training"], metrics["test"]
+        row = {"run": path.name, "seed": config.get("seed"),
+               "epochs (best)": f"{training['epochs']} ({training['best_epoch']})",
+               "s/epoch": training["seconds_per_epoch"], "wall s": round(training["wall_seconds"]),
+               **{f"{p}_{m}": test[p][m] for p, m in (c.split("_", 1) for c in RUN_COLUMNS)}}
+        rows.append(row)
+        key = json.dumps([metrics.get("dataset"), {k: v for k, v in config.items() if k != "seed"}], sort_keys=True)
+        groups.setdefault(key, []).append(row)
+    for members in groups.values():
+        if len(members) > 1:
+            rows.append({"run": "mean of " + ", ".join(m["run"] for m in members), "seed": "",
+                         "epochs (best)": "", "s/epoch": "", "wall s": "",
+                         **{c: sum(m[c] for m in members) / len(members) for c in RUN_COLUMNS}})
+    return rows
+
+
+def runs_table(rows: list[dict[str, Any]]) -> str:
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(f"{row[c]:.4f}" if c in RUN_COLUMNS else str(row[c]) for c in columns) + " |")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", action="append", default=[], metavar="NAME=PATH:FORMAT",
@@ -151,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-eval-users", type=int, help="validate on a subset (test always uses all users)")
     parser.add_argument("--out", default="runs/quality")
     parser.add_argument("--list-objectives", action="store_true")
+    parser.add_argument("--runs", nargs="+", metavar="DIR",
+                        help="train nothing: tabulate these finished `sasrec-tf train` directories")
     parser.add_argument("-v", "--verbose", action="store_true", help="print Keras' per-epoch lines")
     return parser
 
@@ -160,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.list_objectives:
         for name, overrides in OBJECTIVES.items():
             print(f"{name:<24}{json.dumps(overrides)}")
+        return 0
+    if args.runs:
+        print(runs_table(run_rows(args.runs)))
         return 0
     if not args.dataset:
         raise SystemExit("give at least one --dataset NAME=PATH:FORMAT")
