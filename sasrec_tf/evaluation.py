@@ -46,7 +46,8 @@ from sasrec_tf.data.pipeline import pad_sequences
 from sasrec_tf.data.rules import item_counts
 from sasrec_tf.metrics import DEFAULT_KS, NOT_A_CANDIDATE, REPEATED_TARGETS, check_repeated_targets, ranking_metrics
 
-__all__ = ["REPEATED_TARGETS", "evaluate", "repeated_targets_mask", "evaluate_full", "evaluate_sampled", "sample_negatives", "training_item_counts"]
+__all__ = ["REPEATED_TARGETS", "evaluate", "evaluate_full", "evaluate_sampled", "repeated_targets_mask",
+           "sample_negatives", "training_item_counts"]
 
 _SAMPLING_MODES = ("uniform", "popularity")
 _STAGES = ("valid", "test")
@@ -507,8 +508,9 @@ def evaluate_full(
         (the usual convention, and what ``serving_default`` does).
       repeated_targets: with ``exclude_history``, what a target that is itself in the history
         counts as: ``"miss"`` (it is not a candidate, as in what the served model can return:
-        rank :data:`~sasrec_tf.metrics.NOT_A_CANDIDATE`, past every cut-off), ``"drop"`` (the user is left out of the metrics; rank 0 in ``return_ranks``)
-        or ``"rank"`` (it stays a candidate, as a re-consumed item). See the module doc.
+        rank :data:`~sasrec_tf.metrics.NOT_A_CANDIDATE`, past every cut-off), ``"drop"`` (the
+        user is left out of the metrics; rank 0 in ``return_ranks``) or ``"rank"`` (it stays a
+        candidate, as a re-consumed item). See the module doc.
       batch_size: users scored per step; memory is about ``batch_size * (N + 1) * 4`` bytes.
       ks: cut-offs for HR@k and NDCG@k.
       return_ranks: also return the ``[n]`` int64 ranks, in input order (0 = left out).

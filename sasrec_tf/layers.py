@@ -161,9 +161,10 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
     With ``frequency_mixing`` ``alpha > 0`` (BSARec), the attention sub-layer's output is
     ``alpha * dropout(filter(v)) + (1 - alpha) * attention(q, v)``, where ``filter`` is a
     :class:`CausalFrequencyFilter` (``frequency_cutoff``, ``max_len``) of the sequence ``v`` the
-    attention reads its keys and values from (zeroed at padded positions); the residual and LayerNorm follow as usual. (BSARec
-    mixes after each branch's own residual and LayerNorm; one shared residual here keeps every
-    ``layer_norm`` placement.)
+    attention reads its keys and values from (zeroed at padded positions: under ``pre`` and
+    ``ligr`` it is ``LN(x)``, not zero there); the residual and LayerNorm follow as usual.
+    (BSARec mixes after each branch's own residual and LayerNorm; one shared residual here keeps
+    every ``layer_norm`` placement.)
     """
 
     def __init__(

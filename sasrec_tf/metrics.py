@@ -26,7 +26,8 @@ import tensorflow as tf
 from sasrec_tf._compat import keras
 from sasrec_tf.config import REPEATED_TARGETS
 
-__all__ = ["DEFAULT_KS", "NOT_A_CANDIDATE", "REPEATED_TARGETS", "ranking_metrics", "metric_names", "full_ranks", "HitRate", "NDCG", "MRR"]
+__all__ = ["DEFAULT_KS", "NOT_A_CANDIDATE", "REPEATED_TARGETS", "ranking_metrics", "metric_names", "full_ranks",
+           "HitRate", "NDCG", "MRR"]
 
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10, 20)
 # The rank of a target that is not among the candidates (a repeated target removed with the
