@@ -60,6 +60,8 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=4, help="epochs per side per round (the first is not timed)")
     p.add_argument("--rounds", type=int, default=2, help="alternations reference/ours")
     p.add_argument("--no-bucket", action="store_true", help="ours with bucket_by_length=false")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="a SASRecConfig field of ours (repeatable), e.g. --set optimizer=keras_adam")
     p.add_argument("--time-to-quality", action="store_true",
                    help="one reference run of --epochs, then ours validating every epoch: when does ours reach "
                         "the reference's validation NDCG@10 (epoch, training seconds)?")
@@ -142,6 +144,7 @@ def run_ours(args) -> dict:
     """Ours in a fresh process (fresh TensorFlow state, its own memory figure)."""
     command = [sys.executable, __file__, "--worker", "--data", args.data, "--format", args.format,
                "--epochs", str(args.epochs)] + (["--no-bucket"] if args.no_bucket else [])
+    command += [argument for override in args.set for argument in ("--set", override)]
     lines, peak = run_measured(command)
     result = json.loads([line for _, line in lines if line.startswith("{")][-1])
     return {**result, "peak_mib": peak}
@@ -155,11 +158,12 @@ def worker(args) -> int:
     from sasrec_tf.config import SASRecConfig
     from sasrec_tf.data import leave_one_out
     from sasrec_tf.evaluation import evaluate
-    from sasrec_tf.experiment import TrainOptions, train_and_evaluate
+    from sasrec_tf.experiment import TrainOptions, apply_overrides, train_and_evaluate
 
     data, _ = load(args)
     durations: list[float] = []
-    config = SASRecConfig(epochs=args.epochs, bucket_by_length=not args.no_bucket, seed=1)
+    config = SASRecConfig.from_dict(apply_overrides(
+        {"epochs": args.epochs, "bucket_by_length": not args.no_bucket, "seed": 1}, args.set))
     # eval_every beyond the last epoch: fit validates after epoch 1 only (not timed below).
     result = train_and_evaluate(data, config, options=TrainOptions(eval_every=args.epochs + 1), callbacks=[parity.epoch_clock(durations)])
     split = leave_one_out(data)
@@ -185,7 +189,7 @@ def time_to_quality(args, data, dataset: str) -> int:
     """The reference's validation NDCG@10 at its evaluation epochs, and the epoch and training
     seconds at which ours first reaches each."""
     settings = argparse.Namespace(venv=args.venv, reference=args.reference, max_len=50, dropout=0.5,
-                                  epochs=args.epochs, set=[])
+                                  epochs=args.epochs, set=args.set)
     reference_at = [e for e in range(20, args.epochs + 1, 20)] or [args.epochs]
     reference = parity.run_reference(settings, data, dataset, 1, reference_at)
     ours = parity.run_ours(settings, data, "ours", args.seed, bucket=not args.no_bucket,
@@ -223,7 +227,8 @@ def main(argv=None) -> int:
         return time_to_quality(args, data, dataset)
     print(f"{time.strftime('%Y-%m-%d')} · {cpu_model()} · {dataset}: {data.num_users} users, "
           f"{data.num_items} items, {int(data.lengths().sum())} interactions · {args.epochs} epochs per side, "
-          f"{args.rounds} rounds · ours {'without' if args.no_bucket else 'with'} length bucketing", flush=True)
+          f"{args.rounds} rounds · ours {'without' if args.no_bucket else 'with'} length bucketing"
+          + "".join(f" · {override}" for override in args.set), flush=True)
     reference_epochs, our_epochs, validations, ratios = [], [], [], []
     peaks = {"reference": 0.0, "ours": 0.0}
     for round_index in range(args.rounds):

@@ -197,6 +197,7 @@ class SASRecConfig:
     # Training.
     learning_rate: float = 1e-3
     weight_decay: float = 0.0  # > 0: AdamW's decoupled weight decay (not on biases or LayerNorm)
+    optimizer: str = "adam"  # an entry of sasrec_tf.optimizers.OPTIMIZERS ("lazy_adam": row-sparse)
     batch_size: int = 128
     epochs: int = 200
     num_negatives: int = 1
@@ -266,6 +267,18 @@ class SASRecConfig:
                               f"SASRecConfig.ffn_units must be a positive integer or None, got {self.ffn_units!r}")
 
         self._validate_objective()
+        self._validate_optimizer()
+
+    def _validate_optimizer(self) -> None:
+        from sasrec_tf.optimizers import OPTIMIZERS  # TensorFlow: imported when a config is checked
+
+        if self.optimizer not in OPTIMIZERS:
+            raise OptionError("optimizer",
+                              f"SASRecConfig.optimizer must be one of {tuple(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.weight_decay and OPTIMIZERS[self.optimizer][1] is None:
+            with_decay = tuple(name for name, (_, decoupled) in OPTIMIZERS.items() if decoupled is not None)
+            raise OptionError("optimizer", f"SASRecConfig.optimizer={self.optimizer!r} has no variant with "
+                              f"weight_decay; use one of {with_decay}")
 
     def _validate_objective(self) -> None:
         from sasrec_tf.objectives import OBJECTIVES  # TensorFlow: imported when a config is checked

@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from sasrec_tf import distribute
+from sasrec_tf import distribute, optimizers
 from sasrec_tf._compat import keras
 from sasrec_tf.callbacks import RankingMetricsCallback
 from sasrec_tf.config import SASRecConfig
@@ -44,23 +44,15 @@ def _stop_on_divergence(out_dir: Path | None) -> keras.callbacks.Callback:
     return StopOnDivergence()
 
 
-# Variables that decoupled weight decay leaves alone: biases and LayerNorm scales and offsets.
-_NO_WEIGHT_DECAY = ["bias", "gamma", "beta"]
-
-
 def make_optimizer(config: SASRecConfig) -> keras.optimizers.Optimizer:
-    """Adam with the reference implementation's ``beta_2 = 0.98``.
+    """``config.optimizer`` (:data:`sasrec_tf.optimizers.OPTIMIZERS`; Adam by default) with
+    ``config.learning_rate`` and the reference implementation's ``beta_2 = 0.98``.
 
     With ``config.weight_decay > 0`` it is AdamW (decoupled weight decay, Loshchilov & Hutter)
     applied to kernels and embeddings, not to biases or LayerNorm parameters.
     """
-    if config.weight_decay:
-        optimizer = keras.optimizers.AdamW(
-            learning_rate=config.learning_rate, weight_decay=config.weight_decay, beta_2=0.98
-        )
-        optimizer.exclude_from_weight_decay(var_names=_NO_WEIGHT_DECAY)
-        return optimizer
-    return keras.optimizers.Adam(learning_rate=config.learning_rate, beta_2=0.98)
+    return optimizers.make(config.optimizer, learning_rate=config.learning_rate,
+                           weight_decay=config.weight_decay, beta_2=0.98)
 
 
 def build_model(config: SASRecConfig, num_items: int, num_users: int = 0, *, strategy=None) -> SASRec:
