@@ -119,9 +119,8 @@ def main(argv=None) -> int:
         def __init__(self):
             super().__init__()
             self.times = []
-            self._last = None
-
             self.cpu = []
+            self._last = None
 
         def on_train_begin(self, logs=None):
             self._last, self._last_cpu = time.perf_counter(), time.process_time()

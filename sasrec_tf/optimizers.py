@@ -4,8 +4,8 @@ Keras' Adam (``tf_keras``) writes its update as separate operations: for every v
 element-wise passes over the variable and its two moments, each with its own temporary. SASRec's
 item table is the largest variable by far (``num_items x d``) and takes a full pass each time even
 though its gradient is a ``tf.IndexedSlices`` of the rows a batch touched (input items, positives,
-negatives): on the paper's configuration the optimizer was about a fifth of a training step's CPU
-time. :class:`Adam` applies the same arithmetic with TensorFlow's fused ``ResourceApplyAdam``
+negatives): on the paper's configuration its update was about 12% of a training step's host time
+(``benchmarks/profile_step.py``). :class:`Adam` applies the same arithmetic with TensorFlow's fused ``ResourceApplyAdam``
 kernel, one multi-threaded pass per variable; results equal Keras' to float rounding
 (``tests/test_optimizers.py``). Like Keras', it sums the repeated rows of a sparse gradient
 before squaring (``apply_gradients`` deduplicates them): a row's gradient is the sum of its
@@ -90,6 +90,9 @@ class LazyAdam(Adam):
         return variable.scatter_sub(tf.IndexedSlices(alpha * m_rows / (tf.sqrt(v_rows) + epsilon), rows))
 
 
+# Variables that decoupled weight decay leaves alone: biases and LayerNorm scales and offsets.
+NO_WEIGHT_DECAY = ["bias", "gamma", "beta"]
+
 # SASRecConfig.optimizer -> (class, class with decoupled weight decay or None).
 OPTIMIZERS = {
     "adam": (Adam, AdamW),
@@ -109,5 +112,5 @@ def make(name: str, *, learning_rate: float, weight_decay: float = 0.0,
     if decoupled is None:
         raise ValueError(f"optimizer {name!r} has no variant with weight decay; use 'adam' with weight_decay")
     optimizer = decoupled(learning_rate=learning_rate, weight_decay=weight_decay, beta_2=beta_2)
-    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    optimizer.exclude_from_weight_decay(var_names=NO_WEIGHT_DECAY)
     return optimizer
