@@ -34,7 +34,7 @@ def filter_interactions(
     """Drop repeated (user, item) pairs, then apply the iterative k-core filter until stable.
 
     Args:
-        df: a frame in :func:`read_interactions`' schema.
+        df: a frame in :func:`~sasrec_tf.data.ingest.read_interactions`' schema.
         min_user_interactions: users with fewer interactions are removed.
         min_item_interactions: items with fewer interactions are removed.
         duplicates: what to do with a (user, item) pair that occurs more than once: ``"keep"``
