@@ -41,7 +41,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from sasrec_tf.data.rules import item_counts
+from sasrec_tf.data.sequence_rules import item_counts
 from sasrec_tf.evaluation.metrics import DEFAULT_KS, ranking_metrics
 from sasrec_tf.evaluation.negatives import history_keys
 from sasrec_tf.evaluation.rankings import FullRanking, SampledRanking
