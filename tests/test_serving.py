@@ -21,14 +21,9 @@ from sasrec_tf.export import SIGNATURES, UNKNOWN_SCORE, export_saved_model
 from sasrec_tf.serving import LocalModelServer, PredictionClient, RestClient, ServingError
 from sasrec_tf.serving.client import history_tensor
 from sasrec_tf.serving.manager import ModelSource, read_model_config
-from test_export import K, MAX_LEN, check_top_k, make_trained, reference_top_k, sample_histories
+from test_export import K, MAX_LEN, check_top_k, reference_top_k, sample_histories
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def trained():
-    return make_trained(seed=1)
 
 
 @pytest.fixture(scope="module")
