@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -31,6 +30,7 @@ from sasrec_tf.serving import LocalModelServer, PredictionClient, RestClient, Se
 from sasrec_tf.serving.batching import read_batching_parameters
 from sasrec_tf.serving.client import history_tensor
 from sasrec_tf.testing import free_ports
+from sasrec_tf.testing.serving import recommend_concurrently
 from test_export import K, check_top_k, make_trained, sample_histories
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,22 +185,8 @@ def _label_width(client: PredictionClient, label: str) -> int | None:
 def test_concurrent_histories_of_different_lengths_are_merged_and_answered_correctly(deployment, exports):
     trained = exports[0]
     requests = [sample_histories(trained, count=1 + i % 3, seed=300 + i) for i in range(16)]
-    answers, failures = {}, []
-
-    def worker(offset: int) -> None:
-        try:
-            with deployment.client() as own:
-                for index in range(offset, len(requests), 4):
-                    answers[index] = own.recommend(requests[index])
-        except BaseException as err:  # noqa: BLE001 - reported below
-            failures.append(err)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not failures and len(answers) == len(requests)
+    answers = recommend_concurrently(deployment.client, requests, 4)
+    assert len(answers) == len(requests)
     for index, histories in enumerate(requests):
         check_top_k(trained, histories, answers[index].item_ids, answers[index].scores)
 
