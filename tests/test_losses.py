@@ -1,5 +1,7 @@
 """Training objectives: each loss against a hand-computed case, masking at padding, and each trains."""
 
+import functools
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -8,6 +10,7 @@ import sasrec_tf
 from sasrec_tf import SASRec, SASRecConfig, losses
 from sasrec_tf._compat import keras
 from sasrec_tf.data import training_dataset
+from sasrec_tf.testing.models import small_sasrec
 
 NUM_ITEMS = 30
 
@@ -183,12 +186,8 @@ OBJECTIVES = [
 def objective_id(overrides):
     return ",".join(f"{k}={v}" for k, v in overrides.items())
 
-
-def make_model(**overrides):
-    config = SASRecConfig(**{"max_len": 6, "hidden_units": 8, "num_blocks": 1, "dropout_rate": 0.0,
-                             "batch_size": 4, **overrides})
-    keras.utils.set_random_seed(0)
-    return SASRec(config, num_items=NUM_ITEMS).build_for()
+make_model = functools.partial(small_sasrec, NUM_ITEMS, max_len=6, hidden_units=8, num_blocks=1, dropout_rate=0.0,
+                               batch_size=4)
 
 
 BATCH = {
