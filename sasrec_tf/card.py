@@ -268,6 +268,7 @@ def model_card(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
     before cards were written, one built from its ``config.json`` and ``metrics.json`` (data,
     parent and versions unknown: null, null and ``{}``)."""
     from sasrec_tf.artifacts import CONFIG_FILE
+    from sasrec_tf.experiment.run_dir import METRICS_FILE
 
     model_dir = Path(model_dir)
     if (model_dir / CARD_FILE).is_file():
@@ -280,7 +281,7 @@ def model_card(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
     except (ValueError, KeyError) as err:
         raise ValueError(f"{model_dir / CONFIG_FILE}: unreadable ({err})") from None
     metrics = None
-    metrics_file = model_dir / "metrics.json"  # experiment.METRICS_FILE (not imported: experiment imports this)
+    metrics_file = model_dir / METRICS_FILE
     if metrics_file.is_file():
         try:
             metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
