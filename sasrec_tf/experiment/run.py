@@ -108,8 +108,8 @@ class _Run:
     config: SASRecConfig
     shards: Any
     split: Any
-    model: Any
-    item_counts: np.ndarray
+    model: Any  # the SASRec, once built
+    item_counts: np.ndarray | None  # training interactions per dense item id, once counted
     num_users: int
     out_dir: Path | None  # absolute
     chief: bool  # whether this worker writes the run directory
