@@ -47,13 +47,14 @@ def _stop_on_divergence(out_dir: Path | None) -> keras.callbacks.Callback:
 
 def make_optimizer(config: SASRecConfig) -> keras.optimizers.Optimizer:
     """``config.optimizer`` (:data:`sasrec_tf.optimizers.OPTIMIZERS`; Adam by default) with
-    ``config.learning_rate`` and the reference implementation's ``beta_2 = 0.98``.
+    ``config.learning_rate``, ``beta_1``, ``beta_2`` and ``epsilon`` (the reference
+    implementation's ``beta_2 = 0.98`` by default).
 
     With ``config.weight_decay > 0`` it is AdamW (decoupled weight decay, Loshchilov & Hutter)
     applied to kernels and embeddings, not to biases or LayerNorm parameters.
     """
-    return optimizers.make(config.optimizer, learning_rate=config.learning_rate,
-                           weight_decay=config.weight_decay, beta_2=0.98)
+    return optimizers.make(config.optimizer, learning_rate=config.learning_rate, weight_decay=config.weight_decay,
+                           beta_1=config.beta_1, beta_2=config.beta_2, epsilon=config.epsilon)
 
 
 def build_model(config: SASRecConfig, num_items: int, num_users: int = 0, *, strategy=None) -> SASRec:

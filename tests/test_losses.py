@@ -268,7 +268,7 @@ def test_popularity_negatives_follow_target_counts_and_never_pad():
     counts = np.zeros(NUM_ITEMS + 1)
     counts[7] = 10_000
     model.set_item_counts(counts)
-    draws = model._sample_popular_negatives(tf.constant([1, 2, 3, 4]), training=False).numpy()
+    draws = model.item_frequency.sample_negatives(tf.constant([1, 2, 3, 4]), 50).numpy()
     assert draws.shape == (4, 50)
     assert draws.min() >= 1 and draws.max() <= NUM_ITEMS
     assert (draws == 7).mean() > 0.9  # 10001 / (10001 + 29) of the mass
