@@ -123,3 +123,18 @@ def test_the_options_and_pipeline_files_import_no_tensorflow():
     code = ("import sys; from sasrec_tf.experiment import TrainOptions, PipelineFile, load_pipeline; "
             "TrainOptions(); assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_run_interrupted_before_new_config_fields_existed_still_resumes(tmp_path):
+    from sasrec_tf.experiment.run_dir import BACKUP_DIR, RUN_FILE, prepare_out_dir
+
+    config = SASRecConfig().to_dict()
+    del config["epochs"]
+    fingerprint = {"config": config, "data": {"users": 3, "interactions": 9, "items": 4, "sha256": "x"}}
+    older = {**fingerprint, "config": {k: v for k, v in config.items() if k not in ("beta_1", "beta_2", "epsilon")}}
+    (tmp_path / BACKUP_DIR).mkdir()
+    (tmp_path / BACKUP_DIR / RUN_FILE).write_text(json.dumps({"fingerprint": older, "progress": {"epochs": 2}}))
+    assert prepare_out_dir(tmp_path, fingerprint, overwrite=False) == {"epochs": 2}
+    changed = {**fingerprint, "config": {**config, "beta_2": 0.999}}
+    with pytest.raises(ValueError, match="beta_2: 0.98 -> 0.999"):
+        prepare_out_dir(tmp_path, changed, overwrite=False)

@@ -91,9 +91,10 @@ def prepare_out_dir(out_dir: Path, fingerprint: dict[str, Any], overwrite: bool)
         except (OSError, ValueError):
             raise ValueError(f"{run_file} is unreadable, so the interrupted run cannot be resumed: "
                              f"{start_over}") from None
-        if saved.get("fingerprint") != fingerprint:
+        saved_fingerprint = _with_new_defaults(saved.get("fingerprint") or {})
+        if saved_fingerprint != fingerprint:
             raise ValueError(f"{out_dir} holds an interrupted run with other settings "
-                             f"({_differences(saved.get('fingerprint') or {}, fingerprint)}): rerun it with its "
+                             f"({_differences(saved_fingerprint, fingerprint)}): rerun it with its "
                              f"settings to resume it, or {start_over}")
         logger.info("resuming the interrupted run in %s", out_dir)
         return saved.get("progress", {})
@@ -104,6 +105,17 @@ def prepare_out_dir(out_dir: Path, fingerprint: dict[str, Any], overwrite: bool)
                               "or choose a new --out")
     atomic_write_json(run_file, {"fingerprint": fingerprint, "progress": {}})
     return {}
+
+
+def _with_new_defaults(fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """A saved fingerprint with the configuration fields added since it was written set to their
+    defaults (an added field's default is what the code did before it existed, e.g. ``beta_2``),
+    so a run interrupted before an upgrade still resumes."""
+    if not isinstance(fingerprint.get("config"), dict):
+        return fingerprint
+    defaults = SASRecConfig().to_dict()
+    del defaults["epochs"]
+    return {**fingerprint, "config": {**defaults, **fingerprint["config"]}}
 
 
 def _differences(saved: dict[str, Any], current: dict[str, Any]) -> str:
