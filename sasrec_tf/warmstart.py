@@ -57,10 +57,7 @@ def extend_vocabulary(parent: ItemVocabulary, interactions: pd.DataFrame) -> Ite
     (:func:`sasrec_tf.data.load_dataset` with ``vocab=parent, unknown_items="append"``, which
     ``DataOptions.read(path, vocab, grow=True)`` calls).
     """
-    new = interactions.loc[~interactions["item"].isin(parent.ids)]
-    if new.empty:
-        return parent
-    return ItemVocabulary(parent.ids + ItemVocabulary.from_interactions(new).ids)
+    return parent.extended(interactions)
 
 
 def warm_start(model: Any, parent: Any, vocab: ItemVocabulary, *, item_counts: Any = None,

@@ -180,7 +180,7 @@ def load_dataset(
         unknown_items: with ``vocab``, what becomes of interactions with items it lacks:
             ``"error"`` (:class:`DataError`), ``"drop"`` (with a warning), or ``"append"``
             (a warm start: the items are added after the known ones, most frequent first,
-            as :func:`sasrec_tf.warmstart.extend_vocabulary` does).
+            by :meth:`ItemVocabulary.extended`).
 
     Raises:
         DataError: an unreadable or empty log, or (``"error"``) items unknown to ``vocab``.
@@ -196,8 +196,8 @@ def load_dataset(
     )
     if vocab is not None and unknown_items != "error":
         known = df["item"].isin(vocab.ids)
-        if unknown_items == "append" and not known.all():
-            vocab = ItemVocabulary(vocab.ids + ItemVocabulary.from_interactions(df.loc[~known]).ids)
+        if unknown_items == "append":
+            vocab = vocab.extended(df)
         elif unknown_items == "drop" and not known.all():
             logger.warning("dropping %d interactions with items unknown to the model", int((~known).sum()))
             df = df[known]

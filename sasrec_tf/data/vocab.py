@@ -76,6 +76,17 @@ class ItemVocabulary:
         order = np.argsort(-counts, kind="stable")
         return cls(np.asarray(uniques, dtype=object)[order].tolist())
 
+    def extended(self, df: pd.DataFrame) -> ItemVocabulary:
+        """This vocabulary with the items of ``df``'s ``item`` column it lacks appended (a warm start).
+
+        Known items keep their dense ids; new ones follow in :meth:`from_interactions` order (most
+        frequent first). Returns ``self`` when nothing is new.
+        """
+        new = df.loc[~df["item"].isin(self.ids)]
+        if new.empty:
+            return self
+        return ItemVocabulary(self.ids + ItemVocabulary.from_interactions(new).ids)
+
     # ---------------------------------------------------------------------------------------------
 
     def __len__(self) -> int:
