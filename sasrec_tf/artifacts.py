@@ -23,13 +23,9 @@ import numpy as np
 from sasrec_tf._compat import keras
 from sasrec_tf.data.vocab import ItemVocabulary
 from sasrec_tf.files import atomic_write_text, write_with
+from sasrec_tf.layout import CONFIG_FILE, ITEM_COUNTS_FILE, MODEL_FILE, USERS_FILE, VOCAB_FILE
 from sasrec_tf.model import SASRec
 
-MODEL_FILE = "model.keras"
-CONFIG_FILE = "config.json"
-VOCAB_FILE = "vocab.txt"
-USERS_FILE = "users.txt"
-ITEM_COUNTS_FILE = "item_counts.npy"
 
 
 @dataclasses.dataclass

@@ -42,6 +42,7 @@ import numpy as np
 from sasrec_tf.config import SASRecConfig
 from sasrec_tf.files import atomic_write_json
 from sasrec_tf.gate import GateDecision, GateRefused, gate_decision, gate_value
+from sasrec_tf.layout import CONFIG_FILE, METRICS_FILE
 from sasrec_tf.protocols import PROTOCOLS, STAGES
 
 __all__ = ["CARD_FILE", "CARD_FORMAT", "GateDecision", "GateRefused", "build_card", "compare", "data_statistics",
@@ -267,9 +268,6 @@ def model_card(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """The card of a trained model directory: its ``card.json``, or, for a directory trained
     before cards were written, one built from its ``config.json`` and ``metrics.json`` (data,
     parent and versions unknown: null, null and ``{}``)."""
-    from sasrec_tf.artifacts import CONFIG_FILE
-    from sasrec_tf.experiment.run_dir import METRICS_FILE
-
     model_dir = Path(model_dir)
     if (model_dir / CARD_FILE).is_file():
         return read_card(model_dir / CARD_FILE)

@@ -16,7 +16,7 @@ from sasrec_tf.callbacks import RankingMetricsCallback
 from sasrec_tf.config import SASRecConfig
 from sasrec_tf.data.pipeline import training_dataset
 from sasrec_tf.data.sequences import LeaveOneOutSplit
-from sasrec_tf.experiment.options import TrainOptions
+from sasrec_tf.run_options import TrainOptions
 from sasrec_tf.model import SASRec
 
 logger = logging.getLogger(__name__)

@@ -3,10 +3,11 @@
 ``sasrec-tf train``, ``sasrec-tf ablation``, the demo and ``benchmarks/quality.py`` all train
 through :func:`train_and_evaluate`, so a number in a benchmark table is what the CLI gives.
 
-The package, by role:
+Its options, :class:`DataOptions` (how to read and filter the log) and :class:`TrainOptions`
+(validation cadence, early stopping, limits, evaluation), live below it in
+:mod:`sasrec_tf.run_options`, where :func:`sasrec_tf.training.fit` takes its defaults from too;
+they are re-exported here. The package, by role:
 
-* :mod:`~sasrec_tf.experiment.options` -- :class:`DataOptions` (how to read and filter the log)
-  and :class:`TrainOptions` (validation cadence, early stopping, limits, evaluation);
 * :mod:`~sasrec_tf.experiment.pipeline_file` -- pipeline files (``pipelines/*.json``: sections
   ``model``, ``data``, ``train``), flags and ``--set NAME=VALUE`` through one typed parser
   (:class:`PipelineFile`, :func:`sasrec_tf.config.parse_option`): JSON values must have the
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import importlib as _importlib
 
-from sasrec_tf.experiment.options import MONITORS, SECTIONS, DataOptions, TrainOptions
+from sasrec_tf.run_options import MONITORS, SECTIONS, DataOptions, TrainOptions
 from sasrec_tf.experiment.pipeline_file import PIPELINE_SECTIONS, Pipeline, PipelineFile, apply_overrides, load_pipeline
 from sasrec_tf.experiment.run_dir import BACKUP_DIR, LOGS_DIR, METRICS_FILE, RUN_FILE, run_fingerprint
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from sasrec_tf.config import OptionError, parse_option
-from sasrec_tf.experiment.options import SECTIONS
+from sasrec_tf.run_options import SECTIONS
 
 __all__ = ["PIPELINE_SECTIONS", "Pipeline", "PipelineFile", "apply_overrides", "load_pipeline"]
 

@@ -29,7 +29,7 @@ from sasrec_tf.baselines import MostPopular
 from sasrec_tf.config import SASRecConfig
 from sasrec_tf.data.sequences import leave_one_out
 from sasrec_tf.experiment import run_dir
-from sasrec_tf.experiment.options import TrainOptions
+from sasrec_tf.run_options import TrainOptions
 from sasrec_tf.experiment.run_callbacks import BestEpoch, RunProgress, TimeLimit
 from sasrec_tf.files import atomic_write_json
 from sasrec_tf.protocols import STAGES

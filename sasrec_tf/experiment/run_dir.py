@@ -26,16 +26,13 @@ import numpy as np
 
 from sasrec_tf.config import SASRecConfig
 from sasrec_tf.files import atomic_write_json
+from sasrec_tf.layout import BACKUP_DIR, LOGS_DIR, METRICS_FILE, RUN_FILE
 
 __all__ = ["BACKUP_DIR", "LOGS_DIR", "METRICS_FILE", "RUN_FILE", "discard", "new_staging", "prepare_out_dir",
            "publish", "record_progress", "run_fingerprint"]
 
 logger = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.json"
-BACKUP_DIR = "backup"  # Keras' BackupAndRestore state, and RUN_FILE, while a run is unfinished
-LOGS_DIR = "logs"  # TensorBoard
-RUN_FILE = "run.json"  # in BACKUP_DIR: the run's fingerprint and progress, for a resume
 
 
 def run_fingerprint(data, config: SASRecConfig, shards=None) -> dict[str, Any]:

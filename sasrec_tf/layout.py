@@ -1,0 +1,23 @@
+"""The names of the files in a trained model directory (``sasrec-tf train --out DIR``), declared once.
+
+TensorFlow-free, so the model card, ``sasrec-tf info`` and the run directory's bookkeeping read
+them without loading TensorFlow; :mod:`sasrec_tf.artifacts` writes and reads the model files,
+:mod:`sasrec_tf.experiment.run_dir` the run's, :mod:`sasrec_tf.card` the card.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MODEL_FILE", "CONFIG_FILE", "VOCAB_FILE", "USERS_FILE", "ITEM_COUNTS_FILE", "METRICS_FILE",
+           "BACKUP_DIR", "LOGS_DIR", "RUN_FILE"]
+
+# The model (sasrec_tf.artifacts).
+MODEL_FILE = "model.keras"
+CONFIG_FILE = "config.json"
+VOCAB_FILE = "vocab.txt"  # line i = raw id of dense item i
+USERS_FILE = "users.txt"  # only for a model with a user embedding
+ITEM_COUNTS_FILE = "item_counts.npy"  # training interactions per dense id (popularity for empty histories)
+# The run (sasrec_tf.experiment).
+METRICS_FILE = "metrics.json"
+BACKUP_DIR = "backup"  # Keras' BackupAndRestore state, and RUN_FILE, while a run is unfinished
+LOGS_DIR = "logs"  # TensorBoard
+RUN_FILE = "run.json"  # in BACKUP_DIR: the run's fingerprint and progress, for a resume
