@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -41,6 +40,7 @@ import tensorflow as tf
 from sasrec_tf.artifacts import TrainedModel, load_trained
 from sasrec_tf.data.pipeline import pad_sequences
 from sasrec_tf.data.sequences import SequenceData, build_sequences
+from sasrec_tf.files import atomic_path
 from sasrec_tf.ranking import Ranker
 from sasrec_tf.ranking.rules import UNKNOWN_SCORE
 
@@ -186,11 +186,8 @@ def recommend_to_file(
     without: list[str] = []
     without_count = 0
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(handle)
-    try:
-        with _open_writer(tmp, fmt) as writer:
+    with atomic_path(out) as tmp:  # a reader never sees a partial file
+        with _open_writer(str(tmp), fmt) as writer:
             # Batches are cut from the stream of users with a history, across chunk boundaries: a
             # user's scores then do not depend on the chunk size (a matmul's last bits depend on a
             # row's place in its batch), so any chunk size writes the same rows.
@@ -231,11 +228,6 @@ def recommend_to_file(
                     tables, buffered = [], 0
                 if progress is not None:
                     progress(done, total)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the file is for other readers
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return RecommendSummary(path=out, users=written_users, rows=written_rows,
                             users_without_history=without_count, examples_without_history=tuple(without))
 
