@@ -37,10 +37,18 @@ class AttentionMaps:
 
     @property
     def num_layers(self) -> int:
+        """The number of blocks averaged (the first dimension of ``weights``)."""
         return int(self.weights.shape[0])
 
     def save(self, path: str | Path) -> Path:
-        """Write ``weights``, ``counts`` and ``num_users`` to an ``.npz`` file."""
+        """Write ``weights``, ``counts`` and ``num_users`` to an ``.npz`` file.
+
+        Args:
+          path: the file to write; missing parent directories are created.
+
+        Returns:
+          ``path`` as a :class:`~pathlib.Path`.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, weights=self.weights, counts=self.counts, num_users=np.int64(self.num_users))
@@ -48,6 +56,14 @@ class AttentionMaps:
 
     @classmethod
     def load(cls, path: str | Path) -> "AttentionMaps":
+        """Read maps written by :meth:`save`.
+
+        Args:
+          path: an ``.npz`` file written by :meth:`save`.
+
+        Returns:
+          The :class:`AttentionMaps` it holds.
+        """
         with np.load(path) as arrays:
             return cls(arrays["weights"], arrays["counts"], int(arrays["num_users"]))
 
@@ -64,9 +80,20 @@ def average_attention(
     """Average attention of ``model`` (a :class:`sasrec_tf.SASRec`) over users' histories.
 
     Args:
+      model: a :class:`sasrec_tf.SASRec` with at least one block.
       sequences: per user, dense item ids oldest first; the model reads the last ``max_len``.
-      user_ids: ``[n]`` dense user ids ``1..U`` when the model has a user embedding.
-      max_users: use a seeded random subset of at most this many users.
+      user_ids: ``[n]`` dense user ids ``1..U``, one per sequence; needed when the model has a
+        user embedding, ignored otherwise.
+      max_users: use a seeded random subset of at most this many users; ``None``: all of them.
+      batch_size: histories per forward pass.
+      seed: the seed of the ``max_users`` subset.
+
+    Returns:
+      :class:`AttentionMaps` with ``[num_blocks, max_len, max_len]`` weights.
+
+    Raises:
+      ValueError: the model has no blocks, there are no histories, or the model has a user
+        embedding and ``user_ids`` is missing.
     """
     import tensorflow as tf
 
@@ -103,8 +130,20 @@ def average_attention(
 
 
 def plot_attention(maps: AttentionMaps, path: str | Path, *, last: int | None = None, title: str | None = None) -> Path:
-    """Save one heatmap per layer (query position × key position) as a PNG; ``last`` crops to
-    the most recent positions. Uses matplotlib's Agg backend (no display needed)."""
+    """Save one heatmap per layer (query position × key position) as a PNG.
+
+    Uses matplotlib's Agg backend (no display needed); one colour scale is shared by all layers.
+
+    Args:
+      maps: the averages to draw (:func:`average_attention`).
+      path: the PNG to write; missing parent directories are created.
+      last: crop to the ``last`` most recent positions (at least 1, at most the width);
+        ``None``: every position.
+      title: the figure's title; ``None``: one naming the number of users.
+
+    Returns:
+      ``path`` as a :class:`~pathlib.Path`.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

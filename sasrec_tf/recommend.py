@@ -41,7 +41,8 @@ import tensorflow as tf
 from sasrec_tf.artifacts import TrainedModel, load_trained
 from sasrec_tf.data.pipeline import pad_sequences
 from sasrec_tf.data.sequences import SequenceData, build_sequences
-from sasrec_tf.export import UNKNOWN_SCORE, exact_top_k
+from sasrec_tf.ranking import Ranker
+from sasrec_tf.ranking.rules import UNKNOWN_SCORE
 
 __all__ = ["OUTPUT_FORMATS", "COLUMNS", "RecommendSummary", "read_user_ids", "recommend_to_file"]
 
@@ -87,42 +88,34 @@ def read_user_ids(path: str | os.PathLike[str]) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-class _TopK:
-    """The top-k dense ids and scores of a batch of histories, in a ``tf.function`` traced once.
+class _BatchTopK:
+    """The top-k dense ids and scores of a batch of histories: :meth:`Ranker.top_k` traced once.
 
-    The arithmetic of the export's recommendation signatures: scores ``q · M`` over all rows of the
-    item matrix, padding and (optionally) history columns set to ``UNKNOWN_SCORE``, then
-    :func:`~sasrec_tf.export.exact_top_k` (the same ties as ``tf.math.top_k``).
+    The ranking kernel's top-k (:mod:`sasrec_tf.ranking.kernel`), as the export's recommendation
+    signatures use it: padding and (optionally) the history's items score ``UNKNOWN_SCORE``, ties go
+    to the lower id.
     """
 
     def __init__(self, model: Any, k: int, rows: int):
-        self.model = model
+        self.ranker = Ranker(model)
         self.k = k
         self.rows = rows
-        self._fn = tf.function(self._top_k, input_signature=[
-            tf.TensorSpec([rows, model.max_len], tf.int32),  # left-padded dense ids
-            tf.TensorSpec([None, 2], tf.int32),  # (row, dense id) pairs to exclude
+        self.max_len = int(model.max_len)
+        self._fn = tf.function(lambda item_ids, exclude: self.ranker.top_k(item_ids, self.k, exclude), input_signature=[
+            tf.TensorSpec([rows, self.max_len], tf.int32),  # left-padded dense ids
+            tf.TensorSpec([rows, None], tf.int32),  # dense ids to exclude per row (0 = none)
         ])
-
-    def _top_k(self, item_ids, excluded):
-        query = self.model.query_embeddings(item_ids)
-        scores = tf.matmul(query, self.model.item_embeddings(), transpose_b=True)  # [B, N + 1]
-        rows = tf.range(tf.shape(scores)[0])
-        indices = tf.concat([tf.stack([rows, tf.zeros_like(rows)], axis=1), excluded], axis=0)  # padding too
-        scores = tf.tensor_scatter_nd_update(scores, indices, tf.fill(tf.shape(indices)[:1], UNKNOWN_SCORE))
-        return exact_top_k(scores, self.k)
 
     def __call__(self, histories: Sequence[np.ndarray], exclude_history: bool) -> tuple[np.ndarray, np.ndarray]:
         """``(dense ids [n, k], scores [n, k])`` for ``n <= rows`` non-empty histories."""
         n = len(histories)
-        item_ids = np.zeros((self.rows, self.model.max_len), np.int32)
-        item_ids[:n] = pad_sequences(histories, self.model.max_len)
+        item_ids = np.zeros((self.rows, self.max_len), np.int32)
+        item_ids[:n] = pad_sequences(histories, self.max_len)
+        width = max((len(h) for h in histories), default=1) if exclude_history else 1
+        exclude = np.zeros((self.rows, width), np.int32)
         if exclude_history:
-            lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=n)
-            excluded = np.stack([np.repeat(np.arange(n), lengths), np.concatenate(histories)], axis=1)
-        else:
-            excluded = np.zeros((0, 2))
-        scores, ids = self._fn(item_ids, excluded.astype(np.int32))
+            exclude[:n] = pad_sequences(histories, width)
+        scores, ids = self._fn(item_ids, exclude)
         return ids.numpy()[:n], scores.numpy()[:n]
 
 
@@ -187,7 +180,7 @@ def recommend_to_file(
         names = pd.unique(pd.Series(list(users), dtype=object)).astype(object)
         rows = pd.Index(data.user_ids).get_indexer(names)  # -1: not in the log
     total, chunk_users = len(names), int(chunk_users)
-    scorer = _TopK(net, int(k), rows=min(int(batch_size), max(total, 1)))
+    scorer = _BatchTopK(net, int(k), rows=min(int(batch_size), max(total, 1)))
     ranks = np.arange(1, int(k) + 1, dtype=np.int32)
     written_users = written_rows = done = 0
     without: list[str] = []

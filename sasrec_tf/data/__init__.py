@@ -1,11 +1,23 @@
-"""Data: ingestion, vocabulary, sequences and the leave-one-out split, and the tf.data pipeline."""
+"""Data: ingestion, vocabulary, sequences and the leave-one-out split, and the tf.data pipeline.
+
+``import sasrec_tf.data`` (and its TFRecord schema, writer and shard directory) does not import
+TensorFlow: the tf.data pipeline's names, :func:`pad_sequences` and :func:`training_dataset`, are
+imported from :mod:`sasrec_tf.data.pipeline` on first access (PEP 562).
+"""
+
+import importlib as _importlib
 
 from sasrec_tf.data.errors import DataError
 from sasrec_tf.data.ingest import filter_interactions, read_interactions
-from sasrec_tf.data.pipeline import pad_sequences, training_dataset
 from sasrec_tf.data.sequences import LeaveOneOutSplit, SequenceData, build_sequences, leave_one_out, load_dataset
 from sasrec_tf.data.synthetic import generate_interactions
 from sasrec_tf.data.vocab import ItemVocabulary
+
+# Public name -> the module that defines it, imported on first access (it imports TensorFlow).
+_LAZY = {
+    "pad_sequences": "sasrec_tf.data.pipeline",
+    "training_dataset": "sasrec_tf.data.pipeline",
+}
 
 __all__ = [
     "DataError",
@@ -21,3 +33,15 @@ __all__ = [
     "read_interactions",
     "training_dataset",
 ]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(_importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sasrec_tf.data' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_LAZY])

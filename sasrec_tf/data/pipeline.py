@@ -35,7 +35,7 @@ a batch of one-item windows ~1/9, and training fell behind random batches in ful
 NDCG@10 on a long-tailed log (benchmarks/README.md, "Paper parity").
 
 Which windows a sequence gives and how many targets each holds are the rules of
-:mod:`sasrec_tf.data.rules`, shared with the TFRecord reader.
+:mod:`sasrec_tf.data.sequence_rules`, shared with the TFRecord reader.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from sasrec_tf.data.rules import mean_window_targets, window_ends, window_targets
+from sasrec_tf.data.sequence_rules import mean_window_targets, window_ends, window_targets
 
 # Rejection rounds when negatives must avoid the whole history; the chance that a negative still
 # collides afterwards is (history share of the catalogue) ** rounds, negligible in practice.

@@ -15,7 +15,7 @@ import pandas as pd
 
 from sasrec_tf.data.errors import DataError
 from sasrec_tf.data.ingest import filter_interactions, read_interactions
-from sasrec_tf.data.rules import leave_one_out_lengths
+from sasrec_tf.data.sequence_rules import leave_one_out_lengths
 from sasrec_tf.data.vocab import ItemVocabulary
 
 __all__ = ["SequenceData", "LeaveOneOutSplit", "build_sequences", "leave_one_out", "load_dataset"]

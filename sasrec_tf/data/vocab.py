@@ -9,7 +9,6 @@ mapping used in training is the one used in serving.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal
@@ -18,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from sasrec_tf.data.errors import DataError
+from sasrec_tf.files import atomic_write_text
 
 __all__ = ["PAD_ID", "PAD_TOKEN", "ItemVocabulary"]
 
@@ -180,28 +180,11 @@ class ItemVocabulary:
         TensorFlow reads the file as is: ``StringLookup(vocabulary=path, num_oov_indices=1,
         mask_token=None)`` maps each id to its dense id and unknown ids to 0, and a
         ``tf.lookup.TextFileInitializer`` with ``key_index=WHOLE_LINE`` and
-        ``value_index=LINE_NUMBER`` gives the dense id minus one. The write is atomic: a reader
-        never sees a half-written file.
+        ``value_index=LINE_NUMBER`` gives the dense id minus one. The write is atomic
+        (:func:`sasrec_tf.files.atomic_write_text`: a reader never sees a half-written file) and
+        the file gets mode 0644, since workers and serving containers may run as another user.
         """
-        path = Path(os.fspath(path))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = "".join(raw + "\n" for raw in self._index)
-        handle = tempfile.NamedTemporaryFile(
-            mode="w", encoding="utf-8", newline="\n", dir=path.parent,
-            prefix=f".{path.name}.", suffix=".tmp", delete=False,
-        )
-        try:
-            with handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            # NamedTemporaryFile creates 0600; a vocabulary is shared with other readers (workers,
-            # a serving container running as another user), so give it the usual 0644.
-            os.chmod(handle.name, 0o644)
-            os.replace(handle.name, path)
-        except BaseException:
-            Path(handle.name).unlink(missing_ok=True)
-            raise
+        atomic_write_text(path, "".join(raw + "\n" for raw in self._index))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ItemVocabulary:

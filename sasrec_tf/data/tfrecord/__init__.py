@@ -52,7 +52,7 @@ compressions: the format the others share), :mod:`~sasrec_tf.data.tfrecord.write
 (:func:`tfrecord_training_dataset`, the record parsing) and
 :mod:`~sasrec_tf.data.tfrecord.directory` (:class:`ShardedSequences`, which reads through the
 reader). The leave-one-out, window and item-count rules they apply are those of the in-memory
-pipeline, from :mod:`sasrec_tf.data.rules`.
+pipeline, from :mod:`sasrec_tf.data.sequence_rules`.
 """
 
 # Every public name of the submodules, so callers import them from the package.

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from sasrec_tf.data import rules
+from sasrec_tf.data import sequence_rules
 from sasrec_tf.data.sequences import SequenceData
 from sasrec_tf.data.tfrecord.reader import parse_records, tfrecord_training_dataset
 from sasrec_tf.data.tfrecord.schema import USERS_FILE, VOCAB_FILE, read_manifest, train_length_histogram
@@ -64,7 +64,7 @@ class ShardedSequences:
         """Training windows (sequences) per epoch, from the manifest's length histogram; pass the
         same ``windows`` and ``leave_one_out`` as to the reader."""
         lengths, users = train_length_histogram(self.manifest, leave_one_out=leave_one_out)
-        return rules.count_windows(lengths, max_len, windows, weights=users)
+        return sequence_rules.count_windows(lengths, max_len, windows, weights=users)
 
     def steps_per_epoch(self, max_len: int, global_batch: int, windows: str = "last", *,
                         leave_one_out: bool) -> int:

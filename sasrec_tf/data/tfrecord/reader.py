@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
-from sasrec_tf.data import rules
+from sasrec_tf.data import sequence_rules
 from sasrec_tf.data.tfrecord.schema import (
     MANIFEST_FILE,
     read_manifest,
@@ -146,7 +146,7 @@ def tfrecord_training_dataset(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if num_negatives < 1:
         raise ValueError(f"num_negatives must be >= 1, got {num_negatives}")
-    rules.check_windows(windows)
+    sequence_rules.check_windows(windows)
     if auto_shard not in AUTO_SHARD_POLICIES:
         raise ValueError(f"auto_shard must be one of {AUTO_SHARD_POLICIES}, got {auto_shard!r}")
     files, compression_type, manifest = _resolve_files(source, compression)
@@ -158,7 +158,7 @@ def tfrecord_training_dataset(
         raise ValueError(f"num_items must be >= 2 to sample negatives, got {num_items}")
     if expected_targets is None and manifest is not None:
         lengths, users = train_length_histogram(manifest, leave_one_out=leave_one_out)
-        expected_targets = rules.mean_window_targets(lengths, max_len, windows, weights=users)
+        expected_targets = sequence_rules.mean_window_targets(lengths, max_len, windows, weights=users)
     if input_context is not None and input_context.num_input_pipelines > 1:
         count, index = input_context.num_input_pipelines, input_context.input_pipeline_id
         if len(files) < count:
@@ -189,19 +189,19 @@ def tfrecord_training_dataset(
         with tf.control_dependencies(checks):
             lengths = items.row_lengths()
         if leave_one_out:
-            kept = rules.leave_one_out_lengths(lengths)
+            kept = sequence_rules.leave_one_out_lengths(lengths)
             items = tf.ragged.boolean_mask(items, tf.ragged.range(lengths) < kept[:, None])
             lengths = kept
         starts = items.row_starts()
         # Windows of every record: (record, end), end = items its targets reach; most recent first.
-        rows, ends = rules.window_ends(lengths, max_len, windows)
+        rows, ends = sequence_rules.window_ends(lengths, max_len, windows)
         # Column c of a window row holds item (end - width + c) of the record, 0 before its start.
         index = (ends - width)[:, None] + tf.range(width, dtype=tf.int64)[None, :]
         absolute = tf.gather(starts, rows)[:, None] + tf.maximum(index, 0)
         window = tf.where(index >= 0, tf.cast(tf.gather(items.values, absolute), tf.int32), 0)
         element = {
             "window": window,
-            "length": rules.window_targets(ends, max_len),
+            "length": sequence_rules.window_targets(ends, max_len),
             "user_ids": tf.cast(tf.gather(parsed["user_index"], rows) + 1, tf.int32),
         }
         if exclude_history:

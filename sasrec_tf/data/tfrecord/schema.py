@@ -15,14 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from sasrec_tf.data import rules
+from sasrec_tf.data import sequence_rules
 
 __all__ = [
     "COMPRESSIONS",
     "FORMAT_NAME",
     "FORMAT_VERSION",
-    "ITEM_COUNTS_FILE",
     "MANIFEST_FILE",
+    "TRAIN_ITEM_COUNTS_FILE",
     "USERS_FILE",
     "VOCAB_FILE",
     "read_manifest",
@@ -35,7 +35,9 @@ FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 VOCAB_FILE = "vocab.txt"
 USERS_FILE = "users.txt"
-ITEM_COUNTS_FILE = "train_item_counts.npy"
+# The leave-one-out training part's interactions per item (not artifacts.ITEM_COUNTS_FILE, the
+# counts a model directory keeps).
+TRAIN_ITEM_COUNTS_FILE = "train_item_counts.npy"
 # Compression names accepted by the writer and the reader -> TFRecord compression types.
 COMPRESSIONS = {None: "", "none": "", "gzip": "GZIP", "zlib": "ZLIB"}
 
@@ -73,10 +75,10 @@ def train_length_histogram(manifest: dict[str, Any], *, leave_one_out: bool) -> 
     """(length, users with it) of the sequences training reads, from the manifest's histogram.
 
     With ``leave_one_out`` the lengths are those of the training parts
-    (:func:`~sasrec_tf.data.rules.leave_one_out_lengths`). Pass both arrays to the window rules
-    (``rules.count_windows(lengths, ..., weights=users)``): the histogram is never expanded to one
-    entry per user.
+    (:func:`~sasrec_tf.data.sequence_rules.leave_one_out_lengths`). Pass both arrays to the window
+    rules (``sequence_rules.count_windows(lengths, ..., weights=users)``): the histogram is never
+    expanded to one entry per user.
     """
     pairs = np.asarray(list(manifest["length_histogram"]), dtype=np.int64).reshape(-1, 2)
     lengths, users = pairs[:, 0], pairs[:, 1]
-    return (rules.leave_one_out_lengths(lengths) if leave_one_out else lengths), users
+    return (sequence_rules.leave_one_out_lengths(lengths) if leave_one_out else lengths), users

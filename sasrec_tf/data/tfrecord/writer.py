@@ -12,17 +12,18 @@ from typing import Any
 
 import numpy as np
 
-from sasrec_tf.data import rules
+from sasrec_tf.data import sequence_rules
 from sasrec_tf.data.sequences import SequenceData
 from sasrec_tf.data.tfrecord.schema import (
     FORMAT_NAME,
     FORMAT_VERSION,
-    ITEM_COUNTS_FILE,
     MANIFEST_FILE,
+    TRAIN_ITEM_COUNTS_FILE,
     USERS_FILE,
     VOCAB_FILE,
     resolve_compression,
 )
+from sasrec_tf.files import atomic_write_text, write_with
 
 __all__ = ["write_shards"]
 
@@ -98,12 +99,10 @@ def write_shards(
         })
 
     data.vocab.save(out / VOCAB_FILE)
-    _write_text(out / USERS_FILE, "".join(f"{u}\n" for u in data.user_ids))
-    train_lengths = rules.leave_one_out_lengths(lengths)
-    counts = rules.item_counts([s[:n] for s, n in zip(data.sequences, train_lengths)], data.num_items)
-    with open(out / (ITEM_COUNTS_FILE + ".tmp"), "wb") as handle:
-        np.save(handle, counts)
-    os.replace(out / (ITEM_COUNTS_FILE + ".tmp"), out / ITEM_COUNTS_FILE)
+    atomic_write_text(out / USERS_FILE, "".join(f"{u}\n" for u in data.user_ids))
+    train_lengths = sequence_rules.leave_one_out_lengths(lengths)
+    counts = sequence_rules.item_counts([s[:n] for s, n in zip(data.sequences, train_lengths)], data.num_items)
+    write_with(out / TRAIN_ITEM_COUNTS_FILE, lambda handle: np.save(handle, counts))
 
     values, frequencies = np.unique(lengths, return_counts=True)
     manifest = {
@@ -120,16 +119,9 @@ def write_shards(
         },
         "vocab": VOCAB_FILE,
         "users": USERS_FILE,
-        "train_item_counts": ITEM_COUNTS_FILE,
+        "train_item_counts": TRAIN_ITEM_COUNTS_FILE,
         "length_histogram": [[int(v), int(f)] for v, f in zip(values, frequencies)],
         "shards": shards,
     }
-    _write_text(out / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
+    atomic_write_text(out / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
     return manifest
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write ``text`` through a temporary file, so a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

@@ -1,0 +1,228 @@
+"""One SASRec block, causal self-attention then a point-wise FFN, and the mask it attends under."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from sasrec_tf._compat import keras
+from sasrec_tf.config import FFN_ACTIVATIONS, LAYER_NORM_PLACEMENTS
+from sasrec_tf.layers._arguments import (
+    KERAS_PACKAGE,
+    check_bool,
+    check_choice,
+    check_int,
+    check_positive_float,
+    check_rate,
+)
+from sasrec_tf.layers.feed_forward import PointWiseFeedForward
+from sasrec_tf.layers.frequency import CausalFrequencyFilter
+
+
+@keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
+class CausalSelfAttentionBlock(keras.layers.Layer):
+    """One SASRec block: causal multi-head self-attention then a point-wise feed-forward network.
+
+    Dropout acts on the attention weights and on both FFN layers' outputs (the paper's code; no
+    dropout on the attention output). Each sub-layer has an optional residual connection and
+    LayerNorm placed according to ``layer_norm`` (see :class:`sasrec_tf.SASRecConfig`). Outputs
+    at padded positions are zeroed.
+
+    With ``frequency_mixing`` ``alpha > 0`` (BSARec), the attention sub-layer's output is
+    ``alpha * dropout(filter(v)) + (1 - alpha) * attention(q, v)``, where ``filter`` is a
+    :class:`CausalFrequencyFilter` (``frequency_cutoff``, ``max_len``) of the sequence ``v`` the
+    attention reads its keys and values from (zeroed at padded positions: under ``pre`` and
+    ``ligr`` it is ``LN(x)``, not zero there); the residual and LayerNorm follow as usual.
+    (BSARec mixes after each branch's own residual and LayerNorm; one shared residual here keeps
+    every ``layer_norm`` placement.)
+
+    Args:
+      hidden_units: positive integer ``d``, the width of the input and the output; a multiple of
+        ``num_heads``.
+      num_heads: positive integer, attention heads, each of width ``hidden_units // num_heads``.
+      dropout_rate: float in ``[0, 1)``, dropout on the attention weights, the FFN's layers (and
+        the filter's output and the LiGR gates' inputs), in training only.
+      layer_norm: where LayerNorm goes, one of :data:`sasrec_tf.config.LAYER_NORM_PLACEMENTS`
+        (``"original"``: the reference code; ``"pre"``, ``"post"``, ``"ligr"``: Pre-LN with gated
+        residuals).
+      use_residual: boolean, whether each sub-layer adds its input back (the paper's ablation).
+      layer_norm_epsilon: finite float ``> 0``, LayerNorm's epsilon (the reference code's 1e-8).
+      ffn_units: positive integer, the FFN's inner width; ``None`` means ``hidden_units``.
+      ffn_activation: the FFN's activation, one of :data:`sasrec_tf.config.FFN_ACTIVATIONS`.
+      frequency_mixing: float in ``[0, 1]``, BSARec's ``alpha``; 0 (the default) builds no filter.
+      frequency_cutoff: positive integer, BSARec's ``c`` (:class:`CausalFrequencyFilter`).
+      max_len: positive integer, the widest sequence (the filter's window); needed when
+        ``frequency_mixing > 0``, else may be ``None``.
+      **kwargs: base ``keras.layers.Layer`` arguments (``name``, ``dtype``, ``trainable``).
+
+    Call arguments:
+      inputs: ``[B, T, d]`` float tensor, the sequence after the previous block.
+      attention_mask: ``[B, T, T]`` bool tensor, ``True`` where query ``i`` may attend to key
+        ``j``; build it with :func:`causal_attention_mask`.
+      padding_mask: ``[B, T]`` bool tensor, ``True`` at real items.
+      training: Python boolean, whether dropout is active; ``None`` follows Keras' learning phase.
+      return_attention_scores: Python boolean, whether to return the attention weights as well.
+      last_only: Python boolean; ``True`` computes the last position only (its query against
+        every key), for the representation that scores the next item.
+
+    Returns:
+      ``[B, T, d]`` tensor of the input's dtype, zero at padded positions (``[B, 1, d]`` with
+      ``last_only``, equal to the last row of the full output). With
+      ``return_attention_scores``, the pair ``(outputs, scores)``, ``scores`` being the attention
+      weights ``[B, num_heads, T, T]`` (``[B, num_heads, 1, T]`` with ``last_only``).
+
+    Raises:
+      TypeError: an argument has the wrong type (a float for an integer, a string for a boolean).
+      ValueError: an argument is out of its range or not one of its choices,
+        ``hidden_units`` is not a multiple of ``num_heads``, or ``frequency_mixing > 0`` without
+        ``max_len``.
+    """
+
+    def __init__(
+        self,
+        hidden_units: int,
+        num_heads: int = 1,
+        dropout_rate: float = 0.0,
+        layer_norm: str = "original",
+        use_residual: bool = True,
+        layer_norm_epsilon: float = 1e-8,
+        ffn_units: int | None = None,
+        ffn_activation: str = "relu",
+        frequency_mixing: float = 0.0,
+        frequency_cutoff: int = 5,
+        max_len: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        layer = type(self).__name__
+        self.hidden_units = check_int(layer, "hidden_units", hidden_units)
+        self.num_heads = check_int(layer, "num_heads", num_heads)
+        if self.hidden_units % self.num_heads:
+            raise ValueError(f"{layer}: hidden_units ({hidden_units}) must be divisible by num_heads ({num_heads})")
+        self.dropout_rate = check_rate(layer, "dropout_rate", dropout_rate)
+        self.layer_norm = check_choice(layer, "layer_norm", layer_norm, LAYER_NORM_PLACEMENTS)
+        self.use_residual = check_bool(layer, "use_residual", use_residual)
+        self.layer_norm_epsilon = check_positive_float(layer, "layer_norm_epsilon", layer_norm_epsilon)
+        self.ffn_units = check_int(layer, "ffn_units", ffn_units, optional=True)
+        self.ffn_activation = check_choice(layer, "ffn_activation", ffn_activation, FFN_ACTIVATIONS)
+        self.frequency_mixing = check_rate(layer, "frequency_mixing", frequency_mixing, include_one=True)
+        self.frequency_cutoff = check_int(layer, "frequency_cutoff", frequency_cutoff)
+        self.max_len = check_int(layer, "max_len", max_len, optional=True)
+        if self.frequency_mixing > 0 and self.max_len is None:
+            raise ValueError(f"{layer}: frequency_mixing={frequency_mixing!r} needs max_len (the longest prefix "
+                             "the filter sees), got max_len=None")
+        self.frequency_filter = (
+            CausalFrequencyFilter(self.max_len, self.frequency_cutoff, name="frequency_filter")
+            if self.frequency_mixing > 0 else None
+        )
+        self.filter_dropout = keras.layers.Dropout(self.dropout_rate) if self.frequency_mixing > 0 else None
+
+        self.attention = keras.layers.MultiHeadAttention(
+            num_heads=self.num_heads,
+            key_dim=self.hidden_units // self.num_heads,
+            dropout=self.dropout_rate,
+            name="attention",
+        )
+        self.feed_forward = PointWiseFeedForward(
+            self.hidden_units, self.dropout_rate, activation=self.ffn_activation, inner_units=self.ffn_units,
+            name="feed_forward",
+        )
+        self.attention_norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, name="attention_norm")
+        self.feed_forward_norm = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, name="feed_forward_norm"
+        )
+        if self.layer_norm == "ligr":
+            # LiGR (Linear + Gating + Residual; eSASRec): each sub-layer's output, dropped out, is
+            # let into the residual stream through a sigmoid gate computed from the stream itself.
+            self.attention_gate = keras.layers.Dense(self.hidden_units, activation="sigmoid", name="attention_gate")
+            self.feed_forward_gate = keras.layers.Dense(self.hidden_units, activation="sigmoid",
+                                                        name="feed_forward_gate")
+            self.gated_dropout = keras.layers.Dropout(self.dropout_rate)
+
+    def _residual(self, inputs, outputs):
+        return inputs + outputs if self.use_residual else outputs
+
+    def call(self, inputs, attention_mask, padding_mask, training=None, return_attention_scores=False,
+             last_only=False):
+        """With ``last_only``, only the last position is computed (queries ``[B, 1, d]`` against all
+        keys): the output is ``[B, 1, d]``, equal to the last row of the full output."""
+        full_padding_mask = padding_mask
+        if last_only:
+            queries = inputs[:, -1:, :]
+            attention_mask, padding_mask = attention_mask[:, -1:, :], padding_mask[:, -1:]
+        else:
+            queries = inputs
+
+        def attend(query, value):
+            # Dropout acts on the attention weights only (inside MultiHeadAttention), as in the
+            # paper's code and the PyTorch port; a second dropout on the attention output cost
+            # ~8% NDCG@10 per epoch (benchmarks/README.md, "Paper parity").
+            attended, scores = self.attention(
+                query, value, attention_mask=attention_mask, training=training, return_attention_scores=True
+            )
+            if self.frequency_filter is None:
+                return attended, scores
+            real = tf.cast(full_padding_mask, value.dtype)[..., tf.newaxis]
+            filtered = self.frequency_filter(value * real, last_only=last_only)
+            alpha = self.frequency_mixing
+            return alpha * self.filter_dropout(filtered, training=training) + (1.0 - alpha) * attended, scores
+
+        if self.layer_norm == "original":
+            # Reference code: Q = LN(x); keys/values = x; residual adds the normalised query.
+            query = self.attention_norm(queries)
+            attended, scores = attend(query, inputs)
+            hidden = self._residual(query, attended)
+            hidden = self.feed_forward_norm(hidden)
+            outputs = self._residual(hidden, self.feed_forward(hidden, training=training))
+        elif self.layer_norm == "pre":
+            normed = self.attention_norm(inputs)
+            attended, scores = attend(normed[:, -1:, :] if last_only else normed, normed)
+            hidden = self._residual(queries, attended)
+            outputs = self._residual(hidden, self.feed_forward(self.feed_forward_norm(hidden), training=training))
+        elif self.layer_norm == "ligr":
+            normed = self.attention_norm(inputs)
+            attended, scores = attend(normed[:, -1:, :] if last_only else normed, normed)
+            hidden = self._residual(
+                queries, self.attention_gate(queries) * self.gated_dropout(attended, training=training))
+            update = self.feed_forward(self.feed_forward_norm(hidden), training=training)
+            outputs = self._residual(
+                hidden, self.feed_forward_gate(hidden) * self.gated_dropout(update, training=training))
+        else:  # post
+            attended, scores = attend(queries, inputs)
+            hidden = self.attention_norm(self._residual(queries, attended))
+            outputs = self.feed_forward_norm(self._residual(hidden, self.feed_forward(hidden, training=training)))
+
+        outputs = outputs * tf.cast(padding_mask, outputs.dtype)[..., tf.newaxis]
+        if return_attention_scores:
+            return outputs, scores
+        return outputs
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "hidden_units": self.hidden_units,
+            "num_heads": self.num_heads,
+            "dropout_rate": self.dropout_rate,
+            "layer_norm": self.layer_norm,
+            "use_residual": self.use_residual,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+            "ffn_units": self.ffn_units,
+            "ffn_activation": self.ffn_activation,
+            "frequency_mixing": self.frequency_mixing,
+            "frequency_cutoff": self.frequency_cutoff,
+            "max_len": self.max_len,
+        }
+
+
+def causal_attention_mask(padding_mask: tf.Tensor) -> tf.Tensor:
+    """The attention mask of SASRec: query ``i`` sees the keys ``j <= i`` that are real items.
+
+    Args:
+      padding_mask: ``[B, T]`` bool tensor, ``True`` at real items.
+
+    Returns:
+      ``[B, T, T]`` bool tensor, ``True`` where query ``i`` may attend to key ``j``: the
+      ``attention_mask`` of :class:`CausalSelfAttentionBlock`.
+    """
+    width = tf.shape(padding_mask)[1]
+    causal = tf.linalg.band_part(tf.ones((width, width), dtype=tf.bool), -1, 0)
+    return tf.logical_and(causal[tf.newaxis], padding_mask[:, tf.newaxis, :])

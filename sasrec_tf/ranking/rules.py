@@ -1,0 +1,34 @@
+"""The ranking rules every consumer shares, as plain Python (no TensorFlow): the unknown score,
+the rank of a target that is not a candidate, and the repeated-target rule's choices.
+
+Kept TensorFlow-free so that clients of the export's signature contract and the command line can
+read them without loading TensorFlow; the arithmetic that applies them is
+:mod:`sasrec_tf.ranking.kernel`.
+"""
+
+from __future__ import annotations
+
+from sasrec_tf.config import REPEATED_TARGETS
+
+__all__ = ["UNKNOWN_SCORE", "NOT_A_CANDIDATE", "REPEATED_TARGETS", "check_repeated_targets"]
+
+# The score of what is not a candidate (padding, an excluded history item, an unknown id): the
+# lowest float32, -3.4028235e38. It sorts last like -inf but stays finite, because TF Serving's REST
+# API writes JSON, which cannot carry -inf.
+UNKNOWN_SCORE = -3.4028234663852886e38
+
+# The rank of a target that is not among the candidates (a repeated target removed with the
+# history, repeated_targets="miss"): past any cut-off, and 1 / rank is ~5e-10. Fits int32.
+NOT_A_CANDIDATE = 2**31 - 1
+
+
+def check_repeated_targets(repeated_targets: str) -> str:
+    """``repeated_targets`` if it is one of :data:`REPEATED_TARGETS`, else a ``ValueError``.
+
+    ``"miss"``: a target already in the history is excluded with the rest of the history and
+    counts as a miss (rank :data:`NOT_A_CANDIDATE`), as what the served model can return;
+    ``"drop"``: that user is left out (rank 0); ``"rank"``: the target stays a candidate.
+    """
+    if repeated_targets not in REPEATED_TARGETS:
+        raise ValueError(f"repeated_targets must be one of {REPEATED_TARGETS}, got {repeated_targets!r}")
+    return repeated_targets
