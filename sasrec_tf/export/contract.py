@@ -16,6 +16,10 @@ from typing import TYPE_CHECKING, Callable, Mapping
 
 import numpy as np
 
+# The score of an unknown candidate and of a missing recommendation: the lowest float32, declared
+# once with the ranking rules (finite, unlike -inf, because TF Serving's REST API writes JSON).
+from sasrec_tf.ranking.rules import UNKNOWN_SCORE
+
 if TYPE_CHECKING:  # pragma: no cover
     import tensorflow as tf
 
@@ -36,9 +40,6 @@ HISTORY = "history"
 CANDIDATES = "candidates"
 ITEM_IDS = "item_ids"
 
-# The lowest float32, float(np.finfo(np.float32).min): sorts last like -inf but stays finite,
-# because TF Serving's REST API writes JSON, which cannot carry -inf.
-UNKNOWN_SCORE = -3.4028234663852886e38
 
 # How many items the recommendation signatures return unless the export is told otherwise.
 DEFAULT_K = 10
