@@ -11,19 +11,14 @@ this process) and the sizes on disk.
 from __future__ import annotations
 
 import argparse
-import os
-import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from sasrec_tf.testing.bench import peak_rss_mib, set_tensorflow_environment
 
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+set_tensorflow_environment()
 
 
 def dir_mib(path: Path) -> float:

@@ -32,8 +32,9 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from sasrec_tf.testing.bench import benchmark_log, set_tensorflow_environment
+
+set_tensorflow_environment()
 
 
 def parse_args(argv=None):
@@ -58,10 +59,7 @@ def parse_args(argv=None):
 
 
 def _sequences(args):
-    from sasrec_tf.data import build_sequences, generate_interactions
-
-    return build_sequences(generate_interactions(num_users=args.users, num_items=args.items,
-                                                 mean_length=args.mean_length, seed=args.seed))
+    return benchmark_log(num_users=args.users, num_items=args.items, mean_length=args.mean_length, seed=args.seed)
 
 
 def run_worker(args) -> None:
@@ -77,9 +75,9 @@ def run_worker(args) -> None:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     from sasrec_tf import SASRecConfig, training
-    from sasrec_tf._compat import keras
     from sasrec_tf.data import training_dataset
     from sasrec_tf.data.tfrecord import ShardedSequences
+    from sasrec_tf.testing.clock import StepClock
 
     config = SASRecConfig(max_len=args.max_len, hidden_units=args.hidden_units, num_blocks=args.num_blocks,
                           batch_size=args.batch_size, seed=args.seed)
@@ -96,24 +94,17 @@ def run_worker(args) -> None:
         dataset = strategy.distribute_datasets_from_function(
             ShardedSequences(shard_dir).dataset_fn(config.max_len, config.batch_size, seed=config.seed))
 
-    class StepTimer(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.ends = []
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.ends.append(time.perf_counter())
-
-    timer = StepTimer()
+    clock = StepClock()
     started = time.perf_counter()
-    model.fit(dataset, epochs=1, steps_per_epoch=args.warmup + args.steps, callbacks=[timer], verbose=0)
-    timed = timer.ends[-1] - timer.ends[args.warmup - 1]
+    model.fit(dataset, epochs=1, steps_per_epoch=args.warmup + args.steps, callbacks=[clock], verbose=0)
+    ends = clock.step_ends
+    timed = ends[-1] - ends[args.warmup - 1]
     result = {
         "mode": mode, "worker": distribute.worker_index(strategy), "workers": distribute.num_workers(strategy),
         "replicas": strategy.num_replicas_in_sync, "timed_steps": args.steps,
         "sequences_per_s": round(args.batch_size * args.steps / timed, 1),
         "ms_per_step": round(1000 * timed / args.steps, 1),
-        "first_steps_s": round(timer.ends[args.warmup - 1] - started, 1),
+        "first_steps_s": round(ends[args.warmup - 1] - started, 1),
     }
     Path(result_dir, f"result-{mode}-{result['worker']}.json").write_text(json.dumps(result))
 

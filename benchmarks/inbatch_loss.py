@@ -15,11 +15,11 @@ values (equal up to float rounding). Shapes whose ``[M, M]`` matrix would exceed
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from sasrec_tf.testing.bench import set_tensorflow_environment
+
+set_tensorflow_environment()
 
 
 def parse_shape(text: str) -> tuple[int, int]:

@@ -13,11 +13,11 @@ optimizers alternating for ``--rounds`` rounds.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from sasrec_tf.testing.bench import set_tensorflow_environment
+
+set_tensorflow_environment()
 
 
 def main(argv=None) -> int:

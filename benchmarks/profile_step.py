@@ -17,11 +17,9 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sasrec_tf.testing.bench import benchmark_log, set_tensorflow_environment
 
-import train_throughput  # noqa: E402
+set_tensorflow_environment()
 
 
 def main(argv=None) -> int:
@@ -38,8 +36,8 @@ def main(argv=None) -> int:
     from sasrec_tf import training
     from sasrec_tf.data import training_dataset
 
-    bench_args = train_throughput.parse_args([])
-    sequences, num_items = train_throughput.load_sequences(bench_args)
+    data = benchmark_log()  # train_throughput.py's default: the generated Games-shaped log, seed 0
+    sequences, num_items = data.sequences, data.num_items
     config = sasrec_tf.SASRecConfig(dropout_rate=0.5)
     dataset = training_dataset(sequences, num_items, config.max_len, config.batch_size,
                                bucket_by_length=args.bucket).repeat()

@@ -33,13 +33,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from sasrec_tf.testing.bench import set_tensorflow_environment
+
+set_tensorflow_environment()
 
 OBJECTIVES: dict[str, dict[str, Any]] = {
     "bce": {"loss": "bce", "num_negatives": 1},  # the paper

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -29,11 +28,11 @@ import threading
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from sasrec_tf.testing.bench import set_tensorflow_environment
+
+set_tensorflow_environment()
 
 import numpy as np  # noqa: E402
-
-import sasrec_tf  # noqa: E402, F401  (selects tf_keras first)
 import tensorflow as tf  # noqa: E402
 
 from sasrec_tf import SASRec, SASRecConfig  # noqa: E402

@@ -14,15 +14,11 @@ median steady epoch (epochs 2..N) per run.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
-from pathlib import Path
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import parity  # noqa: E402  (benchmarks/ is not a package)
+from sasrec_tf.testing.bench import set_tensorflow_environment
+
+set_tensorflow_environment(log_level="3")
 
 
 def main(argv=None) -> int:
@@ -36,6 +32,7 @@ def main(argv=None) -> int:
     from sasrec_tf import SASRecConfig
     from sasrec_tf._compat import keras
     from sasrec_tf.data import leave_one_out, load_dataset, training_dataset
+    from sasrec_tf.testing.clock import EpochClock
     from sasrec_tf.training import build_model
 
     data = load_dataset(args.data, args.format)
@@ -49,9 +46,9 @@ def main(argv=None) -> int:
         keras.backend.clear_session()
         model = build_model(config, data.num_items)
         model.compile(optimizer=model.optimizer, steps_per_execution=value)
-        durations: list[float] = []
-        model.fit(dataset.repeat(), epochs=args.epochs, steps_per_epoch=steps, verbose=0,
-                  callbacks=[parity.epoch_clock(durations)])
+        clock = EpochClock()
+        durations = clock.epoch_seconds
+        model.fit(dataset.repeat(), epochs=args.epochs, steps_per_epoch=steps, verbose=0, callbacks=[clock])
         print(f"steps_per_execution={value}: steady epoch {statistics.median(durations[1:]):.2f} s "
               f"(epochs: {', '.join(f'{d:.2f}' for d in durations)})", flush=True)
     return 0

@@ -19,22 +19,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import sys
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from sasrec_tf.testing.bench import (GAMES_ITEMS, GAMES_MEAN_LENGTH, GAMES_USERS, benchmark_log, peak_rss_mib,
+                                     set_tensorflow_environment)
+
+set_tensorflow_environment()
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="interaction log (default: generated Games-shaped log)")
     p.add_argument("--format", default="s3rec")
-    p.add_argument("--users", type=int, default=31013)
-    p.add_argument("--items", type=int, default=23715)
-    p.add_argument("--mean-length", type=float, default=9.3)
+    p.add_argument("--users", type=int, default=GAMES_USERS)
+    p.add_argument("--items", type=int, default=GAMES_ITEMS)
+    p.add_argument("--mean-length", type=float, default=GAMES_MEAN_LENGTH)
     p.add_argument("--max-len", type=int, default=50)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--hidden-units", type=int, default=50)
@@ -58,13 +58,8 @@ def parse_args(argv=None):
 
 
 def load_sequences(args):
-    from sasrec_tf.data import build_sequences, generate_interactions, load_dataset
-
-    if args.data:
-        data = load_dataset(args.data, args.format)
-    else:
-        data = build_sequences(generate_interactions(num_users=args.users, num_items=args.items,
-                                                     mean_length=args.mean_length, seed=args.seed))
+    data = benchmark_log(args.data, args.format, num_users=args.users, num_items=args.items,
+                         mean_length=args.mean_length, seed=args.seed)
     return data.sequences, data.num_items
 
 
@@ -78,8 +73,8 @@ def main(argv=None) -> int:
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     import sasrec_tf
     from sasrec_tf import training
-    from sasrec_tf._compat import keras
     from sasrec_tf.data import training_dataset
+    from sasrec_tf.testing.clock import StepClock
 
     sequences, num_items = load_sequences(args)
     config = sasrec_tf.SASRecConfig(max_len=args.max_len, hidden_units=args.hidden_units,
@@ -115,43 +110,27 @@ def main(argv=None) -> int:
     if args.xla:
         model.compile(optimizer=training.make_optimizer(config), jit_compile=True)
 
-    class StepTimer(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.times = []
-            self.cpu = []
-            self._last = None
-
-        def on_train_begin(self, logs=None):
-            self._last, self._last_cpu = time.perf_counter(), time.process_time()
-
-        def on_train_batch_end(self, batch, logs=None):
-            # End-to-end step time: compute, waiting for input and callback overhead.
-            now, cpu = time.perf_counter(), time.process_time()
-            self.times.append(now - self._last)
-            self.cpu.append(cpu - self._last_cpu)
-            self._last, self._last_cpu = now, cpu
-
     # Count real target positions per batch from the same pipeline (same seed → same batches).
     tokens = [int(np.count_nonzero(b["positives"])) for b in dataset.take(total).as_numpy_iterator()]
     widths = [b["positives"].shape[1] for b in dataset.take(50).as_numpy_iterator()]
-    timer = StepTimer()
+    clock = StepClock()  # end-to-end step times: compute, waiting for input and callback overhead
     wall = time.perf_counter()
-    model.fit(dataset, epochs=1, steps_per_epoch=total, callbacks=[timer], verbose=0)
+    model.fit(dataset, epochs=1, steps_per_epoch=total, callbacks=[clock], verbose=0)
     wall = time.perf_counter() - wall
-    timed = np.array(timer.times[args.warmup:])
+    steps, cpu_steps = clock.step_seconds, clock.cpu_step_seconds
+    timed = np.array(steps[args.warmup:])
     ms = timed * 1000
     result.update({
-        "first_step_s (trace/compile)": round(timer.times[0], 2),
+        "first_step_s (trace/compile)": round(steps[0], 2),
         "timed steps": len(timed),
         "ms/step median": round(float(np.median(ms)), 2),
         "ms/step p10-p90": f"{np.percentile(ms, 10):.1f}-{np.percentile(ms, 90):.1f}",
-        "cpu ms/step mean (all threads, pipeline included)": round(1000 * float(np.mean(timer.cpu[args.warmup:])), 2),
+        "cpu ms/step mean (all threads, pipeline included)": round(1000 * float(np.mean(cpu_steps[args.warmup:])), 2),
         "sequences/s": round(args.batch_size / float(np.median(timed)), 1),
         "sequences/s (mean over timed steps)": round(args.batch_size * len(timed) / float(timed.sum()), 1),
         "tokens/s": round(sum(tokens[args.warmup:]) / float(timed.sum()), 1),
         "mean batch width": round(float(np.mean(widths)), 1),
-        "peak RSS MiB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak RSS MiB": round(peak_rss_mib(), 1),
         "wall_s (incl. warm-up)": round(wall, 1),
     })
     print(json.dumps(result) if args.json else "\n".join(f"{k:>36}: {v}" for k, v in result.items()))

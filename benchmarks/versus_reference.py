@@ -46,10 +46,13 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import parity  # noqa: E402  (benchmarks/ is not a package)
+from sasrec_tf.testing import parity
+from sasrec_tf.testing.bench import set_tensorflow_environment
 
-BEAUTY = parity.REPO.parent / "shared" / "data" / "amazon-iclrec" / "Beauty.txt"
+set_tensorflow_environment()
+
+REPO = Path(__file__).resolve().parents[1]
+BEAUTY = REPO.parent / "shared" / "data" / "amazon-iclrec" / "Beauty.txt"
 
 
 def parse_args(argv=None):
@@ -66,17 +69,16 @@ def parse_args(argv=None):
                    help="one reference run of --epochs, then ours validating every epoch: when does ours reach "
                         "the reference's validation NDCG@10 (epoch, training seconds)?")
     p.add_argument("--seed", type=int, default=1, help="--time-to-quality: our seed")
-    p.add_argument("--reference", default=str(parity.REPO.parent / "shared" / "reference" / "sasrec-pytorch"))
-    p.add_argument("--venv", default=os.path.expanduser("~/.cache/sasrec-ref"))
+    p.add_argument("--reference", default=str(REPO.parent / parity.REFERENCE_CHECKOUT))
+    p.add_argument("--venv", default=parity.DEFAULT_VENV)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
 def load(args):
-    """(data, name) through parity.py's loader, so both scripts read a log the same way."""
-    generated = args.data == "generated"
-    return parity.load(argparse.Namespace(
-        data=None if generated else args.data, format=args.format, users=31013, items=23715, mean_length=9.3))
+    """(data, name) through parity.py's loader (``sasrec_tf.testing.parity``), so both scripts read a log
+    the same way; ``generated``: the Games-shaped long-tailed log."""
+    return parity.load_log(None if args.data == "generated" else args.data, args.format)
 
 
 # ------------------------------------------------------------------------------------ memory
@@ -132,7 +134,7 @@ def run_reference(args, data, dataset: str) -> dict:
         shutil.rmtree(work, ignore_errors=True)
     last_step: dict[int, float] = {}
     for stamp, line in lines:
-        if match := parity._STEP.search(line):
+        if match := parity.STEP_LINE.search(line):
             last_step[int(match.group(1))] = stamp
     # Epoch e >= 2: from the last step of e - 1 to its own last step (no evaluation runs in
     # between before epoch 20), so epoch 1 and the start-up are not counted.
@@ -153,19 +155,19 @@ def run_ours(args) -> dict:
 def worker(args) -> int:
     """Train the paper configuration through train_and_evaluate; print epoch times and the
     time of full validation passes as one JSON line."""
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from sasrec_tf.config import SASRecConfig
     from sasrec_tf.data import leave_one_out
     from sasrec_tf.evaluation import evaluate
     from sasrec_tf.experiment import TrainOptions, apply_overrides, train_and_evaluate
+    from sasrec_tf.testing.clock import EpochClock
 
     data, _ = load(args)
-    durations: list[float] = []
+    clock = EpochClock()
+    durations = clock.epoch_seconds
     config = SASRecConfig.from_dict(apply_overrides(
         {"epochs": args.epochs, "bucket_by_length": not args.no_bucket, "seed": 1}, args.set))
     # eval_every beyond the last epoch: fit validates after epoch 1 only (not timed below).
-    result = train_and_evaluate(data, config, options=TrainOptions(eval_every=args.epochs + 1), callbacks=[parity.epoch_clock(durations)])
+    result = train_and_evaluate(data, config, options=TrainOptions(eval_every=args.epochs + 1), callbacks=[clock])
     split = leave_one_out(data)
     passes = []
     for _ in range(2):  # the first pass traces the ranking functions
@@ -188,12 +190,12 @@ def cpu_model() -> str:
 def time_to_quality(args, data, dataset: str) -> int:
     """The reference's validation NDCG@10 at its evaluation epochs, and the epoch and training
     seconds at which ours first reaches each."""
-    settings = argparse.Namespace(venv=args.venv, reference=args.reference, max_len=50, dropout=0.5,
-                                  epochs=args.epochs, set=args.set)
     reference_at = [e for e in range(20, args.epochs + 1, 20)] or [args.epochs]
-    reference = parity.run_reference(settings, data, dataset, 1, reference_at)
-    ours = parity.run_ours(settings, data, "ours", args.seed, bucket=not args.no_bucket,
-                           eval_at=list(range(1, args.epochs + 1)))
+    reference = parity.run_reference(data, dataset, run=1, eval_at=reference_at, reference=args.reference,
+                                     venv=args.venv, max_len=50, dropout=0.5, epochs=args.epochs)
+    ours = parity.run_ours(data, name="ours", seed=args.seed, bucket=not args.no_bucket,
+                           eval_at=list(range(1, args.epochs + 1)), max_len=50, dropout=0.5, epochs=args.epochs,
+                           overrides=args.set)
     print()
     print("| reference epoch | its valid NDCG@10 (sampled) | its test NDCG@10 | its training s "
           "| ours reaches it at epoch | ours' training s | speed-up to this quality | ours' test NDCG@10 then |")

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from sasrec_tf.testing.bench import set_tensorflow_environment
+
+set_tensorflow_environment(log_level="3")
 
 
 def parse_args(argv=None):
@@ -50,6 +50,7 @@ def main(argv=None) -> int:
     from sasrec_tf.data import build_sequences, leave_one_out, read_interactions
     from sasrec_tf.evaluation import evaluate, evaluate_full, training_item_counts
     from sasrec_tf.experiment import apply_overrides
+    from sasrec_tf.testing.clock import EpochClock
     from sasrec_tf.warmstart import extend_vocabulary, warm_start
 
     log = read_interactions(args.data, args.format).reset_index(drop=True)
@@ -75,17 +76,15 @@ def main(argv=None) -> int:
     finals = {}
 
     class Curve(keras.callbacks.Callback):
-        """Validation by full ranking after every epoch; seconds count training only."""
+        """Validation by full ranking after every epoch; seconds count training only (from ``clock``,
+        the callback just before this one)."""
 
-        def __init__(self, name):
+        def __init__(self, name, clock):
             super().__init__()
-            self.name, self.seconds, self.rows = name, 0.0, []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.begun = time.perf_counter()
+            self.name, self.clock, self.seconds, self.rows = name, clock, 0.0, []
 
         def on_epoch_end(self, epoch, logs=None):
-            self.seconds += time.perf_counter() - self.begun
+            self.seconds += self.clock.epoch_seconds[-1]
             valid = evaluate_full(self.model, split.valid_inputs, split.valid_targets)
             self.rows.append({"epoch": epoch + 1, "seconds": self.seconds, "ndcg@10": valid["ndcg@10"],
                               "hr@10": valid["hr@10"]})
@@ -97,9 +96,10 @@ def main(argv=None) -> int:
         if name == "warm":
             summary = warm_start(model, parent, vocab, item_counts=training_item_counts(split.train, len(vocab)))
             print(f"warm start: {json.dumps(summary.to_dict())}", flush=True)
-        curve = Curve(name)
+        clock = EpochClock()
+        curve = Curve(name, clock)
         # eval_every beyond the last epoch: fit's own validation runs once, after epoch 1 (same for both).
-        training.fit(model, split, eval_every=args.epochs + 1, verbose=0, callbacks=[curve])
+        training.fit(model, split, eval_every=args.epochs + 1, verbose=0, callbacks=[clock, curve])
         curves[name] = curve.rows
         finals[name] = evaluate(model, split, stage="test", seed=args.seed)
         keras.backend.clear_session()

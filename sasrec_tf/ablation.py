@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from sasrec_tf.config import SASRecConfig
+from sasrec_tf.protocols import PROTOCOLS
 
 # name → (SASRecConfig changes, what the paper's Table IV calls it)
 VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
@@ -91,7 +92,7 @@ def run_ablation(
             metrics = train_and_evaluate(data, config, options=options, verbose=verbose).metrics
             row["wall_s"] = round(time.perf_counter() - started, 1)
             row["epochs"] = metrics["training"]["epochs"]
-            for protocol in ("full", "sampled"):
+            for protocol in PROTOCOLS:
                 for metric in ("hr@10", "ndcg@10"):
                     row[f"{protocol}_{metric}"] = round(float(metrics["test"][protocol][metric]), 4)
             trained[key] = row

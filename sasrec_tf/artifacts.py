@@ -22,6 +22,7 @@ import numpy as np
 
 from sasrec_tf._compat import keras
 from sasrec_tf.data.vocab import ItemVocabulary
+from sasrec_tf.files import atomic_write_text, write_with
 from sasrec_tf.model import SASRec
 
 MODEL_FILE = "model.keras"
@@ -33,6 +34,9 @@ ITEM_COUNTS_FILE = "item_counts.npy"
 
 @dataclasses.dataclass
 class TrainedModel:
+    """A model directory loaded back (:func:`load_trained`): the model, its item vocabulary, the
+    raw user ids (user-embedding models only) and the training item counts, when saved."""
+
     model: SASRec
     vocab: ItemVocabulary
     user_ids: np.ndarray | None = None
@@ -42,7 +46,12 @@ class TrainedModel:
 def save_trained(
     path: str | os.PathLike[str], model: SASRec, vocab: ItemVocabulary, user_ids=None, item_counts=None
 ) -> Path:
-    """Write the model directory; each file is replaced atomically."""
+    """Write the model directory; each file is replaced atomically (:mod:`sasrec_tf.files`; the
+    Keras file through a temporary directory, as Keras wants a name ending in ``.keras``).
+
+    Raises:
+      ValueError: the vocabulary or ``item_counts`` do not match the model's catalogue.
+    """
     if len(vocab) != model.num_items:
         raise ValueError(f"vocabulary has {len(vocab)} items but the model {model.num_items}")
     path = Path(path)
@@ -53,16 +62,14 @@ def save_trained(
         os.replace(staged, path / MODEL_FILE)
     vocab.save(path / VOCAB_FILE)
     meta = {"sasrec_config": model.config.to_dict(), "num_items": model.num_items, "num_users": model.num_users}
-    _write_text(path / CONFIG_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(path / CONFIG_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n")
     if item_counts is not None:
         item_counts = np.asarray(item_counts, dtype=np.int64)
         if item_counts.shape != (model.num_items + 1,):
             raise ValueError(f"item_counts must have shape ({model.num_items + 1},), got {item_counts.shape}")
-        with open(path / (ITEM_COUNTS_FILE + ".tmp"), "wb") as handle:
-            np.save(handle, item_counts)
-        os.replace(path / (ITEM_COUNTS_FILE + ".tmp"), path / ITEM_COUNTS_FILE)
+        write_with(path / ITEM_COUNTS_FILE, lambda handle: np.save(handle, item_counts))
     if model.uses_user_embedding and user_ids is not None:
-        _write_text(path / USERS_FILE, "".join(f"{u}\n" for u in user_ids))
+        atomic_write_text(path / USERS_FILE, "".join(f"{u}\n" for u in user_ids))
     return path
 
 
@@ -79,9 +86,3 @@ def load_trained(path: str | os.PathLike[str]) -> TrainedModel:
         users = np.array((path / USERS_FILE).read_text(encoding="utf-8").splitlines(), dtype=object)
     counts = np.load(path / ITEM_COUNTS_FILE) if (path / ITEM_COUNTS_FILE).exists() else None
     return TrainedModel(model=model, vocab=vocab, user_ids=users, item_counts=counts)
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

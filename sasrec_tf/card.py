@@ -21,35 +21,38 @@ warmup file, so the card cannot disturb serving). Its fields::
     export       (export copies only) model name, version, source directory, export time
 
 :func:`write_card` writes one atomically, :func:`read_card` reads and :func:`validate_card`
-checks one, :func:`model_card` gives the card of a model directory (building it from
-``config.json`` and ``metrics.json`` for a directory without one), and :func:`compare` is the
-publish gate's rule on the validation metric.
+checks one, and :func:`model_card` gives the card of a model directory (building it from
+``config.json`` and ``metrics.json`` for a directory without one). The publish gate's rule on the
+validation metric, which reads cards, is :mod:`sasrec_tf.gate` (re-exported here, ``compare``
+being the old name of :func:`~sasrec_tf.gate.gate_decision`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
 import math
 import os
 import platform
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
 from sasrec_tf.config import SASRecConfig
+from sasrec_tf.files import atomic_write_json
+from sasrec_tf.gate import GateDecision, GateRefused, gate_decision, gate_value
+from sasrec_tf.protocols import PROTOCOLS, STAGES
 
 __all__ = ["CARD_FILE", "CARD_FORMAT", "GateDecision", "GateRefused", "build_card", "compare", "data_statistics",
-           "export_card", "find_card", "gate_value", "model_card", "read_card", "validate_card", "write_card"]
+           "export_card", "find_card", "gate_decision", "gate_value", "model_card", "read_card", "validate_card",
+           "write_card"]
+
+compare = gate_decision  # the gate's rule under its old name
 
 CARD_FILE = "card.json"
 CARD_FORMAT = "sasrec-tf card 1"
 _EXTRA_DIR = "assets.extra"  # where an export version keeps it (beside the warmup requests)
-_STAGES = ("valid", "test")
-_PROTOCOLS = ("full", "sampled")
 _PERCENTILES = (50, 90, 99)
 _FIELDS = ("format", "created", "data", "config", "metrics", "training", "parent", "versions")
 
@@ -129,7 +132,7 @@ def build_card(
         "created": _now(),
         "data": dict(data) if data is not None else None,
         "config": config.to_dict(),
-        "metrics": {stage: metrics[stage] for stage in _STAGES if stage in metrics} or None,
+        "metrics": {stage: metrics[stage] for stage in STAGES if stage in metrics} or None,
         "training": metrics.get("training"),
         "parent": _parent(parent if parent is not None else metrics.get("parent")),
         "versions": dict(versions) if versions is not None else _versions(),
@@ -180,22 +183,7 @@ def write_card(
         if fingerprint is not None:
             stats["sha256"] = fingerprint["sha256"]
     card = build_card(config, data=stats, metrics=metrics, parent=parent)
-    return _write_json(Path(directory) / CARD_FILE, card)
-
-
-def _write_json(path: Path, value: Mapping[str, Any]) -> Path:
-    """Write JSON through a temporary file in the same directory and a rename: never half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a serving user may differ from the writer
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_json(Path(directory) / CARD_FILE, card)
 
 
 def export_card(card: Mapping[str, Any], *, model_name: str, version: int, source: str | None,
@@ -262,11 +250,11 @@ def validate_card(card: Any) -> dict[str, Any]:
     if card["parent"] is not None and not isinstance(card["parent"].get("path"), str):
         raise ValueError(f"parent.path must be the parent model's directory, got {card['parent'].get('path')!r}")
     for stage, protocols in (card["metrics"] or {}).items():
-        if stage not in _STAGES or not isinstance(protocols, dict):
-            raise ValueError(f"metrics.{stage}: expected stages {_STAGES} of {{protocol: {{metric: value}}}}")
+        if stage not in STAGES or not isinstance(protocols, dict):
+            raise ValueError(f"metrics.{stage}: expected stages {STAGES} of {{protocol: {{metric: value}}}}")
         for protocol, values in protocols.items():
-            if protocol not in _PROTOCOLS or not isinstance(values, dict):
-                raise ValueError(f"metrics.{stage}.{protocol}: expected protocols {_PROTOCOLS} of {{metric: value}}")
+            if protocol not in PROTOCOLS or not isinstance(values, dict):
+                raise ValueError(f"metrics.{stage}.{protocol}: expected protocols {PROTOCOLS} of {{metric: value}}")
             for metric, value in values.items():
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                     raise ValueError(f"metrics.{stage}.{protocol}.{metric} must be a finite number, got {value!r}")
@@ -280,6 +268,7 @@ def model_card(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
     before cards were written, one built from its ``config.json`` and ``metrics.json`` (data,
     parent and versions unknown: null, null and ``{}``)."""
     from sasrec_tf.artifacts import CONFIG_FILE
+    from sasrec_tf.experiment.run_dir import METRICS_FILE
 
     model_dir = Path(model_dir)
     if (model_dir / CARD_FILE).is_file():
@@ -292,78 +281,10 @@ def model_card(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
     except (ValueError, KeyError) as err:
         raise ValueError(f"{model_dir / CONFIG_FILE}: unreadable ({err})") from None
     metrics = None
-    metrics_file = model_dir / "metrics.json"  # experiment.METRICS_FILE (not imported: experiment imports this)
+    metrics_file = model_dir / METRICS_FILE
     if metrics_file.is_file():
         try:
             metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
         except (ValueError, UnicodeDecodeError) as err:
             raise ValueError(f"{metrics_file}: not valid JSON ({err})") from None
     return build_card(config, metrics=metrics, versions={})
-
-
-# ------------------------------------------------------------------------------------ the gate
-class GateRefused(ValueError):
-    """A version was not published: its validation metric is worse than the serving one's."""
-
-
-@dataclasses.dataclass(frozen=True)
-class GateDecision:
-    """The publish gate's verdict on a new model against the latest published version.
-
-    ``old`` and ``old_version`` are None when there is nothing to compare with (no earlier
-    version, or one without a card or without the metric); the new model then passes.
-    """
-
-    passed: bool
-    metric: str
-    new: float
-    old: float | None
-    old_version: int | None
-    tolerance: float
-    message: str
-
-
-def gate_value(card: Mapping[str, Any], metric: str) -> float | None:
-    """The validation value of ``metric`` in a card, or None if it has none.
-
-    ``metric`` is ``NAME`` (full ranking, e.g. ``ndcg@10``) or ``PROTOCOL.NAME`` with protocol
-    ``full`` or ``sampled`` (e.g. ``sampled.hr@10``). Always the validation stage: a gate on
-    the test stage would select models on the test set.
-    """
-    protocol, _, name = metric.rpartition(".")
-    protocol = protocol or "full"
-    if protocol not in _PROTOCOLS or not name:
-        raise ValueError(f"gate metric must be NAME or PROTOCOL.NAME with protocol in {_PROTOCOLS}, got {metric!r}")
-    value = ((card.get("metrics") or {}).get("valid") or {}).get(protocol, {}).get(name)
-    return None if value is None else float(value)
-
-
-def compare(new_card: Mapping[str, Any], old_card: Mapping[str, Any] | None, metric: str, *,
-            tolerance: float = 0.0, old_version: int | None = None) -> GateDecision:
-    """The gate's rule: pass unless ``new`` < ``old`` - ``tolerance`` on the validation ``metric``.
-
-    Raises:
-      ValueError: a negative or non-finite tolerance, a malformed metric, or a new card without
-        that metric (nothing to compare: pass ``--force`` to publish without the gate).
-    """
-    if not (math.isfinite(tolerance) and tolerance >= 0):
-        raise ValueError(f"the gate tolerance must be a finite number >= 0, got {tolerance!r}")
-    new = gate_value(new_card, metric)
-    if new is None:
-        raise ValueError(f"the model's card has no validation {metric} to gate on (metrics.valid in its card or "
-                         "metrics.json); train with evaluation, or publish without the gate (--force)")
-    where = f"version {old_version}" if old_version is not None else "the latest version"
-    old = gate_value(old_card, metric) if old_card is not None else None
-    if old_card is None or old is None:
-        reason = ("no earlier version" if old_version is None else
-                  f"{where} has no card" if old_card is None else f"{where}'s card has no validation {metric}")
-        return GateDecision(True, metric, new, None, old_version, tolerance,
-                            f"gate: {reason}: publishing (validation {metric} {new:.6g})")
-    passed = new >= old - tolerance
-    if passed:
-        message = (f"gate: validation {metric} {new:.6g} against {old:.6g} of {where} "
-                   f"(tolerance {tolerance:g}): publishing")
-    else:
-        message = (f"refusing to publish: validation {metric} {new:.6g} is worse than {old:.6g} of {where} "
-                   f"by more than the tolerance {tolerance:g}")
-    return GateDecision(passed, metric, new, old, old_version, tolerance, message)

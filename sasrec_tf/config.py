@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from sasrec_tf.choices import OBJECTIVE_SPECS, OPTIMIZER_SPECS
 # The generic option parsing lives in sasrec_tf.options; re-exported here, where it was first.
 from sasrec_tf.options import OptionError, _from_text, check_option_types, option_types, parse_option  # noqa: F401
 
@@ -17,7 +18,7 @@ FFN_ACTIVATIONS = ("relu", "gelu")
 # How the item embedding table starts: Keras' default uniform(-0.05, 0.05); Glorot-uniform (the
 # paper's TF1 code); Xavier-normal (the PyTorch port and RecTools).
 EMBEDDING_INITIALIZERS = ("uniform", "glorot_uniform", "xavier_normal")
-# How sampled negatives are drawn. (The objectives themselves: the registry in sasrec_tf.objectives.)
+# How sampled negatives are drawn. (The objectives and optimizers themselves: sasrec_tf.choices.)
 NEGATIVE_SAMPLING = ("uniform", "popularity")
 # What full ranking makes of a target already in the user's history (sasrec_tf.evaluation.evaluate_full).
 REPEATED_TARGETS = ("miss", "drop", "rank")
@@ -35,11 +36,16 @@ class SASRecConfig:
     ``share_item_embedding``, ``use_residual``, ``dropout_rate=0``, ``num_blocks`` 0..n,
     ``num_heads``, ``use_user_embedding``.
 
-    ``loss`` names the training objective, an entry of :data:`sasrec_tf.objectives.OBJECTIVES`
-    (``bce``, the paper's and the default; ``gbce`` with ``gbce_t``; ``sampled_softmax``;
+    ``loss`` names the training objective, an entry of :data:`sasrec_tf.choices.OBJECTIVE_SPECS`
+    (computed by :data:`sasrec_tf.objectives.OBJECTIVES`: ``bce``, the paper's and the default; ``gbce`` with ``gbce_t``; ``sampled_softmax``;
     ``inbatch_softmax``; ``full_softmax``). ``num_negatives`` is ``k`` for those that sample
     negatives, drawn ``"uniform"`` or by ``"popularity"`` (``negative_sampling``);
     ``logq_correction`` applies to the softmax objectives over sampled candidates.
+
+    ``optimizer`` names an entry of :data:`sasrec_tf.choices.OPTIMIZER_SPECS` (Adam in a fused
+    kernel by default) with ``learning_rate``, ``beta_1``, ``beta_2`` and ``epsilon`` (the
+    reference code's Adam: ``beta_2`` 0.98); ``weight_decay`` > 0 selects its variant with
+    decoupled weight decay (AdamW), not applied to biases or LayerNorm parameters.
 
     ``layer_norm`` places LayerNorm inside each block:
       * ``"original"`` -- the reference code: the attention query and the FFN input are normalised,
@@ -106,7 +112,10 @@ class SASRecConfig:
     # Training.
     learning_rate: float = 1e-3
     weight_decay: float = 0.0  # > 0: AdamW's decoupled weight decay (not on biases or LayerNorm)
-    optimizer: str = "adam"  # an entry of sasrec_tf.optimizers.OPTIMIZERS ("lazy_adam": row-sparse)
+    optimizer: str = "adam"  # an entry of sasrec_tf.choices.OPTIMIZER_SPECS ("lazy_adam": row-sparse)
+    beta_1: float = 0.9  # Adam's first-moment decay: the reference code's (TF1's default)
+    beta_2: float = 0.98  # Adam's second-moment decay: the reference code's 0.98, not Adam's usual 0.999
+    epsilon: float = 1e-7  # Adam's epsilon: Keras' default (the TF1 reference and PyTorch use 1e-8)
     batch_size: int = 128
     epochs: int = 200
     num_negatives: int = 1
@@ -161,6 +170,11 @@ class SASRecConfig:
                               f"SASRecConfig.learning_rate must be a finite number > 0, got {self.learning_rate!r}")
         if not 0.0 <= self.weight_decay < 1.0:
             raise OptionError("weight_decay", f"SASRecConfig.weight_decay must be in [0, 1), got {self.weight_decay!r}")
+        for name in ("beta_1", "beta_2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise OptionError(name, f"SASRecConfig.{name} must be in [0, 1), got {getattr(self, name)!r}")
+        if not (math.isfinite(self.epsilon) and self.epsilon > 0):
+            raise OptionError("epsilon", f"SASRecConfig.epsilon must be a finite number > 0, got {self.epsilon!r}")
         if self.hidden_units % self.num_heads:
             raise OptionError(
                 "num_heads",
@@ -179,33 +193,29 @@ class SASRecConfig:
         self._validate_optimizer()
 
     def _validate_optimizer(self) -> None:
-        from sasrec_tf.optimizers import OPTIMIZERS  # TensorFlow: imported when a config is checked
-
-        if self.optimizer not in OPTIMIZERS:
+        if self.optimizer not in OPTIMIZER_SPECS:
             raise OptionError("optimizer",
-                              f"SASRecConfig.optimizer must be one of {tuple(OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.weight_decay and OPTIMIZERS[self.optimizer][1] is None:
-            with_decay = tuple(name for name, (_, decoupled) in OPTIMIZERS.items() if decoupled is not None)
+                              f"SASRecConfig.optimizer must be one of {tuple(OPTIMIZER_SPECS)}, got {self.optimizer!r}")
+        if self.weight_decay and not OPTIMIZER_SPECS[self.optimizer].weight_decay:
+            with_decay = tuple(name for name, spec in OPTIMIZER_SPECS.items() if spec.weight_decay)
             raise OptionError("optimizer", f"SASRecConfig.optimizer={self.optimizer!r} has no variant with "
                               f"weight_decay; use one of {with_decay}")
 
     def _validate_objective(self) -> None:
-        from sasrec_tf.objectives import OBJECTIVES  # TensorFlow: imported when a config is checked
-
-        if self.loss not in OBJECTIVES:
-            raise OptionError("loss", f"SASRecConfig.loss must be one of {tuple(OBJECTIVES)}, got {self.loss!r}")
+        if self.loss not in OBJECTIVE_SPECS:
+            raise OptionError("loss", f"SASRecConfig.loss must be one of {tuple(OBJECTIVE_SPECS)}, got {self.loss!r}")
         if not 0.0 <= self.gbce_t <= 1.0:
             raise OptionError("gbce_t", f"SASRecConfig.gbce_t must be a number in [0, 1], got {self.gbce_t!r}")
-        objective = OBJECTIVES[self.loss]
+        objective = OBJECTIVE_SPECS[self.loss]
         if self.negative_sampling == "popularity" and not objective.samples_negatives:
-            sampled = tuple(name for name, o in OBJECTIVES.items() if o.samples_negatives)
+            sampled = tuple(name for name, o in OBJECTIVE_SPECS.items() if o.samples_negatives)
             raise OptionError(
                 "negative_sampling",
                 f"SASRecConfig.negative_sampling='popularity' needs an objective with sampled negatives "
                 f"({', '.join(sampled)}); loss={self.loss!r} does not sample negatives",
             )
         if self.logq_correction and not objective.logq_correction:
-            corrected = tuple(name for name, o in OBJECTIVES.items() if o.logq_correction)
+            corrected = tuple(name for name, o in OBJECTIVE_SPECS.items() if o.logq_correction)
             raise OptionError(
                 "logq_correction",
                 "SASRecConfig.logq_correction applies to the softmax objectives with sampled candidates "

@@ -1,6 +1,6 @@
 """Training objectives of SASRec: the paper's sampled BCE and the stronger options since 2018.
 
-Shapes: the model gathers the ``M`` real (non-padding) target positions of a batch first, so the
+Shapes: the objectives gather the ``M`` real (non-padding) target positions of a batch first, so the
 losses here see ``positive_logits [M]`` (or ``[B, T]``) and ``negative_logits [M, K]`` (or
 ``[B, T, K]``) and a ``mask`` of the positive's shape (``True`` where a target exists; ``None``
 means every row is real). Each returns a scalar: the mean over real positions.

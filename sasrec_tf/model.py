@@ -10,6 +10,7 @@ import tensorflow as tf
 from sasrec_tf import losses, objectives
 from sasrec_tf._compat import keras
 from sasrec_tf.config import SASRecConfig
+from sasrec_tf.item_frequency import ItemFrequency
 from sasrec_tf.layers import SASRecEncoder
 from sasrec_tf.metrics import MRR, NDCG, HitRate
 
@@ -18,19 +19,44 @@ from sasrec_tf.metrics import MRR, NDCG, HitRate
 class SASRec(keras.Model):
     """Self-Attentive Sequential Recommendation (Kang & McAuley, ICDM 2018).
 
-    ``model(item_ids)`` with ``item_ids`` int ``[B, T]`` (``T <= config.max_len``), left-padded
-    with 0, returns the sequence representations ``F`` ``[B, T, d]``: row ``t`` is the query
-    for the item following position ``t`` (zero at padding). With ``use_user_embedding`` the
-    input is a dict ``{"item_ids": [B, T], "user_ids": [B]}`` and the user embedding is added to
-    every position (the paper's explicit user variant). Items are scored as ``F · Mᵀ`` where
-    ``M`` is the item embedding (shared with the input by default).
+    Item embedding → causal self-attention encoder (:class:`sasrec_tf.layers.SASRecEncoder`) →
+    sequence representations ``F``; items are scored as ``r = F · Mᵀ`` where ``M`` is the item
+    embedding (shared with the input by default). Every hyperparameter is a field of ``config``.
 
-    ``fit`` expects batches ``{"item_ids", "positives" [B, T], "negatives" [B, T, K]}`` (plus
-    ``"user_ids"``, and ``"expected_targets" [B]``), as made by
+    Args:
+      config: a :class:`~sasrec_tf.config.SASRecConfig` (or its ``to_dict()``, as in a saved
+        model's config).
+      num_items: the catalogue size ``N``: item ids are ``1..N``, 0 is padding. At least 2
+        (a negative must differ from the positive).
+      num_users: the number of users, ids ``1..num_users``; needed (``>= 1``) with
+        ``config.use_user_embedding``, ignored otherwise.
+      **kwargs: passed to ``keras.Model`` (e.g. ``name``).
+
+    Call arguments:
+      inputs: int ``item_ids`` ``[B, T]`` (``T <= config.max_len``), left-padded with 0; with
+        ``use_user_embedding`` a dict ``{"item_ids": [B, T], "user_ids": [B]}`` whose user
+        embedding is added to every real position (the paper's explicit user variant).
+      training: Python boolean, whether dropout applies.
+      return_attention_scores: also return each block's attention weights.
+
+    Returns:
+      The sequence representations ``F`` ``[B, T, d]``: row ``t`` is the query for the item
+      following position ``t`` (zero at padding); with ``return_attention_scores``, the tuple
+      ``(F, scores)``, ``scores`` one ``[B, heads, T, T]`` tensor per block.
+
+    Training: ``fit`` expects batches ``{"item_ids", "positives" [B, T], "negatives" [B, T, K]}``
+    (plus ``"user_ids"``, and ``"expected_targets" [B]``), as made by
     :func:`sasrec_tf.data.training_dataset`; the loss is ``config.loss`` (default: the paper's
-    binary cross-entropy on sampled negatives; see :mod:`sasrec_tf.losses`), masked at padding,
+    binary cross-entropy on sampled negatives; see :mod:`sasrec_tf.objectives`), masked at padding,
     summed over the batch's target positions and divided by ``sum(expected_targets)`` (without
-    that key: averaged over the batch's own positions), plus the embeddings' L2 term.
+    that key: averaged over the batch's own positions), plus the embeddings' L2 term. An
+    objective that reads item frequencies (popularity negatives, log-q correction) gets the
+    model's :attr:`item_frequency`, counted from the training targets or set with
+    :meth:`set_item_counts`.
+
+    Scoring: :meth:`query_embeddings` (the last position's representation), :meth:`score_items`
+    and :meth:`item_embeddings` (``M``); ``compile(metrics=[sasrec_tf.metrics.NDCG(model), ...])``
+    makes ``evaluate`` rank the whole catalogue (:meth:`test_step`).
     """
 
     # Outputs at real positions do not change when leading padding columns are added or removed
@@ -195,54 +221,32 @@ class SASRec(keras.Model):
         self._objective = objectives.get(config.loss)
         # Popularity sampling and log-q correction need item frequencies: counted online from the
         # training targets (ones to start: add-one smoothing), or set with ``set_item_counts``.
-        self._uses_item_counts = config.negative_sampling == "popularity" or config.logq_correction
-        self._count_targets = self._uses_item_counts
+        # The variable stays a weight of the model (its path in saved models and checkpoints);
+        # ``item_frequency`` is the view the objective receives.
+        uses_item_counts = config.negative_sampling == "popularity" or config.logq_correction
         self.target_counts = (
             self.add_weight(name="target_counts", shape=(self.num_items + 1,), initializer="ones",
                             trainable=False, dtype=tf.float32,
                             aggregation=tf.VariableAggregation.SUM)  # replicas' counts add up
-            if self._uses_item_counts
+            if uses_item_counts
             else None
         )
+        self.item_frequency = (ItemFrequency(self.target_counts, seed=config.seed)
+                               if self.target_counts is not None else None)
 
     def set_item_counts(self, counts, *, keep_counting: bool = False) -> None:
         """Use these training-target frequencies (``[num_items + 1]``, e.g.
         :func:`sasrec_tf.evaluation.training_item_counts`) for popularity sampling and log-q
-        correction, instead of counting targets while training (``keep_counting`` adds to them)."""
-        if self.target_counts is None:
+        correction, instead of counting targets while training (``keep_counting`` adds to them).
+
+        Raises:
+          ValueError: this model's objective uses no item counts, or ``counts`` has another shape.
+        """
+        if self.item_frequency is None:
             raise ValueError("this model's objective uses no item counts "
                              "(negative_sampling='popularity' or logq_correction=True do)")
-        counts = tf.convert_to_tensor(counts, tf.float32)
-        if counts.shape != (self.num_items + 1,):
-            raise ValueError(f"counts must have shape ({self.num_items + 1},), got {counts.shape}")
-        self.target_counts.assign(counts + 1.0)  # add-one smoothing: unseen items stay possible
-        self._count_targets = bool(keep_counting)
+        self.item_frequency.set_counts(counts, keep_counting=keep_counting)
         self.train_function = None  # retrace: whether to count is fixed when train_step is traced
-
-    def _log_sampling_probabilities(self) -> tf.Tensor:
-        """``[num_items + 1]`` log-probability of each id under the popularity distribution (-inf at 0)."""
-        counts = tf.tensor_scatter_nd_update(self.target_counts, [[0]], [0.0])
-        return tf.math.log(counts / tf.reduce_sum(counts))
-
-    def _sample_popular_negatives(self, targets, training):
-        """``[M, K]`` negatives drawn from the target frequencies (may equal the positive: masked)."""
-        num_negatives = self.config.num_negatives
-        optimizer = getattr(self, "optimizer", None)
-        step = optimizer.iterations if training and optimizer is not None else tf.constant(0, tf.int64)
-        seed = tf.stack([tf.constant(self.config.seed, tf.int64), tf.cast(step, tf.int64)])
-        draws = tf.random.stateless_categorical(
-            self._log_sampling_probabilities()[tf.newaxis], tf.size(targets) * num_negatives, seed, dtype=tf.int32
-        )
-        return tf.reshape(draws, [-1, num_negatives])
-
-    def _count_training_targets(self, targets) -> None:
-        """Add a training batch's ``targets [M]`` to the item frequencies, if this model counts them."""
-        if self._count_targets:
-            # Dense add (not scatter): sums correctly across replicas under tf.distribute.
-            self.target_counts.assign_add(
-                tf.math.bincount(targets, minlength=self.num_items + 1, maxlength=self.num_items + 1,
-                                 dtype=tf.float32)
-            )
 
     def _forward_loss(self, data, training):
         """(loss, pairwise accuracy) of a training batch under ``config.loss`` (see
@@ -251,9 +255,16 @@ class SASRec(keras.Model):
         if self.uses_user_embedding:
             inputs["user_ids"] = data["user_ids"]
         positives = data["positives"]
+        # The step seeds popularity draws (which need the item frequency); not read otherwise.
+        optimizer = getattr(self, "optimizer", None) if training and self.item_frequency is not None else None
         with self._item_table_dropout(training):
             hidden = self(inputs, training=training)
-            loss, accuracy = self._objective.compute(self, hidden, positives, data["negatives"], training)
+            batch = objectives.TrainingBatch(
+                hidden=hidden, positives=positives, negatives=data["negatives"],
+                item_embeddings=self._output_embedding, score_items=self.score_items,
+                item_matrix=self.item_embeddings, num_items=self.num_items, training=training,
+                step=optimizer.iterations if optimizer is not None else None)
+            loss, accuracy = self._objective.compute(batch, self.config, self.item_frequency)
             if "expected_targets" in data:
                 loss = self._renormalize(loss, positives, data["expected_targets"])
             if training and self.config.contrastive_weight > 0:

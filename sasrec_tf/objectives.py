@@ -1,48 +1,74 @@
-"""The training objectives by name: what each one needs and how it turns a batch into a loss.
+"""The training objectives by name: how each turns one batch's tensors into a loss.
 
-``SASRecConfig.loss`` names an entry of :data:`OBJECTIVES`. Configuration checks, the model's
-training step and the CLI's help all read this one registry; the arithmetic of each loss lives in
-:mod:`sasrec_tf.losses`, where each is tested on its own.
+``SASRecConfig.loss`` names an entry of :data:`OBJECTIVES`. What each entry needs (sampled
+negatives, log-q) is declared without TensorFlow in :data:`sasrec_tf.choices.OBJECTIVE_SPECS`,
+which configuration checks read; this registry adds each one's ``compute``, and the arithmetic
+of each loss lives in :mod:`sasrec_tf.losses`, where each is tested on its own.
 
-An objective's ``compute(model, hidden, positives, negatives, training)`` receives the model
-(whose ``_output_embedding``, ``score_items``, ``item_embeddings`` and item-frequency methods it
-may use: this module is the model's loss half, kept apart so that each entry stays small), the encoder's
-output ``hidden [B, T, d]``, the next item at every position ``positives [B, T]`` (0 at padding)
-and the pipeline's uniform negatives ``negatives [B, T, K]``, and returns ``(loss, accuracy)``:
-the mean loss over the batch's target positions and the pairwise accuracy of the positive
-against the sampled negatives. Most objectives first gather the ``M`` real target positions with
-:func:`gather_targets`, which also applies popularity sampling and counts targets for log-q.
+An objective works on tensors, as TFRS's ``Retrieval`` task does, not on the model: its
+``compute(batch, config, frequency)`` receives a :class:`TrainingBatch` (the encoder's output
+``hidden [B, T, d]``, the next item at every position ``positives [B, T]`` (0 at padding), the
+pipeline's uniform negatives ``negatives [B, T, K]``, and the prediction layer's item lookup,
+scores and matrix as functions), the :class:`~sasrec_tf.config.SASRecConfig` and the model's
+:class:`~sasrec_tf.item_frequency.ItemFrequency` (``None`` when the objective reads no item
+frequencies), and returns ``(loss, accuracy)``: the mean loss over the batch's target positions
+and the pairwise accuracy of the positive against the sampled negatives. Most objectives first
+gather the ``M`` real target positions with :func:`gather_targets`, which also applies
+popularity sampling and counts the training targets.
 
-Adding an objective: a loss function in ``losses.py`` with its test, one ``compute`` function
-here and one :data:`OBJECTIVES` entry.
+Adding an objective: a loss function in ``losses.py`` with its test, its declaration in
+``choices.OBJECTIVE_SPECS``, one ``compute`` function here and its entry in ``_COMPUTE``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Callable
 
 import tensorflow as tf
 
 from sasrec_tf import losses
+from sasrec_tf.choices import OBJECTIVE_SPECS, ObjectiveSpec, check_registry
+from sasrec_tf.config import SASRecConfig
+from sasrec_tf.item_frequency import ItemFrequency
+
+__all__ = ["OBJECTIVES", "Objective", "Targets", "TrainingBatch", "gather_targets", "get"]
 
 
 @dataclasses.dataclass(frozen=True)
-class Objective:
-    """One training objective.
+class TrainingBatch:
+    """One training batch as an objective sees it: tensors, and the item table as functions.
 
     Attributes:
-      compute: ``(model, hidden, positives, negatives, training) -> (loss, accuracy)``.
-      samples_negatives: scores ``num_negatives`` sampled negatives per position, so
-        ``num_negatives`` and ``negative_sampling`` apply to it.
-      logq_correction: accepts ``logq_correction`` (it samples candidates non-uniformly).
-      description: one line for documentation and ``--help``.
+      hidden: ``[B, T, d]`` sequence representations; row ``t`` queries the item after position ``t``.
+      positives: ``[B, T]`` the next item at every position, 0 at padding.
+      negatives: ``[B, T, K]`` the pipeline's uniform negatives.
+      item_embeddings: item ids ``[...]`` → their rows of the prediction layer's matrix ``M`` ``[..., d]``.
+      score_items: ``(representations [..., d], item_ids [..., K])`` → scores ``[..., K]``.
+      item_matrix: ``() -> M`` ``[num_items + 1, d]`` (row 0: padding), the whole catalogue.
+      num_items: the catalogue size ``N``.
+      training: a training step: its targets are counted into the item frequency.
+      step: in a training step, the optimizer's ``iterations`` (it seeds popularity draws);
+        ``None`` otherwise.
     """
 
-    compute: Callable[..., tuple[tf.Tensor, tf.Tensor]]
-    samples_negatives: bool
-    logq_correction: bool
-    description: str
+    hidden: tf.Tensor
+    positives: tf.Tensor
+    negatives: tf.Tensor
+    item_embeddings: Callable[[tf.Tensor], tf.Tensor]
+    score_items: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+    item_matrix: Callable[[], tf.Tensor]
+    num_items: int
+    training: bool = False
+    step: tf.Variable | tf.Tensor | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective(ObjectiveSpec):
+    """One training objective: its declaration (:class:`~sasrec_tf.choices.ObjectiveSpec`) and
+    ``compute: (batch, config, frequency) -> (loss, accuracy)``."""
+
+    compute: Callable[[TrainingBatch, SASRecConfig, ItemFrequency | None], tuple[tf.Tensor, tf.Tensor]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,99 +87,99 @@ class Targets:
         return losses.pairwise_accuracy(self.positive_logits, self.negative_logits, None)
 
 
-def gather_targets(model: Any, hidden, positives, negatives, training) -> Targets:
+def gather_targets(batch: TrainingBatch, config: SASRecConfig, frequency: ItemFrequency | None) -> Targets:
     """Gather the real target positions and score their positives and negatives.
 
     With ``negative_sampling="popularity"`` the pipeline's uniform negatives are replaced by
-    draws from the model's target frequencies; while training, the model counts targets if its
-    objective reads item frequencies (see ``SASRec.set_item_counts``).
+    draws from ``frequency``; in a training step, the targets are added to ``frequency`` (if it
+    counts them: see ``SASRec.set_item_counts``).
     """
-    mask = tf.not_equal(positives, 0)
-    queries = tf.boolean_mask(hidden, mask)  # [M, d]
-    targets = tf.boolean_mask(positives, mask)  # [M]
-    negatives = tf.boolean_mask(negatives, mask)  # [M, K]
+    mask = tf.not_equal(batch.positives, 0)
+    queries = tf.boolean_mask(batch.hidden, mask)  # [M, d]
+    targets = tf.boolean_mask(batch.positives, mask)  # [M]
+    negatives = tf.boolean_mask(batch.negatives, mask)  # [M, K]
     negative_mask = None
-    if model.config.negative_sampling == "popularity":
-        negatives = model._sample_popular_negatives(targets, training)
+    if config.negative_sampling == "popularity":
+        negatives = frequency.sample_negatives(targets, config.num_negatives, batch.step)
         negative_mask = tf.not_equal(negatives, targets[:, tf.newaxis])
-    if training:
-        model._count_training_targets(targets)
-    positive_embeddings = model._output_embedding(targets)
+    if batch.training and frequency is not None:
+        frequency.count(targets)
+    positive_embeddings = batch.item_embeddings(targets)
     return Targets(
         queries=queries,
         targets=targets,
         positive_embeddings=positive_embeddings,
         positive_logits=tf.reduce_sum(queries * positive_embeddings, axis=-1),
         negatives=negatives,
-        negative_logits=model.score_items(queries, negatives),
+        negative_logits=batch.score_items(queries, negatives),
         negative_mask=negative_mask,
     )
 
 
-def _bce(model, hidden, positives, negatives, training):
-    if model.config.negative_sampling == "uniform":
+def _bce(batch, config, frequency):
+    if config.negative_sampling == "uniform":
         # The paper's objective on the padded batch as it comes (no gather): the fast path.
-        mask = tf.not_equal(positives, 0)
-        positive_logits = tf.reduce_sum(hidden * model._output_embedding(positives), axis=-1)
-        negative_logits = model.score_items(hidden, negatives)
+        mask = tf.not_equal(batch.positives, 0)
+        positive_logits = tf.reduce_sum(batch.hidden * batch.item_embeddings(batch.positives), axis=-1)
+        negative_logits = batch.score_items(batch.hidden, batch.negatives)
         return (losses.sampled_binary_crossentropy(positive_logits, negative_logits, mask),
                 losses.pairwise_accuracy(positive_logits, negative_logits, mask))
-    t = gather_targets(model, hidden, positives, negatives, training)
+    t = gather_targets(batch, config, frequency)
     return losses.sampled_binary_crossentropy(t.positive_logits, t.negative_logits, None, t.negative_mask), t.accuracy()
 
 
-def _bpr(model, hidden, positives, negatives, training):
-    t = gather_targets(model, hidden, positives, negatives, training)
+def _bpr(batch, config, frequency):
+    t = gather_targets(batch, config, frequency)
     return losses.bpr(t.positive_logits, t.negative_logits, None, t.negative_mask), t.accuracy()
 
 
-def _gbce(model, hidden, positives, negatives, training):
-    config = model.config
-    beta = losses.gbce_beta(config.num_negatives, model.num_items, config.gbce_t)
-    t = gather_targets(model, hidden, positives, negatives, training)
+def _gbce(batch, config, frequency):
+    beta = losses.gbce_beta(config.num_negatives, batch.num_items, config.gbce_t)
+    t = gather_targets(batch, config, frequency)
     loss = losses.generalized_binary_crossentropy(t.positive_logits, t.negative_logits, None, beta, t.negative_mask)
     return loss, t.accuracy()
 
 
-def _sampled_softmax(model, hidden, positives, negatives, training):
-    t = gather_targets(model, hidden, positives, negatives, training)
+def _sampled_softmax(batch, config, frequency):
+    t = gather_targets(batch, config, frequency)
     positive_log_q = negative_log_q = None
-    if model.config.logq_correction:
-        log_q = model._log_sampling_probabilities()
+    if config.logq_correction:
+        log_q = frequency.log_sampling_probabilities()
         positive_log_q, negative_log_q = tf.gather(log_q, t.targets), tf.gather(log_q, t.negatives)
     loss = losses.sampled_softmax_crossentropy(t.positive_logits, t.negative_logits, None, t.negative_mask,
                                                positive_log_q, negative_log_q)
     return loss, t.accuracy()
 
 
-def _inbatch_softmax(model, hidden, positives, negatives, training):
-    t = gather_targets(model, hidden, positives, negatives, training)
+def _inbatch_softmax(batch, config, frequency):
+    t = gather_targets(batch, config, frequency)
     probabilities = None
-    if model.config.logq_correction:
-        probabilities = tf.exp(tf.gather(model._log_sampling_probabilities(), t.targets))
+    if config.logq_correction:
+        probabilities = tf.exp(tf.gather(frequency.log_sampling_probabilities(), t.targets))
     loss = losses.inbatch_softmax_crossentropy(t.queries, t.positive_embeddings, t.targets, probabilities)
     return loss, t.accuracy()
 
 
-def _full_softmax(model, hidden, positives, negatives, training):
-    t = gather_targets(model, hidden, positives, negatives, training)
-    logits = tf.matmul(t.queries, model.item_embeddings(), transpose_b=True)  # [M, N + 1]
+def _full_softmax(batch, config, frequency):
+    t = gather_targets(batch, config, frequency)
+    logits = tf.matmul(t.queries, batch.item_matrix(), transpose_b=True)  # [M, N + 1]
     return losses.full_softmax_crossentropy(logits, t.targets), t.accuracy()
 
 
+_COMPUTE = {
+    "bce": _bce,
+    "bpr": _bpr,
+    "gbce": _gbce,
+    "sampled_softmax": _sampled_softmax,
+    "inbatch_softmax": _inbatch_softmax,
+    "full_softmax": _full_softmax,
+}
+check_registry("objective", OBJECTIVE_SPECS, _COMPUTE)
+
+# SASRecConfig.loss -> Objective, in the declarations' order.
 OBJECTIVES: dict[str, Objective] = {
-    "bce": Objective(_bce, samples_negatives=True, logq_correction=False, description=(
-        "the paper's binary cross-entropy on k sampled negatives (Kang & McAuley 2018; k = 1 by default)")),
-    "bpr": Objective(_bpr, samples_negatives=True, logq_correction=False, description=(
-        "Bayesian personalised ranking: -log sigmoid(positive - negative), mean over k negatives")),
-    "gbce": Objective(_gbce, samples_negatives=True, logq_correction=False, description=(
-        "gSASRec's calibrated gBCE with gbce_t (Petrov & Macdonald 2023)")),
-    "sampled_softmax": Objective(_sampled_softmax, samples_negatives=True, logq_correction=True, description=(
-        "softmax over the positive and k sampled negatives, optional log-q correction")),
-    "inbatch_softmax": Objective(_inbatch_softmax, samples_negatives=False, logq_correction=True, description=(
-        "TFRS Retrieval's loss: the batch's other targets as negatives, accidental hits removed")),
-    "full_softmax": Objective(_full_softmax, samples_negatives=False, logq_correction=False, description=(
-        "cross-entropy over the whole catalogue (Klenitskiy & Vasilev 2023)")),
+    name: Objective(**{f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}, compute=_COMPUTE[name])
+    for name, spec in OBJECTIVE_SPECS.items()
 }
 
 
@@ -163,8 +189,3 @@ def get(name: str) -> Objective:
         return OBJECTIVES[name]
     except KeyError:
         raise ValueError(f"unknown objective {name!r}; known: {tuple(OBJECTIVES)}") from None
-
-
-def describe() -> str:
-    """One line per objective, for ``--help`` texts."""
-    return "\n".join(f"{name}: {objective.description}" for name, objective in OBJECTIVES.items())

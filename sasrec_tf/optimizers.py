@@ -24,8 +24,10 @@ from __future__ import annotations
 import tensorflow as tf
 
 from sasrec_tf._compat import keras
+from sasrec_tf.choices import OPTIMIZER_SPECS, check_registry
+from sasrec_tf.config import SASRecConfig
 
-__all__ = ["OPTIMIZERS", "Adam", "AdamW", "LazyAdam", "make"]
+__all__ = ["NO_WEIGHT_DECAY", "OPTIMIZERS", "Adam", "AdamW", "LazyAdam", "make"]
 
 
 class _AdamArithmetic:
@@ -93,24 +95,54 @@ class LazyAdam(Adam):
 # Variables that decoupled weight decay leaves alone: biases and LayerNorm scales and offsets.
 NO_WEIGHT_DECAY = ["bias", "gamma", "beta"]
 
-# SASRecConfig.optimizer -> (class, class with decoupled weight decay or None).
-OPTIMIZERS = {
+# SASRecConfig.optimizer -> (class, class with decoupled weight decay or None), in the order of
+# their declarations (sasrec_tf.choices.OPTIMIZER_SPECS, which configuration checks read).
+_CLASSES = {
     "adam": (Adam, AdamW),
     "lazy_adam": (LazyAdam, None),
-    # Keras' own Adam: the same arithmetic, unfused (earlier runs bit for bit; speed comparisons).
     "keras_adam": (keras.optimizers.Adam, keras.optimizers.AdamW),
 }
 
 
-def make(name: str, *, learning_rate: float, weight_decay: float = 0.0,
-         beta_2: float = 0.98) -> keras.optimizers.Optimizer:
-    """The optimizer ``name`` (a key of :data:`OPTIMIZERS`); with ``weight_decay`` > 0 its variant
-    with decoupled weight decay (kernels and embeddings only: not biases or LayerNorm)."""
+def _check_declarations() -> None:
+    """Fail at import if the classes and :data:`sasrec_tf.choices.OPTIMIZER_SPECS` disagree."""
+    check_registry("optimizer", OPTIMIZER_SPECS, _CLASSES)
+    for name, (_, decoupled) in _CLASSES.items():
+        if (decoupled is not None) != OPTIMIZER_SPECS[name].weight_decay:
+            raise ImportError(f"optimizer {name!r}: sasrec_tf.choices declares weight_decay="
+                              f"{OPTIMIZER_SPECS[name].weight_decay}, but the registry "
+                              f"{'has a' if decoupled is not None else 'has no'} variant with weight decay")
+
+
+_check_declarations()
+OPTIMIZERS = {name: _CLASSES[name] for name in OPTIMIZER_SPECS}
+
+
+def make(name: str, *, learning_rate: float, weight_decay: float = 0.0, beta_1: float = SASRecConfig.beta_1,
+         beta_2: float = SASRecConfig.beta_2, epsilon: float = SASRecConfig.epsilon) -> keras.optimizers.Optimizer:
+    """The optimizer ``name`` with these settings (the defaults: :class:`~sasrec_tf.config.SASRecConfig`'s).
+
+    Args:
+      name: a key of :data:`OPTIMIZERS`.
+      learning_rate: the step size.
+      weight_decay: > 0 selects the variant with decoupled weight decay, applied to kernels and
+        embeddings only (not to biases or LayerNorm: :data:`NO_WEIGHT_DECAY`).
+      beta_1: Adam's first-moment decay.
+      beta_2: Adam's second-moment decay.
+      epsilon: Adam's epsilon.
+
+    Returns:
+      A ``keras.optimizers.Optimizer``.
+
+    Raises:
+      ValueError: ``weight_decay`` > 0 for an optimizer without a weight-decay variant.
+    """
     plain, decoupled = OPTIMIZERS[name]
     if not weight_decay:
-        return plain(learning_rate=learning_rate, beta_2=beta_2)
+        return plain(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon)
     if decoupled is None:
         raise ValueError(f"optimizer {name!r} has no variant with weight decay; use 'adam' with weight_decay")
-    optimizer = decoupled(learning_rate=learning_rate, weight_decay=weight_decay, beta_2=beta_2)
+    optimizer = decoupled(learning_rate=learning_rate, weight_decay=weight_decay, beta_1=beta_1, beta_2=beta_2,
+                          epsilon=epsilon)
     optimizer.exclude_from_weight_decay(var_names=NO_WEIGHT_DECAY)
     return optimizer

@@ -16,6 +16,7 @@ from sasrec_tf.callbacks import RankingMetricsCallback
 from sasrec_tf.config import SASRecConfig
 from sasrec_tf.data.pipeline import training_dataset
 from sasrec_tf.data.sequences import LeaveOneOutSplit
+from sasrec_tf.experiment.options import TrainOptions
 from sasrec_tf.model import SASRec
 
 logger = logging.getLogger(__name__)
@@ -46,13 +47,14 @@ def _stop_on_divergence(out_dir: Path | None) -> keras.callbacks.Callback:
 
 def make_optimizer(config: SASRecConfig) -> keras.optimizers.Optimizer:
     """``config.optimizer`` (:data:`sasrec_tf.optimizers.OPTIMIZERS`; Adam by default) with
-    ``config.learning_rate`` and the reference implementation's ``beta_2 = 0.98``.
+    ``config.learning_rate``, ``beta_1``, ``beta_2`` and ``epsilon`` (the reference
+    implementation's ``beta_2 = 0.98`` by default).
 
     With ``config.weight_decay > 0`` it is AdamW (decoupled weight decay, Loshchilov & Hutter)
     applied to kernels and embeddings, not to biases or LayerNorm parameters.
     """
-    return optimizers.make(config.optimizer, learning_rate=config.learning_rate,
-                           weight_decay=config.weight_decay, beta_2=0.98)
+    return optimizers.make(config.optimizer, learning_rate=config.learning_rate, weight_decay=config.weight_decay,
+                           beta_1=config.beta_1, beta_2=config.beta_2, epsilon=config.epsilon)
 
 
 def build_model(config: SASRecConfig, num_items: int, num_users: int = 0, *, strategy=None) -> SASRec:
@@ -75,11 +77,11 @@ def fit(
     *,
     epochs: int | None = None,
     out_dir: str | os.PathLike[str] | None = None,
-    eval_every: int = 5,  # the same default as experiment.TrainOptions (a test pins it)
-    patience: int | None = None,
-    monitor: str = "ndcg@10",
-    max_eval_users: int | None = None,
-    repeated_targets: str = "miss",
+    eval_every: int = TrainOptions.eval_every,  # the validation options' defaults are TrainOptions'
+    patience: int | None = TrainOptions.patience,
+    monitor: str = TrainOptions.monitor,
+    max_eval_users: int | None = TrainOptions.max_eval_users,
+    repeated_targets: str = TrainOptions.repeated_targets,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int | str = "auto",
     strategy=None,
@@ -91,8 +93,13 @@ def fit(
 
     Every ``eval_every`` epochs the validation HR@10, NDCG@10 and MRR go into the logs (``val_``
     prefix), hence into the History, TensorBoard and any monitor. With ``patience`` (counted in
-    evaluations), training stops when ``val_<monitor>`` stops improving and the best weights are
-    restored. With ``out_dir``, TensorBoard logs go to ``out_dir/logs`` and Keras'
+    evaluations), training stops when ``val_<monitor>`` stops improving, and the best validated
+    weights are restored at the end of training however it ends (early, on the epoch limit, or
+    stopped by another callback): Keras' ``EarlyStopping(restore_best_weights=True)``, the one
+    mechanism that restores them. The validation options' defaults are
+    :class:`~sasrec_tf.experiment.TrainOptions`'.
+
+    With ``out_dir``, TensorBoard logs go to ``out_dir/logs`` and Keras'
     ``BackupAndRestore`` keeps the training state in ``out_dir/backup`` after every epoch: a run
     that is interrupted and started again with the same ``out_dir`` resumes after the last
     completed epoch. (Early-stopping patience restarts counting from the resumed epoch.)

@@ -53,7 +53,9 @@ def extend_vocabulary(parent: ItemVocabulary, interactions: pd.DataFrame) -> Ite
     Known items keep their dense ids; new ones follow in
     :meth:`ItemVocabulary.from_interactions` order (most frequent first). ``interactions`` is a
     log in :func:`~sasrec_tf.data.ingest.read_interactions`' schema (an ``item`` column of raw
-    string ids).
+    string ids). Reading a log for a warm start does this on the way
+    (:func:`sasrec_tf.data.load_dataset` with ``vocab=parent, unknown_items="append"``, which
+    ``DataOptions.read(path, vocab, grow=True)`` calls).
     """
     new = interactions.loc[~interactions["item"].isin(parent.ids)]
     if new.empty:

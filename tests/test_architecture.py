@@ -96,3 +96,9 @@ def test_no_import_cycles_between_modules():
 def test_test_helpers_live_in_sasrec_tf_testing_not_in_the_library(module):
     source = "".join(p.read_text(encoding="utf-8") for n, p in MODULES.items() if n.startswith(module))
     assert "def free_ports" not in source and "def run_local_cluster" not in source
+
+
+def test_no_library_module_imports_the_test_helpers():
+    offenders = {name: sorted(m for m in deps if m.startswith("sasrec_tf.testing"))
+                 for name, deps in GRAPH.items() if not name.startswith("sasrec_tf.testing")}
+    assert not {k: v for k, v in offenders.items() if v}

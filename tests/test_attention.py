@@ -1,23 +1,20 @@
 """Attention maps (paper's Figure 4): averages by position are right, and the command writes PNG + npz."""
 
+import functools
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from sasrec_tf import SASRec, SASRecConfig
-from sasrec_tf._compat import keras
 from sasrec_tf.attention import AttentionMaps, average_attention, plot_attention
 from sasrec_tf.cli import main
 from sasrec_tf.data.synthetic import generate_interactions
+from sasrec_tf.testing.models import small_sasrec
 
 NUM_ITEMS = 30
 
-
-def make_model(**overrides):
-    config = SASRecConfig(**{"max_len": 6, "hidden_units": 8, "num_blocks": 2, "num_heads": 2,
-                             "dropout_rate": 0.0, **overrides})
-    keras.utils.set_random_seed(0)
-    return SASRec(config, num_items=NUM_ITEMS).build_for()
+make_model = functools.partial(small_sasrec, NUM_ITEMS, max_len=6, hidden_units=8, num_blocks=2, num_heads=2,
+                               dropout_rate=0.0)
 
 
 def test_average_is_over_heads_and_users_with_real_items_at_both_positions():

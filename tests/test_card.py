@@ -217,3 +217,10 @@ def test_info_shows_the_card_of_a_model_directory_and_of_the_latest_export_versi
     assert json.loads(capsys.readouterr().out)["export"]["version"] == 2
     assert main(["info", str(tmp_path / "nothing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_the_gate_lives_in_its_own_module_and_card_keeps_its_old_names():
+    from sasrec_tf import gate
+
+    assert model_card.compare is gate.gate_decision is model_card.gate_decision
+    assert model_card.GateRefused is gate.GateRefused and model_card.gate_value is gate.gate_value

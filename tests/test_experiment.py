@@ -114,3 +114,12 @@ def test_what_the_evaluation_needs_is_checked_before_training(tmp_path):
         short = build_sequences(log)
         with pytest.raises(ValueError, match=f"3 interactions.*longest history here has {length}"):
             train_and_evaluate(short, TINY, options=OPTIONS)
+
+
+def test_the_options_and_pipeline_files_import_no_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys; from sasrec_tf.experiment import TrainOptions, PipelineFile, load_pipeline; "
+            "TrainOptions(); assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -18,25 +18,14 @@ from sasrec_tf.artifacts import TrainedModel, save_trained
 from sasrec_tf.cli import main
 from sasrec_tf.data.vocab import ItemVocabulary
 from sasrec_tf.export import SIGNATURES, UNKNOWN_SCORE, export_saved_model
+from sasrec_tf.testing.models import TRAINED_MAX_LEN as MAX_LEN
+from sasrec_tf.testing.models import TRAINED_NUM_ITEMS as NUM_ITEMS
+from sasrec_tf.testing.models import make_trained
 
-NUM_ITEMS = 150
-MAX_LEN = 10
 K = 5
 
 
 # ------------------------------------------------------------------------------- reference helpers
-def make_trained(seed: int = 0, num_items: int = NUM_ITEMS, **config) -> TrainedModel:
-    """A small SASRec (random weights: equivalence does not need training) with ids and counts."""
-    keras.utils.set_random_seed(seed)
-    config = SASRecConfig(**{"max_len": MAX_LEN, "hidden_units": 16, "num_blocks": 2, "num_heads": 2,
-                             "dropout_rate": 0.0, **config})
-    model = SASRec(config, num_items=num_items).build_for()
-    ids = [f"sku-{i}" for i in range(num_items)]
-    ids[7] = "café-7"  # non-ASCII ids travel as UTF-8
-    counts = np.concatenate([[0], np.random.default_rng(seed).permutation(num_items) * 3 + 1])  # distinct
-    return TrainedModel(model=model, vocab=ItemVocabulary(ids), item_counts=counts)
-
-
 def reference_scores(trained: TrainedModel, histories) -> np.ndarray:
     """``[B, N + 1]`` scores by the documented contract; column 0 (padding) is -inf."""
     model, vocab = trained.model, trained.vocab
@@ -102,11 +91,6 @@ def sample_histories(trained, count=12, seed=3):
 
 
 # ------------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def trained():
-    return make_trained()
-
-
 @pytest.fixture(scope="module")
 def model_dir(trained, tmp_path_factory):
     path = tmp_path_factory.mktemp("model")

@@ -1,5 +1,7 @@
 """Training objectives: each loss against a hand-computed case, masking at padding, and each trains."""
 
+import functools
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -8,6 +10,7 @@ import sasrec_tf
 from sasrec_tf import SASRec, SASRecConfig, losses
 from sasrec_tf._compat import keras
 from sasrec_tf.data import training_dataset
+from sasrec_tf.testing.models import small_sasrec
 
 NUM_ITEMS = 30
 
@@ -183,12 +186,8 @@ OBJECTIVES = [
 def objective_id(overrides):
     return ",".join(f"{k}={v}" for k, v in overrides.items())
 
-
-def make_model(**overrides):
-    config = SASRecConfig(**{"max_len": 6, "hidden_units": 8, "num_blocks": 1, "dropout_rate": 0.0,
-                             "batch_size": 4, **overrides})
-    keras.utils.set_random_seed(0)
-    return SASRec(config, num_items=NUM_ITEMS).build_for()
+make_model = functools.partial(small_sasrec, NUM_ITEMS, max_len=6, hidden_units=8, num_blocks=1, dropout_rate=0.0,
+                               batch_size=4)
 
 
 BATCH = {
@@ -269,7 +268,7 @@ def test_popularity_negatives_follow_target_counts_and_never_pad():
     counts = np.zeros(NUM_ITEMS + 1)
     counts[7] = 10_000
     model.set_item_counts(counts)
-    draws = model._sample_popular_negatives(tf.constant([1, 2, 3, 4]), training=False).numpy()
+    draws = model.item_frequency.sample_negatives(tf.constant([1, 2, 3, 4]), 50).numpy()
     assert draws.shape == (4, 50)
     assert draws.min() >= 1 and draws.max() <= NUM_ITEMS
     assert (draws == 7).mean() > 0.9  # 10001 / (10001 + 29) of the mass

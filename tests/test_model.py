@@ -1,5 +1,6 @@
 """SASRec model behaviour users rely on: causality, padding, ablations, loss masking, save/load."""
 
+import functools
 import itertools
 
 import numpy as np
@@ -11,16 +12,12 @@ from sasrec_tf import SASRec, SASRecConfig
 from sasrec_tf._compat import keras
 from sasrec_tf.data import training_dataset
 from sasrec_tf.losses import sampled_binary_crossentropy
+from sasrec_tf.testing.models import small_sasrec
 
 NUM_ITEMS = 40
 
-
-def make_model(**overrides):
-    config = SASRecConfig(**{"max_len": 12, "hidden_units": 16, "num_blocks": 2, "num_heads": 2,
-                             "dropout_rate": 0.0, **overrides})
-    keras.utils.set_random_seed(0)
-    model = SASRec(config, num_items=NUM_ITEMS, num_users=5 if config.use_user_embedding else 0)
-    return model.build_for()
+make_model = functools.partial(small_sasrec, NUM_ITEMS, num_users=5, max_len=12, hidden_units=16, num_blocks=2,
+                               num_heads=2, dropout_rate=0.0)
 
 
 def call(model, item_ids, user_ids=None):

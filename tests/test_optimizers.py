@@ -107,6 +107,30 @@ def test_the_training_path_uses_the_configured_optimizer():
         SASRecConfig(optimizer="lazy_adam", weight_decay=0.01)
 
 
+def test_the_optimizer_settings_come_from_the_config():
+    default = training.make_optimizer(SASRecConfig())
+    assert (default.beta_1, default.beta_2, default.epsilon) == (0.9, 0.98, 1e-7)  # the reference's beta_2
+    config = SASRecConfig(beta_1=0.8, beta_2=0.9, epsilon=1e-8)
+    for overrides in (dict(optimizer="adam"), dict(optimizer="lazy_adam"), dict(optimizer="keras_adam"),
+                      dict(optimizer="adam", weight_decay=0.1), dict(optimizer="keras_adam", weight_decay=0.1)):
+        optimizer = training.make_optimizer(config.replace(**overrides))
+        assert (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon) == (0.8, 0.9, 1e-8), overrides
+
+
+def test_a_config_written_before_the_optimizer_settings_existed_reads_with_their_defaults():
+    old = {k: v for k, v in SASRecConfig(learning_rate=0.01).to_dict().items()
+           if k not in ("beta_1", "beta_2", "epsilon")}
+    assert SASRecConfig.from_dict(old) == SASRecConfig(learning_rate=0.01)
+
+
+@pytest.mark.parametrize("bad", [dict(beta_1=1.0), dict(beta_1=-0.1), dict(beta_2=1.5), dict(beta_2=float("nan")),
+                                 dict(epsilon=0.0), dict(epsilon=float("inf")), dict(beta_1="0.9")],
+                         ids=lambda bad: ",".join(f"{k}={v}" for k, v in bad.items()))
+def test_invalid_optimizer_settings_are_rejected(bad):
+    with pytest.raises(OptionError, match=f"SASRecConfig.{next(iter(bad))}"):
+        SASRecConfig(**bad)
+
+
 def test_adam_trains_under_a_mirrored_strategy():
     """The fused kernel takes each replica's variable handle inside the strategy's update."""
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])

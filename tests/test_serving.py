@@ -21,14 +21,10 @@ from sasrec_tf.export import SIGNATURES, UNKNOWN_SCORE, export_saved_model
 from sasrec_tf.serving import LocalModelServer, PredictionClient, RestClient, ServingError
 from sasrec_tf.serving.client import history_tensor
 from sasrec_tf.serving.manager import ModelSource, read_model_config
-from test_export import K, MAX_LEN, check_top_k, make_trained, reference_top_k, sample_histories
+from sasrec_tf.testing.serving import recommend_concurrently
+from test_export import K, MAX_LEN, check_top_k, reference_top_k, sample_histories
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def trained():
-    return make_trained(seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -112,23 +108,8 @@ def batching_server(base):
 def test_many_concurrent_clients_all_get_correct_answers(which, request, trained):
     server = request.getfixturevalue(which)
     requests = [sample_histories(trained, count=1 + i % 3, seed=100 + i) for i in range(24)]
-    answers: dict[int, object] = {}
-    failures: list[BaseException] = []
-
-    def worker(offset: int) -> None:
-        try:
-            with PredictionClient(server.address, "sasrec", timeout=60) as own:
-                for index in range(offset, len(requests), 8):
-                    answers[index] = own.recommend(requests[index])
-        except BaseException as err:  # noqa: BLE001 - reported below
-            failures.append(err)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not failures and len(answers) == len(requests)
+    answers = recommend_concurrently(lambda: PredictionClient(server.address, "sasrec", timeout=60), requests, 8)
+    assert len(answers) == len(requests)
     for index, histories in enumerate(requests):
         check_top_k(trained, histories, answers[index].item_ids, answers[index].scores)
 

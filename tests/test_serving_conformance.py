@@ -12,9 +12,7 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -31,6 +29,8 @@ from sasrec_tf.export import export_saved_model
 from sasrec_tf.serving import LocalModelServer, PredictionClient, RestClient, ServingError
 from sasrec_tf.serving.batching import read_batching_parameters
 from sasrec_tf.serving.client import history_tensor
+from sasrec_tf.testing import free_ports
+from sasrec_tf.testing.serving import recommend_concurrently
 from test_export import K, check_top_k, make_trained, sample_histories
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,12 +40,6 @@ BINARY = os.environ.get("SASREC_TF_SERVING_BINARY") or shutil.which("tensorflow_
 CANARY_K = 3  # version 2 answers 3 items, version 1 K: the width tells which version answered
 KINDS = ["stand-in", pytest.param("tensorflow_model_server", marks=pytest.mark.skipif(
     not BINARY, reason="no tensorflow_model_server on PATH (or SASREC_TF_SERVING_BINARY)"))]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _config_text(base: Path, versions: list[int] | None = None, labels: dict[str, int] | None = None) -> str:
@@ -76,7 +70,7 @@ class Deployment:
                                             enable_batching=True, **read_batching_parameters(BATCHING)).start()
             self.address, self.rest_url = self._server.address, f"http://127.0.0.1:{self._server.rest_port}"
             return
-        grpc_port, rest_port = _free_port(), _free_port()
+        grpc_port, rest_port = free_ports(2)
         self._log = open(log, "w")
         self._process = subprocess.Popen(
             [BINARY, f"--port={grpc_port}", f"--rest_api_port={rest_port}", f"--model_config_file={config}",
@@ -191,22 +185,8 @@ def _label_width(client: PredictionClient, label: str) -> int | None:
 def test_concurrent_histories_of_different_lengths_are_merged_and_answered_correctly(deployment, exports):
     trained = exports[0]
     requests = [sample_histories(trained, count=1 + i % 3, seed=300 + i) for i in range(16)]
-    answers, failures = {}, []
-
-    def worker(offset: int) -> None:
-        try:
-            with deployment.client() as own:
-                for index in range(offset, len(requests), 4):
-                    answers[index] = own.recommend(requests[index])
-        except BaseException as err:  # noqa: BLE001 - reported below
-            failures.append(err)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not failures and len(answers) == len(requests)
+    answers = recommend_concurrently(deployment.client, requests, 4)
+    assert len(answers) == len(requests)
     for index, histories in enumerate(requests):
         check_top_k(trained, histories, answers[index].item_ids, answers[index].scores)
 

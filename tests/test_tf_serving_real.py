@@ -19,7 +19,6 @@ deployment files.
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 
@@ -31,6 +30,7 @@ import tensorflow as tf
 from sasrec_tf.export import SIGNATURES, export_saved_model
 from sasrec_tf.serving import PredictionClient, RestClient, ServingError
 from sasrec_tf.serving.client import history_tensor
+from sasrec_tf.testing import free_ports
 from test_export import K, check_top_k, make_trained, sample_histories
 
 BINARY = os.environ.get("SASREC_TF_SERVING_BINARY") or shutil.which("tensorflow_model_server")
@@ -40,12 +40,6 @@ REAL = pytest.param("tensorflow_model_server", marks=pytest.mark.skipif(
     not (BINARY or ADDRESS),
     reason="no TensorFlow Serving: put tensorflow_model_server on PATH or set SASREC_TF_SERVING_ADDRESS",
 ))
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module", params=["stand-in", REAL])
@@ -75,7 +69,7 @@ def target(request, tmp_path_factory):
     trained = make_trained(seed=2)
     base = tmp_path_factory.mktemp("real_serving")
     export_saved_model(trained, base, "sasrec", k=K)
-    grpc_port, rest_port = _free_port(), _free_port()
+    grpc_port, rest_port = free_ports(2)
     log = open(base / "server.log", "w")
     process = subprocess.Popen([BINARY, f"--port={grpc_port}", f"--rest_api_port={rest_port}", "--model_name=sasrec",
                                 f"--model_base_path={base / 'sasrec'}", "--enable_model_warmup=true",

@@ -127,10 +127,3 @@ def test_weight_decay_is_decoupled_and_spares_biases_and_layer_norm(split):
     with pytest.raises(ValueError, match="weight_decay"):
         SASRecConfig(weight_decay=-0.1)
 
-
-def test_fit_and_the_cli_share_one_default_validation_cadence():
-    import inspect
-
-    from sasrec_tf.experiment import TrainOptions
-
-    assert inspect.signature(training.fit).parameters["eval_every"].default == TrainOptions().eval_every

@@ -46,6 +46,23 @@ def test_the_extended_vocabulary_keeps_every_known_id_and_appends_new_items_most
     assert extend_vocabulary(parent, log[log["item"].isin(["a", "c"])]) is parent
 
 
+
+def test_reading_a_log_with_a_parents_vocabulary_grows_it_or_drops_the_unknown_items(days, tmp_path):
+    from sasrec_tf.data.errors import DataError
+    from sasrec_tf.data.sequences import load_dataset
+    from sasrec_tf.experiment import DataOptions
+
+    yesterday, today = days
+    vocab = build_sequences(yesterday).vocab
+    today.to_csv(tmp_path / "today.csv", index=False)
+    grown = load_dataset(today, vocab=vocab, unknown_items="append")
+    assert grown.vocab == extend_vocabulary(vocab, today)
+    assert DataOptions(format="csv").read(str(tmp_path / "today.csv"), vocab, grow=True).vocab == grown.vocab
+    dropped = load_dataset(today, vocab=vocab, unknown_items="drop")
+    assert dropped.vocab == vocab and sum(map(len, dropped.sequences)) == int(today["item"].isin(vocab.ids).sum())
+    with pytest.raises(DataError, match="not in the given vocabulary"):
+        load_dataset(today, vocab=vocab)
+
 def test_known_items_start_with_the_parents_rows_and_the_model_scores_them_as_the_parent_did(days, parent):
     _, today = days
     vocab = extend_vocabulary(parent.vocab, today)

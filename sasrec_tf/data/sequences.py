@@ -163,10 +163,30 @@ def load_dataset(
     min_item_interactions: int = 0,
     duplicates: Literal["keep", "first", "last"] = "keep",
     min_rating: float | None = None,
+    vocab: ItemVocabulary | None = None,
+    unknown_items: Literal["error", "drop", "append"] = "error",
     **read_kwargs,
 ) -> SequenceData:
-    """Read, filter and group a log in one call; see :func:`read_interactions`,
-    :func:`filter_interactions` and :func:`build_sequences` for the arguments."""
+    """Read, filter and group a log in one call: the one path from a log to sequences.
+
+    Args:
+        source: a file (or directory, for formats that have one) or a DataFrame.
+        format: the reader (see :func:`read_interactions`, whose keyword arguments
+            ``read_kwargs`` are: column names, ``sep``, ...).
+        min_user_interactions, min_item_interactions, duplicates: the filter
+            (:func:`filter_interactions`).
+        min_rating: interactions rated below it are dropped (:func:`read_interactions`).
+        vocab: encode with this vocabulary (a trained model's) instead of building one.
+        unknown_items: with ``vocab``, what becomes of interactions with items it lacks:
+            ``"error"`` (:class:`DataError`), ``"drop"`` (with a warning), or ``"append"``
+            (a warm start: the items are added after the known ones, most frequent first,
+            as :func:`sasrec_tf.warmstart.extend_vocabulary` does).
+
+    Raises:
+        DataError: an unreadable or empty log, or (``"error"``) items unknown to ``vocab``.
+    """
+    if unknown_items not in ("error", "drop", "append"):
+        raise ValueError(f"unknown_items must be 'error', 'drop' or 'append', got {unknown_items!r}")
     df = read_interactions(source, format, min_rating=min_rating, **read_kwargs)
     df = filter_interactions(
         df,
@@ -174,7 +194,14 @@ def load_dataset(
         min_item_interactions=min_item_interactions,
         duplicates=duplicates,
     )
-    data = build_sequences(df)
+    if vocab is not None and unknown_items != "error":
+        known = df["item"].isin(vocab.ids)
+        if unknown_items == "append" and not known.all():
+            vocab = ItemVocabulary(vocab.ids + ItemVocabulary.from_interactions(df.loc[~known]).ids)
+        elif unknown_items == "drop" and not known.all():
+            logger.warning("dropping %d interactions with items unknown to the model", int((~known).sum()))
+            df = df[known]
+    data = build_sequences(df, vocab)
     logger.info(
         "loaded %d users, %d items, %d interactions", data.num_users, data.num_items, len(df)
     )

@@ -1,0 +1,90 @@
+"""What a :class:`~sasrec_tf.config.SASRecConfig` may name: the objectives and optimizers, declared
+without TensorFlow.
+
+``SASRecConfig.validate`` checks ``loss`` and ``optimizer`` against these declarations, so a
+configuration is built, checked and read back from JSON without importing TensorFlow (the
+command line's help and argument errors stay fast). The TensorFlow registries,
+:data:`sasrec_tf.objectives.OBJECTIVES` and :data:`sasrec_tf.optimizers.OPTIMIZERS`, are built
+from them and refuse to import if an entry is missing on either side (:func:`check_registry`):
+one list of names, one statement of what each needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping
+
+__all__ = ["OBJECTIVE_SPECS", "OPTIMIZER_SPECS", "ObjectiveSpec", "OptimizerSpec", "check_registry"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectiveSpec:
+    """What a training objective needs from the configuration.
+
+    Attributes:
+      samples_negatives: scores ``num_negatives`` sampled negatives per position, so
+        ``num_negatives`` and ``negative_sampling`` apply to it.
+      logq_correction: accepts ``logq_correction`` (it samples candidates non-uniformly).
+      description: one line for documentation.
+    """
+
+    samples_negatives: bool
+    logq_correction: bool
+    description: str
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerSpec:
+    """What an optimizer offers the configuration.
+
+    Attributes:
+      weight_decay: has a variant with decoupled weight decay, so ``weight_decay`` > 0 applies to it.
+      description: one line for documentation.
+    """
+
+    weight_decay: bool
+    description: str
+
+
+# SASRecConfig.loss -> what it needs; the arithmetic: sasrec_tf.objectives and sasrec_tf.losses.
+OBJECTIVE_SPECS: dict[str, ObjectiveSpec] = {
+    "bce": ObjectiveSpec(samples_negatives=True, logq_correction=False, description=(
+        "the paper's binary cross-entropy on k sampled negatives (Kang & McAuley 2018; k = 1 by default)")),
+    "bpr": ObjectiveSpec(samples_negatives=True, logq_correction=False, description=(
+        "Bayesian personalised ranking: -log sigmoid(positive - negative), mean over k negatives")),
+    "gbce": ObjectiveSpec(samples_negatives=True, logq_correction=False, description=(
+        "gSASRec's calibrated gBCE with gbce_t (Petrov & Macdonald 2023)")),
+    "sampled_softmax": ObjectiveSpec(samples_negatives=True, logq_correction=True, description=(
+        "softmax over the positive and k sampled negatives, optional log-q correction")),
+    "inbatch_softmax": ObjectiveSpec(samples_negatives=False, logq_correction=True, description=(
+        "TFRS Retrieval's loss: the batch's other targets as negatives, accidental hits removed")),
+    "full_softmax": ObjectiveSpec(samples_negatives=False, logq_correction=False, description=(
+        "cross-entropy over the whole catalogue (Klenitskiy & Vasilev 2023)")),
+}
+
+# SASRecConfig.optimizer -> what it offers; the classes: sasrec_tf.optimizers.
+OPTIMIZER_SPECS: dict[str, OptimizerSpec] = {
+    "adam": OptimizerSpec(weight_decay=True, description=(
+        "Adam (AdamW with weight_decay) in one fused kernel per variable, Keras' arithmetic")),
+    "lazy_adam": OptimizerSpec(weight_decay=False, description=(
+        "Adam that updates only the rows of a sparse gradient (TF Addons' LazyAdam); opt-in")),
+    "keras_adam": OptimizerSpec(weight_decay=True, description=(
+        "Keras' own Adam / AdamW: the same arithmetic, unfused (earlier runs bit for bit; speed comparisons)")),
+}
+
+
+def check_registry(kind: str, specs: Mapping[str, object], implemented: Mapping[str, object]) -> None:
+    """Raise ``ImportError`` unless ``implemented`` has exactly the names declared in ``specs``.
+
+    Args:
+      kind: what the names are (``"objective"``, ``"optimizer"``), for the message.
+      specs: the declarations of this module.
+      implemented: the TensorFlow registry's entries by name.
+
+    Raises:
+      ImportError: a name is declared but not implemented, or implemented but not declared.
+    """
+    missing, undeclared = sorted(set(specs) - set(implemented)), sorted(set(implemented) - set(specs))
+    if missing or undeclared:
+        raise ImportError(f"the {kind} registry and sasrec_tf.choices disagree: declared but not implemented "
+                          f"{missing}, implemented but not declared {undeclared}")

@@ -1,0 +1,308 @@
+"""``train_and_evaluate``: one training run as prepare → fit → evaluate → publish.
+
+``sasrec-tf train``, ``sasrec-tf ablation``, the demo and ``benchmarks/quality.py`` all train
+through :func:`train_and_evaluate`, so a number in a benchmark table is what the CLI gives.
+
+* **prepare** (:func:`_prepare`): split leave-one-out, check the evaluation can run, ready the
+  run directory (:mod:`~sasrec_tf.experiment.run_dir`: new, resumed, or overwritten), build the
+  model, give it the training item counts, copy a warm-start parent in;
+* **fit** (:func:`_fit`): :func:`sasrec_tf.training.fit` with the run's callbacks
+  (:mod:`~sasrec_tf.experiment.run_callbacks`), and what the run's epochs and time were;
+* **evaluate** (:func:`_evaluate`): valid and test, full ranking and the sampled protocol, into
+  the dictionary written as ``metrics.json``;
+* **publish** (:func:`_publish`): ``metrics.json`` and ``card.json`` beside the saved model in the
+  staging directory, which then replaces the run directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from sasrec_tf import artifacts, card, distribute, evaluation, training
+from sasrec_tf.baselines import MostPopular
+from sasrec_tf.config import SASRecConfig
+from sasrec_tf.data.sequences import leave_one_out
+from sasrec_tf.experiment import run_dir
+from sasrec_tf.experiment.options import TrainOptions
+from sasrec_tf.experiment.run_callbacks import BestEpoch, RunProgress, TimeLimit
+from sasrec_tf.files import atomic_write_json
+from sasrec_tf.protocols import STAGES
+from sasrec_tf.warmstart import warm_start as copy_parent
+
+__all__ = ["Result", "check_evaluable", "read_shards", "train_and_evaluate"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Result:
+    """What :func:`train_and_evaluate` produced: the trained model, the Keras History and the
+    metrics (as written to ``metrics.json``)."""
+
+    model: Any
+    history: Any
+    metrics: dict[str, Any]
+
+
+def read_shards(directory: str, config: SASRecConfig, options: TrainOptions):
+    """``(shards, data)`` for training from a ``sasrec-tf shard`` directory: training streams
+    from the shards, and ``data`` holds the users to evaluate in memory (all of them, or a seeded
+    sample of ``options.max_eval_users``, on which the reported metrics then are).
+
+    Raises:
+      ValueError: a user-embedding model with a sample of users to evaluate.
+    """
+    from sasrec_tf.data.tfrecord import ShardedSequences
+
+    shards = ShardedSequences(directory)
+    users = None
+    if options.max_eval_users is not None and options.max_eval_users < shards.num_users:
+        if config.use_user_embedding:
+            raise ValueError("use_user_embedding with sharded input needs every user evaluated: "
+                             "drop max_eval_users (--max-eval-users)")
+        users = np.random.default_rng(config.seed).choice(shards.num_users, size=options.max_eval_users,
+                                                          replace=False)
+        logger.info("evaluating a sample of %d of %d users", options.max_eval_users, shards.num_users)
+    else:
+        logger.warning("reading every user's sequence for evaluation; set max_eval_users to bound the memory")
+    return shards, shards.read_sequences(users)
+
+
+def check_evaluable(data, split, options: TrainOptions) -> None:
+    """Raise ``ValueError`` before training if the evaluation after it cannot run: no user with
+    the 3 interactions leave-one-out needs, or a user with fewer unseen items than the sampled
+    protocol's ``eval_negatives`` (a small catalogue). The message names the fix."""
+    lengths = data.lengths()
+    if not len(split.test_users):
+        longest = int(lengths.max()) if len(lengths) else 0
+        raise ValueError(
+            f"no user has the 3 interactions leave-one-out evaluation needs (one each to train on, validate "
+            f"and test); the longest history here has {longest}: the log needs more interactions per user")
+    users = np.asarray(split.test_users)
+    stride = data.num_items + 1
+    rows = np.repeat(np.arange(len(users)), lengths[users])
+    items = np.concatenate([data.sequences[u] for u in users])
+    seen = np.bincount(np.unique(rows * stride + items) // stride, minlength=len(users))
+    unseen = data.num_items - seen  # what the sampled protocol draws the test's negatives from
+    worst = int(np.argmin(unseen))
+    if unseen[worst] < options.eval_negatives:
+        fix = (f"pass --eval-negatives {unseen[worst]} (or fewer)" if unseen[worst] else
+               "the sampled protocol cannot rank for a user who has seen every item; remove such users")
+        raise ValueError(
+            f"the sampled protocol ranks each test item against {options.eval_negatives} items the user never "
+            f"interacted with, but user {data.user_ids[users[worst]]!r} interacted with {seen[worst]} of the "
+            f"{data.num_items} items, which leaves {unseen[worst]}: {fix}")
+
+
+@dataclasses.dataclass
+class _Run:
+    """What the stages of one run share (made by :func:`_prepare`)."""
+
+    data: Any
+    config: SASRecConfig
+    shards: Any
+    split: Any
+    model: Any  # the SASRec, once built
+    item_counts: np.ndarray | None  # training interactions per dense item id, once counted
+    num_users: int
+    out_dir: Path | None  # absolute
+    chief: bool  # whether this worker writes the run directory
+    fingerprint: dict[str, Any] | None = None  # the chief's, with out_dir
+    progress: dict[str, Any] = dataclasses.field(default_factory=dict)  # of the interrupted run resumed
+    inherited: Any = None  # the warm start's WarmStart
+
+
+@dataclasses.dataclass
+class _Fitted:
+    """What :func:`_fit` gives the rest of the run."""
+
+    history: Any
+    training: dict[str, Any]  # metrics.json's "training"
+
+
+def _prepare(data, config: SASRecConfig, options: TrainOptions, *, out_dir, overwrite: bool, strategy, shards,
+             warm_start) -> _Run:
+    """Everything before ``fit``; nothing is written before the checks pass."""
+    parent = None
+    if warm_start is not None:
+        if shards is not None:
+            raise ValueError("warm start reads an interaction log, not shards (--data-format log)")
+        parent = artifacts.load_trained(warm_start)
+    split = leave_one_out(data)
+    check_evaluable(data, split, options)
+    run = _Run(data=data, config=config, shards=shards, split=split, model=None, item_counts=None,
+               num_users=shards.num_users if shards else data.num_users, out_dir=None,
+               chief=distribute.is_chief(strategy))
+    if out_dir is not None:
+        run.out_dir = Path(out_dir).absolute()
+        if run.chief:  # the other workers follow the chief's backup
+            run.fingerprint = run_dir.run_fingerprint(data, config, shards)
+            if warm_start is not None:
+                run.fingerprint["parent"] = str(Path(warm_start).absolute())
+            run.progress = run_dir.prepare_out_dir(run.out_dir, run.fingerprint, overwrite)
+    run.model = training.build_model(config, data.num_items, run.num_users, strategy=strategy)
+    run.item_counts = (shards.train_item_counts() if shards
+                       else evaluation.training_item_counts(split.train, data.num_items))
+    if parent is not None:
+        run.inherited = copy_parent(run.model, parent, data.vocab, item_counts=run.item_counts,
+                                    parent_path=str(warm_start))
+    if run.model.target_counts is not None:
+        run.model.set_item_counts(run.item_counts)
+    return run
+
+
+def _sharded_input(run: _Run) -> dict[str, Any]:
+    """``fit``'s ``dataset`` and ``steps_per_epoch`` for training from shards (none without)."""
+    shards, config = run.shards, run.config
+    if shards is None:
+        return {}
+    return {
+        "dataset": shards.dataset_fn(config.max_len, config.batch_size, leave_one_out=True,
+                                     num_negatives=config.num_negatives, windows=config.training_windows,
+                                     exclude_history=config.exclude_history_negatives,
+                                     bucket_by_length=config.bucket_by_length, seed=config.seed),
+        "steps_per_epoch": shards.steps_per_epoch(config.max_len, config.batch_size, config.training_windows,
+                                                  leave_one_out=True),
+    }
+
+
+def _fit(run: _Run, options: TrainOptions, *, callbacks: Sequence[Any], verbose, strategy) -> _Fitted:
+    """Train; with ``patience`` the run selects its model on validation: ``fit`` restores the best
+    validated weights however training ends. Without it, the final weights are the model."""
+    best = BestEpoch(f"val_{options.monitor}")
+    extra: list[Any] = [best]
+    if run.out_dir is not None and run.chief:
+        extra.append(RunProgress(run.out_dir, run.fingerprint, run.progress))
+    limit = None
+    if options.max_minutes is not None:
+        limit = TimeLimit(options.max_minutes * 60)
+        extra.append(limit)
+    started = time.perf_counter()
+    history = training.fit(run.model, run.split, out_dir=run.out_dir, eval_every=options.eval_every,
+                           patience=options.patience, monitor=options.monitor, max_eval_users=options.max_eval_users,
+                           repeated_targets=options.repeated_targets, callbacks=[*extra, *callbacks],
+                           verbose=verbose, strategy=strategy, **_sharded_input(run))
+    train_seconds = time.perf_counter() - started
+    # The whole run's epochs: a resumed fit numbers its epochs from the interrupted run's.
+    epochs_run = history.epoch[-1] + 1 if history.epoch else int(run.progress.get("epochs", 0))
+    first_epoch = history.epoch[0] if history.epoch else epochs_run
+    if first_epoch:
+        train_seconds += float(run.progress.get("seconds", 0.0))
+    stopped = ("time" if limit is not None and limit.stopped
+               else "early" if epochs_run < run.config.epochs else "max_epochs")
+    return _Fitted(history=history, training={
+        "epochs": epochs_run, "resumed_at_epoch": first_epoch, "best_epoch": best.best_epoch, "stopped": stopped,
+        "wall_seconds": round(train_seconds, 2), "seconds_per_epoch": round(train_seconds / max(epochs_run, 1), 3)})
+
+
+def _save(run: _Run, staging: Path | None, strategy) -> None:
+    """Save the model directory (into ``staging`` on the chief)."""
+    # Every worker saves (saving synchronises variables across workers); only the chief's copy stays.
+    data, shards = run.data, run.shards
+    with distribute.writable_dir(staging or run.out_dir, strategy) as target:
+        artifacts.save_trained(target, run.model, data.vocab, shards.user_ids() if shards else data.user_ids,
+                               item_counts=run.item_counts)
+
+
+def _evaluate(run: _Run, fitted: _Fitted, options: TrainOptions, *, baseline: bool) -> dict[str, Any]:
+    """The run's ``metrics.json``: valid and test (full ranking and the sampled protocol), how
+    they were evaluated, how training went, the warm-start parent, the data, and the baseline."""
+    split, data, shards, seed = run.split, run.data, run.shards, run.config.seed
+    protocol = {"num_negatives": options.eval_negatives, "repeated_targets": options.repeated_targets}
+    metrics: dict[str, Any] = {stage: evaluation.evaluate(run.model, split, stage=stage, seed=seed, **protocol)
+                               for stage in STAGES}
+    metrics["evaluation"] = {
+        "repeated_targets": options.repeated_targets,
+        **{f"{stage}_targets_in_history": int(evaluation.repeated_targets_mask(
+            getattr(split, f"{stage}_inputs"), getattr(split, f"{stage}_targets")).sum()) for stage in STAGES},
+        "sampled_negatives": options.eval_negatives,
+    }
+    metrics["training"] = fitted.training
+    if run.inherited is not None:
+        metrics["parent"] = run.inherited.to_dict()
+    metrics["dataset"] = {"users": run.num_users, "items": data.num_items,
+                          "interactions": shards.num_interactions if shards else int(data.lengths().sum()),
+                          "evaluated_users": int(len(split.test_targets)),
+                          "short_users": int(split.num_short_users)}
+    if baseline:
+        popular = MostPopular(split.train, data.num_items, run.config.max_len)
+        metrics["baseline_most_popular"] = {"test": evaluation.evaluate(popular, split, stage="test", seed=seed,
+                                                                        **protocol)}
+    return metrics
+
+
+def _publish(run: _Run, staging: Path, metrics: dict[str, Any]) -> None:
+    """Write ``metrics.json`` and ``card.json`` beside the saved model, then replace the run
+    directory by ``staging`` (:func:`~sasrec_tf.experiment.run_dir.publish`)."""
+    atomic_write_json(staging / run_dir.METRICS_FILE, metrics)
+    card.write_card(staging, run.config, data=run.data, shards=run.shards, fingerprint=run.fingerprint["data"],
+                    metrics=metrics)  # its parent: metrics["parent"] (warm start)
+    run_dir.publish(run.out_dir, staging)
+
+
+def train_and_evaluate(
+    data,
+    config: SASRecConfig,
+    *,
+    out_dir: str | Path | None = None,
+    options: TrainOptions | None = None,
+    overwrite: bool = False,
+    baseline: bool = False,
+    verbose: int | str = 0,
+    strategy=None,
+    shards=None,
+    callbacks: Sequence[Any] = (),
+    warm_start: str | Path | None = None,
+) -> Result:
+    """Split ``data`` leave-one-out, train ``config`` on it, evaluate valid and test (full ranking
+    and the paper's sampled protocol), and with ``out_dir`` write the model directory and
+    ``metrics.json`` there.
+
+    Before training it checks that the evaluation can run (:func:`check_evaluable`) and that
+    ``out_dir`` is new, empty, or holds an interrupted run of the same data and configuration
+    (:func:`~sasrec_tf.experiment.run_fingerprint`; ``epochs`` may change), which then resumes
+    from ``out_dir/backup``; ``overwrite`` starts over whatever it holds. The model files and
+    ``metrics.json`` are written into a staging directory that then replaces ``out_dir`` as one
+    unit, so ``out_dir`` never mixes two runs; a finished run is only replaced once the new one is
+    complete. A loss that becomes NaN stops training with ``TrainingDiverged`` and writes no model.
+
+    Objectives that read item frequencies (popularity negatives, log-q correction) start from the
+    training split's exact counts. With a ``tf.distribute`` ``strategy`` every worker of a cluster
+    runs this and only the chief writes. With ``shards`` (:func:`read_shards`) training streams
+    from TFRecord shards and ``data`` holds only the users that are evaluated. ``baseline`` adds
+    the most-popular baseline's test metrics.
+
+    ``warm_start`` names a parent model directory (yesterday's run): training starts from its
+    weights (:mod:`sasrec_tf.warmstart`) and ``metrics.json`` records it under ``parent``. ``data``
+    must have been read with the parent's vocabulary grown by the new items
+    (``DataOptions.read(path, vocab=parent_vocab, grow=True)``), so known items keep their ids.
+
+    Returns:
+      A :class:`Result`.
+
+    Raises:
+      ValueError: the evaluation cannot run, ``out_dir`` holds another run, or a warm start from shards.
+      FileExistsError: ``out_dir`` holds a finished run (without ``overwrite``).
+      sasrec_tf.training.TrainingDiverged: the loss became NaN or infinite.
+    """
+    options = options or TrainOptions()
+    run = _prepare(data, config, options, out_dir=out_dir, overwrite=overwrite, strategy=strategy, shards=shards,
+                   warm_start=warm_start)
+    fitted = _fit(run, options, callbacks=callbacks, verbose=verbose, strategy=strategy)
+    staging = run_dir.new_staging(run.out_dir) if run.out_dir is not None and run.chief else None
+    try:
+        if run.out_dir is not None:
+            _save(run, staging, strategy)
+        metrics = _evaluate(run, fitted, options, baseline=baseline)
+        if staging is not None:
+            _publish(run, staging, metrics)
+    except BaseException:
+        run_dir.discard(staging)
+        raise
+    return Result(model=run.model, history=fitted.history, metrics=metrics)
