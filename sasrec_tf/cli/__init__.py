@@ -2,7 +2,8 @@
 
 The library never imports this package: it raises ``ValueError``/``DataError`` and this layer
 turns them into one-line messages and exit codes (2: a usage or data problem; 130: interrupted).
-TensorFlow's C++ start-up noise is silenced unless ``-v`` is given.
+TensorFlow's C++ start-up noise is silenced unless ``-v`` is given. Building the parser imports no
+TensorFlow (help and argument errors answer at once); each subcommand imports it in ``run``.
 
 Adding a subcommand: a module here with ``register(subcommands)`` (which adds its parser and sets
 ``func``) and one entry in :data:`COMMANDS`.
@@ -11,6 +12,7 @@ Adding a subcommand: a module here with ``register(subcommands)`` (which adds it
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import traceback
@@ -25,6 +27,7 @@ __all__ = ["COMMANDS", "UsageError", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``sasrec-tf`` parser, every subcommand of :data:`COMMANDS` registered."""
     parser = argparse.ArgumentParser(prog="sasrec-tf", description="Train, evaluate, export and serve SASRec.")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="log progress details and TensorFlow's own messages; tracebacks on errors")
@@ -35,10 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``sasrec-tf`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = any(arg in ("-v", "--verbose") for arg in argv)
-    if not verbose:
-        common.quiet_tensorflow()
+    with contextlib.nullcontext() if verbose else common.quiet_tensorflow():
+        return _run(argv)
+
+
+def _run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sasrec_tf.cli.common import UsageError, add_data_flags, read_data
+from sasrec_tf.attention import average_attention, plot_attention
+from sasrec_tf.cli.common import UsageError, add_data_flags, default_of, read_data
 
 
 def register(subcommands) -> None:
@@ -17,7 +18,8 @@ def register(subcommands) -> None:
     parser.add_argument("--max-users", dest="max_users", type=int, help="average over a random subset of users")
     parser.add_argument("--last", type=int, help="show only the last N positions (the most recent items)")
     parser.add_argument("--title")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the user subset")
+    parser.add_argument("--seed", type=int, default=default_of(average_attention, "seed"),
+                        help="seed of the user subset")
     parser.set_defaults(func=run)
 
 
@@ -25,7 +27,6 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from sasrec_tf.artifacts import load_trained
-    from sasrec_tf.attention import average_attention, plot_attention
     from sasrec_tf.data.sequences import leave_one_out
 
     trained = load_trained(args.model)

@@ -1,33 +1,85 @@
 """What the subcommands share: the usage error, typed option flags, data and training flags, tables,
-quiet start-up."""
+quiet start-up.
+
+Nothing here, and nothing a subcommand's ``register`` calls, imports TensorFlow: help, argument
+errors and ``sasrec-tf info`` answer without it (``tests/test_cli_imports.py``). Library code that
+needs TensorFlow is imported inside each subcommand's ``run``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import dataclasses
-import json
+import importlib.abc
+import importlib.util
+import inspect
 import os
 import re
+import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from sasrec_tf.config import REPEATED_TARGETS, option_types
 from sasrec_tf.experiment import MONITORS, DataOptions, Pipeline, TrainOptions
+from sasrec_tf.files import atomic_write_json
 
 
 class UsageError(Exception):
     """A problem with the command line or a config file (exit code 2, one line)."""
 
 
-def quiet_tensorflow() -> None:
-    """Import TensorFlow without its C++ start-up lines (CUDA probing, absl, oneDNN) and keep its
-    C++ logging to fatal errors. Respects a ``TF_CPP_MIN_LOG_LEVEL`` the user set."""
+@contextlib.contextmanager
+def quiet_tensorflow() -> Iterator[None]:
+    """While active, the first import of TensorFlow, wherever it happens, runs without its C++
+    start-up lines (CUDA probing, absl, oneDNN), and TensorFlow's C++ logging stays at fatal errors
+    (a ``TF_CPP_MIN_LOG_LEVEL`` the user set is respected).
+
+    TensorFlow is not imported here: a command that never needs it (help, an argument error,
+    ``info``) never pays for it.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    with _stderr_silenced():
-        import tensorflow  # noqa: F401
-        import tf_keras  # noqa: F401
+    if "tensorflow" in sys.modules:
+        yield
+        return
+    finder = _QuietTensorFlowFinder()
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        if finder in sys.meta_path:
+            sys.meta_path.remove(finder)
+
+
+class _QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
+    """Finds ``tensorflow`` as the other finders do, with a loader that runs it silenced; then leaves."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _SilencedLoader(spec.loader)
+        return spec
+
+
+class _SilencedLoader(importlib.abc.Loader):
+    """Runs a module's loader with file descriptor 2 silenced (TensorFlow's C++ writes there), then
+    imports tf_keras the same way (the Keras the library uses), and hands the module its own loader."""
+
+    def __init__(self, loader):
+        self._loader = loader
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        module.__loader__ = module.__spec__.loader = self._loader
+        with _stderr_silenced():
+            self._loader.exec_module(module)
+            import tf_keras  # noqa: F401
 
 
 @contextlib.contextmanager
@@ -53,6 +105,16 @@ def _stderr_silenced():
 def flag(name: str) -> str:
     """The command-line flag of option ``name``: ``user_col`` -> ``--user-col``."""
     return "--" + name.replace("_", "-")
+
+
+def default_of(owner: Any, name: str) -> Any:
+    """The library's default of ``name``: a field of the dataclass ``owner`` or a parameter of the
+    function ``owner``. Flags show it in their help and take it as their default, so it is
+    written once, where the library uses it."""
+    if dataclasses.is_dataclass(owner):
+        field = {f.name: f for f in dataclasses.fields(owner)}[name]
+        return field.default_factory() if field.default is dataclasses.MISSING else field.default
+    return inspect.signature(owner).parameters[name].default
 
 
 def add_option_flag(parser: argparse.ArgumentParser, cls: type, name: str, **kwargs) -> None:
@@ -136,19 +198,22 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     add_option_flag(parser, TrainOptions, "eval_every", help="validate every N epochs")
     add_option_flag(parser, TrainOptions, "patience", help="early stopping after N evaluations without improvement")
     add_option_flag(parser, TrainOptions, "monitor", choices=MONITORS,
-                    help="validation metric for early stopping and the best epoch (default: ndcg@10)")
+                    help="validation metric for early stopping and the best epoch "
+                         f"(default: {default_of(TrainOptions, 'monitor')})")
     add_option_flag(parser, TrainOptions, "max_eval_users", help="validate on a seeded sample of this many users")
     add_option_flag(parser, TrainOptions, "max_minutes", help="stop training after this much wall time")
     add_option_flag(parser, TrainOptions, "eval_negatives",
-                    help="negatives per test item in the sampled protocol (default: the paper's 100; each "
-                         "evaluated user needs that many items they never interacted with)")
+                    help="negatives per test item in the sampled protocol (default: the paper's "
+                         f"{default_of(TrainOptions, 'eval_negatives')}; each evaluated user needs that many "
+                         "items they never interacted with)")
     add_repeated_targets_flag(parser)
 
 
 def add_repeated_targets_flag(parser: argparse.ArgumentParser) -> None:
     add_option_flag(parser, TrainOptions, "repeated_targets", choices=REPEATED_TARGETS,
-                    help="full ranking: a target already in the user's history counts as a miss (default; "
-                         "the served model excludes history), is dropped (RecTools) or is ranked")
+                    help="full ranking: a target already in the user's history counts as a miss (the served "
+                         "model excludes history), is dropped (RecTools) or is ranked (default: "
+                         f"{default_of(TrainOptions, 'repeated_targets')})")
 
 
 def train_options(args: argparse.Namespace, pipeline: Pipeline) -> TrainOptions:
@@ -169,4 +234,5 @@ def format_table(rows: Sequence[tuple[str, dict[str, dict[str, float]]]]) -> str
 
 
 def write_json(path: str | Path, value: Any) -> None:
-    Path(path).write_text(json.dumps(value, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    """``value`` as JSON at ``path`` (a reader sees the old file or the whole new one)."""
+    atomic_write_json(path, value)

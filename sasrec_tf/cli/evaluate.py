@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from sasrec_tf.cli.common import (UsageError, add_data_flags, add_option_flag, add_repeated_targets_flag, format_table,
-                                  read_data, train_options, write_json)
+from sasrec_tf.cli.common import (UsageError, add_data_flags, add_option_flag, add_repeated_targets_flag, default_of,
+                                  format_table, read_data, train_options, write_json)
 from sasrec_tf.experiment import Pipeline, TrainOptions
 
 
@@ -16,7 +16,8 @@ def register(subcommands) -> None:
     parser.add_argument("--out", help="write the metrics as JSON here")
     parser.add_argument("--seed", type=int, default=42)
     add_option_flag(parser, TrainOptions, "eval_negatives",
-                    help="negatives per item in the sampled protocol (default: the paper's 100)")
+                    help="negatives per item in the sampled protocol (default: the paper's "
+                         f"{default_of(TrainOptions, 'eval_negatives')})")
     add_repeated_targets_flag(parser)
     parser.set_defaults(func=run)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sasrec_tf.cli.common import UsageError
+from sasrec_tf.cli.common import UsageError, default_of
+from sasrec_tf.export import describe_signatures, export_saved_model
+from sasrec_tf.serving.options import DEFAULTS
 
 
 def register(subcommands) -> None:
-    from sasrec_tf.export import describe_signatures
-
     parser = subcommands.add_parser(
         "export", help="export a trained model as a versioned SavedModel for TensorFlow Serving",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -21,31 +21,34 @@ def register(subcommands) -> None:
     parser.add_argument("--model", required=True, help="model directory written by `sasrec-tf train`")
     parser.add_argument("--export-base", dest="export_base", required=True,
                         help="directory that TF Serving (or `sasrec-tf serve`) watches")
-    parser.add_argument("--name", default="sasrec", help="model name clients use (default: sasrec)")
+    parser.add_argument("--name", default=DEFAULTS.model_name,
+                        help=f"model name clients use (default: {DEFAULTS.model_name})")
     parser.add_argument("--version", type=int, help="version number (default: the next integer)")
-    parser.add_argument("--k", type=int, default=10, help="items returned per request (default: 10)")
+    k = default_of(export_saved_model, "k")
+    parser.add_argument("--k", type=int, default=k, help=f"items returned per request (default: {k})")
     parser.add_argument("--no-warmup", dest="warmup", action="store_false",
                         help="do not write assets.extra/tf_serving_warmup_requests")
     parser.add_argument("--gate-on", dest="gate_on", metavar="METRIC",
                         help="publish only if this validation metric (ndcg@10, or sampled.ndcg@10) is not worse "
                              "than the latest version's (from its card) by more than --gate-tolerance")
     parser.add_argument("--gate-tolerance", dest="gate_tolerance", type=float, metavar="DELTA",
-                        help="how much lower the metric may be (default: 0.0)")
+                        help="how much lower the metric may be "
+                             f"(default: {default_of(export_saved_model, 'gate_tolerance')})")
     parser.add_argument("--force", action="store_true", help="publish even if the gate refuses (recorded in the card)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from sasrec_tf.card import GateRefused, read_card
-    from sasrec_tf.export import export_saved_model
 
     if Path(args.export_base).exists() and not Path(args.export_base).is_dir():
         raise UsageError(f"--export-base {args.export_base} is a file; expected the directory TF Serving watches")
     if args.gate_on is None and (args.force or args.gate_tolerance is not None):
         raise UsageError("--force and --gate-tolerance apply to the publish gate: add --gate-on METRIC")
+    tolerance = {} if args.gate_tolerance is None else {"gate_tolerance": args.gate_tolerance}
     try:
         path = export_saved_model(args.model, args.export_base, args.name, version=args.version, k=args.k,
-                                  warmup=args.warmup, gate_on=args.gate_on, gate_tolerance=args.gate_tolerance or 0.0,
+                                  warmup=args.warmup, gate_on=args.gate_on, **tolerance,
                                   force=args.force)
     except GateRefused as err:
         raise UsageError(f"{err}; nothing was exported (--force publishes it anyway)") from None

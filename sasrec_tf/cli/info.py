@@ -8,7 +8,9 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from sasrec_tf import card as model_card
 from sasrec_tf.cli.common import UsageError
+from sasrec_tf.export import list_versions
 
 _METRICS = ("hr@10", "ndcg@10", "mrr")
 
@@ -26,22 +28,19 @@ def register(subcommands) -> None:
 
 def locate(path: Path) -> tuple[dict[str, Any], str]:
     """The card at ``path`` and a line saying where it came from."""
-    from sasrec_tf import card
-
-    found = card.find_card(path)
+    found = model_card.find_card(path)
     if found is not None:
-        return card.read_card(found), str(found)
+        return model_card.read_card(found), str(found)
     if (path / "config.json").is_file():
-        return card.model_card(path), f"{path} (no {card.CARD_FILE}: built from config.json and metrics.json)"
+        where = f"{path} (no {model_card.CARD_FILE}: built from config.json and metrics.json)"
+        return model_card.model_card(path), where
     if path.is_dir():
-        from sasrec_tf.export import list_versions
-
         versions = list_versions(path)
         if versions:
             latest = path / str(versions[-1])
-            if card.find_card(latest) is None:
+            if model_card.find_card(latest) is None:
                 raise UsageError(f"the latest version {latest} has no model card (exported before cards existed)")
-            return card.read_card(latest), f"{card.find_card(latest)} (latest of versions {versions})"
+            return model_card.read_card(latest), f"{model_card.find_card(latest)} (latest of versions {versions})"
         raise UsageError(f"{path} holds no model card, model directory or export versions")
     raise UsageError(f"{path} does not exist")
 

@@ -7,6 +7,7 @@ import sys
 import time
 
 from sasrec_tf.cli.common import add_data_flags, read_data
+from sasrec_tf.export.contract import DEFAULT_K
 
 
 def register(subcommands) -> None:
@@ -18,13 +19,14 @@ def register(subcommands) -> None:
     parser.add_argument("--model", required=True, metavar="DIR", help="model directory written by `sasrec-tf train`")
     add_data_flags(parser, required_format=True)
     parser.add_argument("--out", required=True, metavar="FILE", help="output file: NAME.parquet or NAME.csv")
-    parser.add_argument("--k", type=int, default=10, metavar="INT", help="recommendations per user (default: 10)")
+    parser.add_argument("--k", type=int, default=DEFAULT_K, metavar="INT",
+                        help=f"recommendations per user (default: {DEFAULT_K}, as the export's serving_default)")
     parser.add_argument("--users", metavar="FILE",
                         help="file of raw user ids, one per line: recommend for these only, in this order")
     parser.add_argument("--include-history", dest="include_history", action="store_true",
                         help="allow items the user already interacted with (repeat consumption)")
-    parser.add_argument("--batch-size", dest="batch_size", type=int, default=1024, metavar="INT",
-                        help="users scored per step (default: 1024)")
+    parser.add_argument("--batch-size", dest="batch_size", type=int, metavar="INT",
+                        help="users scored per step (default: recommend_to_file's)")
     parser.set_defaults(func=run)
 
 
@@ -35,9 +37,9 @@ def run(args: argparse.Namespace) -> int:
     data = read_data(args)
     started = time.perf_counter()
     progress = _Progress(started) if sys.stderr.isatty() else None
+    batch_size = {} if args.batch_size is None else {"batch_size": args.batch_size}
     summary = recommend_to_file(args.model, data, args.out, k=args.k, users=users,
-                                include_history=args.include_history, batch_size=args.batch_size,
-                                progress=progress)
+                                include_history=args.include_history, progress=progress, **batch_size)
     if progress is not None:
         progress.finish()
     seconds = time.perf_counter() - started

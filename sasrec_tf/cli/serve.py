@@ -9,7 +9,7 @@ import sys
 import threading
 
 from sasrec_tf.cli.common import UsageError
-from sasrec_tf.serving.limits import DEFAULT_MAX_REQUEST_ELEMENTS
+from sasrec_tf.serving.options import DEFAULTS, REST_PORT
 
 
 def register(subcommands) -> None:
@@ -21,41 +21,47 @@ def register(subcommands) -> None:
                     "restart. For production use tensorflow_model_server (see serving/README.md).")
     parser.add_argument("--model-base", dest="model_base", help="export base: BASE/NAME/<version>/")
     parser.add_argument("--model-config-file", dest="model_config_file",
-                       help="TF Serving models.config (version policy, labels); with --model-base, base "
-                            "paths become MODEL_BASE/NAME")
+                        help="TF Serving models.config (version policy, labels); with --model-base, base "
+                             "paths become MODEL_BASE/NAME")
     parser.add_argument("--allow-version-labels-for-unavailable-models", dest="allow_unavailable_labels",
-                       action="store_true", help="as TF Serving's flag: a new label may name a version that is "
-                                                 "not loaded yet (moving an existing one there is still refused)")
-    parser.add_argument("--max-num-load-retries", dest="load_retries", type=int, default=5,
-                       help="retries of a failed version load (TF Serving's default 5)")
-    parser.add_argument("--load-retry-interval-seconds", dest="load_retry_seconds", type=float, default=60.0,
-                       help="seconds between load retries (TF Serving's default 60)")
-    parser.add_argument("--host", default="127.0.0.1", help="interface (default: loopback only)")
-    parser.add_argument("--port", type=int, default=8500, help="gRPC port (0: any free port; default 8500)")
-    parser.add_argument("--rest-port", dest="rest_port", type=int,
-                       help="also serve TF Serving's REST API on this port (e.g. 8501; 0: any free port)")
-    parser.add_argument("--rest-read-timeout", dest="rest_read_timeout", type=float, default=30.0,
-                       help="seconds a REST client may take to send its request (default 30)")
+                        action="store_true", help="as TF Serving's flag: a new label may name a version that is "
+                                                  "not loaded yet (moving an existing one there is still refused)")
+    parser.add_argument("--max-num-load-retries", dest="load_retries", type=int, default=DEFAULTS.load_retries,
+                        help=f"retries of a failed version load (TF Serving's default {DEFAULTS.load_retries})")
+    parser.add_argument("--load-retry-interval-seconds", dest="load_retry_seconds", type=float,
+                        default=DEFAULTS.load_retry_seconds,
+                        help=f"seconds between load retries (TF Serving's default {DEFAULTS.load_retry_seconds:g})")
+    parser.add_argument("--host", default=DEFAULTS.host, help="interface (default: loopback only)")
+    parser.add_argument("--port", type=int, default=DEFAULTS.port,
+                        help=f"gRPC port (0: any free port; default {DEFAULTS.port})")
+    parser.add_argument("--rest-port", dest="rest_port", type=int, default=DEFAULTS.rest_port,
+                        help=f"also serve TF Serving's REST API on this port (e.g. {REST_PORT}; 0: any free port)")
+    parser.add_argument("--rest-read-timeout", dest="rest_read_timeout", type=float,
+                        default=DEFAULTS.rest_read_timeout,
+                        help="seconds a REST client may take to send its request "
+                             f"(default {DEFAULTS.rest_read_timeout:g})")
     parser.add_argument("--max-request-elements", dest="max_request_elements", type=int,
-                       default=DEFAULT_MAX_REQUEST_ELEMENTS,
-                       help="most string ids one Predict may carry, all inputs together (rows x width); "
-                            f"larger requests are INVALID_ARGUMENT (default {DEFAULT_MAX_REQUEST_ELEMENTS:,})")
-    parser.add_argument("--poll-seconds", dest="poll_seconds", type=float, default=1.0,
-                       help="how often to look for new versions (default 1)")
-    parser.add_argument("--workers", type=int, default=8, help="request threads (default 8)")
+                        default=DEFAULTS.max_request_elements,
+                        help="most string ids one Predict may carry, all inputs together (rows x width); "
+                             f"larger requests are INVALID_ARGUMENT (default {DEFAULTS.max_request_elements:,})")
+    parser.add_argument("--poll-seconds", dest="poll_seconds", type=float, default=DEFAULTS.poll_seconds,
+                        help=f"how often to look for new versions (default {DEFAULTS.poll_seconds:g})")
+    parser.add_argument("--workers", type=int, default=DEFAULTS.max_workers,
+                        help=f"request threads (default {DEFAULTS.max_workers})")
     parser.add_argument("--enable-batching", dest="enable_batching", action="store_true",
-                       help="merge concurrent requests to one signature into batches (as TF Serving's "
-                            "--enable_batching; histories are padded with each request's first element)")
+                        help="merge concurrent requests to one signature into batches (as TF Serving's "
+                             "--enable_batching; histories are padded with each request's first element)")
     parser.add_argument("--batching-parameters-file", dest="batching_parameters_file",
-                       help="TF Serving's batching_parameters.txt: its max_batch_size and num_batch_threads "
-                            "(with --enable-batching)")
-    parser.add_argument("--max-batch-size", dest="max_batch_size", type=int, default=64,
-                       help="with batching, the most rows one request may have (larger: INVALID_ARGUMENT, as "
-                            "TF Serving) and the largest merged batch (default 64)")
-    parser.add_argument("--num-batch-threads", dest="num_batch_threads", type=int, default=1)
+                        help="TF Serving's batching_parameters.txt: its max_batch_size and num_batch_threads "
+                             "(with --enable-batching)")
+    parser.add_argument("--max-batch-size", dest="max_batch_size", type=int, default=DEFAULTS.max_batch_size,
+                        help="with batching, the most rows one request may have (larger: INVALID_ARGUMENT, as "
+                             f"TF Serving) and the largest merged batch (default {DEFAULTS.max_batch_size})")
+    parser.add_argument("--num-batch-threads", dest="num_batch_threads", type=int,
+                        default=DEFAULTS.num_batch_threads)
     parser.add_argument("--intra-op-threads", dest="intra_op_threads", type=int, default=0,
-                       help="threads one TensorFlow op may use (0: TensorFlow's default, all cores); 1 "
-                            "often lowers tail latency with many concurrent small requests")
+                        help="threads one TensorFlow op may use (0: TensorFlow's default, all cores); 1 "
+                             "often lowers tail latency with many concurrent small requests")
     parser.set_defaults(func=run)
 
 

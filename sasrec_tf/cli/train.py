@@ -7,9 +7,10 @@ import json
 import sys
 
 from sasrec_tf import experiment
-from sasrec_tf.cli.common import (UsageError, add_data_flags, add_option_flag, add_train_flags, format_table,
-                                  read_data, set_flags, train_options)
+from sasrec_tf.cli.common import (UsageError, add_data_flags, add_option_flag, add_train_flags, default_of,
+                                  format_table, read_data, set_flags, train_options)
 from sasrec_tf.config import SASRecConfig
+from sasrec_tf.distribute import STRATEGIES, global_batch_size, is_chief, make_strategy
 
 # SASRecConfig fields that get their own flag; any field can be set with --set NAME=VALUE.
 CONFIG_FLAGS = ("max_len", "hidden_units", "num_blocks", "num_heads", "dropout_rate", "l2_emb", "layer_norm",
@@ -30,7 +31,7 @@ def register(subcommands) -> None:
                              "their ids and learned rows, new items are added, the encoder is copied")
     add_config_flags(parser)
     add_train_flags(parser)
-    parser.add_argument("--strategy", choices=("default", "mirrored", "multi_worker"), default="default",
+    parser.add_argument("--strategy", choices=STRATEGIES, default=default_of(make_strategy, "name"),
                         help="tf.distribute strategy: one device, the GPUs of this machine, or the workers in "
                              "TF_CONFIG")
     parser.add_argument("--per-replica-batch-size", dest="per_replica_batch_size", type=int,
@@ -53,8 +54,6 @@ def resolve_config(args: argparse.Namespace, pipeline: experiment.Pipeline) -> S
 
 
 def run(args: argparse.Namespace) -> int:
-    from sasrec_tf.distribute import is_chief
-
     pipeline = experiment.load_pipeline(args.config)
     config = resolve_config(args, pipeline)
     options = train_options(args, pipeline)
@@ -95,10 +94,8 @@ def _parent_vocabulary(path: str):
 
 def _distribution(args: argparse.Namespace, config: SASRecConfig):
     """The ``--strategy`` and the config with the global batch (from ``--per-replica-batch-size``)."""
-    from sasrec_tf.distribute import global_batch_size, make_strategy
-
     try:
-        strategy = make_strategy(args.strategy or "default")
+        strategy = make_strategy(args.strategy)
     except (ValueError, RuntimeError) as err:
         raise UsageError(str(err)) from None
     if args.per_replica_batch_size is not None:

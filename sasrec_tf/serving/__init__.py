@@ -2,15 +2,17 @@
 
 ``PredictionClient`` / ``RestClient`` talk to ``tensorflow_model_server`` or to
 ``LocalModelServer`` (``sasrec-tf serve``), which implements TF Serving's gRPC
-``PredictionService`` and ``ModelService`` for development and tests. Names are imported lazily:
-``import sasrec_tf.serving`` stays cheap until one is used.
+``PredictionService`` and ``ModelService`` for development and tests. Every default of the
+server and the clients is a field of :class:`ServingOptions` (``sasrec_tf.serving.options``).
+Names are imported lazily: ``import sasrec_tf.serving`` stays cheap until one is used.
 """
 
 from __future__ import annotations
 
 import importlib
 
-__all__ = ["PredictionClient", "RestClient", "TopK", "ServingError", "LocalModelServer", "history_tensor"]
+__all__ = ["PredictionClient", "RestClient", "TopK", "ServingError", "LocalModelServer", "history_tensor",
+           "ServingOptions"]
 
 _WHERE = {
     "PredictionClient": "sasrec_tf.serving.client",
@@ -19,6 +21,7 @@ _WHERE = {
     "history_tensor": "sasrec_tf.serving.client",
     "ServingError": "sasrec_tf.serving.errors",
     "LocalModelServer": "sasrec_tf.serving.server",
+    "ServingOptions": "sasrec_tf.serving.options",
 }
 
 

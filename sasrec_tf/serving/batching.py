@@ -35,6 +35,7 @@ import grpc
 import numpy as np
 
 from sasrec_tf.serving.errors import StatusError
+from sasrec_tf.serving.options import DEFAULTS
 
 __all__ = ["Batcher", "read_batching_parameters"]
 
@@ -59,7 +60,8 @@ class Batcher:
     calls after that run unbatched.
     """
 
-    def __init__(self, run: Run, max_batch_size: int = 64, num_batch_threads: int = 1, name: str = "batcher"):
+    def __init__(self, run: Run, max_batch_size: int = DEFAULTS.max_batch_size,
+                 num_batch_threads: int = DEFAULTS.num_batch_threads, name: str = "batcher"):
         if max_batch_size < 1 or num_batch_threads < 1:
             raise ValueError("max_batch_size and num_batch_threads must be >= 1")
         self._run = run

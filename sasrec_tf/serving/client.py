@@ -35,7 +35,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from sasrec_tf.export import (
+from sasrec_tf.export.contract import (
     CANDIDATES,
     EMBED,
     HISTORY,
@@ -47,11 +47,12 @@ from sasrec_tf.export import (
 )
 from sasrec_tf.serving import rest
 from sasrec_tf.serving.errors import HTTP_STATUS, ServingError
+from sasrec_tf.serving.options import DEFAULTS, REST_PORT
 
 __all__ = ["PredictionClient", "RestClient", "TopK", "history_tensor", "candidates_tensor"]
 
 _FROM_HTTP = {status: code for code, status in reversed(list(HTTP_STATUS.items()))}
-DEFAULT_MAX_BATCH_SIZE = 64  # serving/batching_parameters.txt
+DEFAULT_MAX_BATCH_SIZE = DEFAULTS.max_batch_size  # serving/batching_parameters.txt
 
 
 def _chunked(inputs: Mapping[str, Any], max_rows: int | None) -> list[dict[str, Any]]:
@@ -134,9 +135,10 @@ class PredictionClient:
     ``with PredictionClient(...) as client:`` closes the channel at the end.
     """
 
-    def __init__(self, target: str = "127.0.0.1:8500", model: str = "sasrec", *, version: int | None = None,
-                 label: str | None = None, timeout: float = 10.0, channel: grpc.Channel | None = None,
-                 max_message_bytes: int = 64 * 1024 * 1024, max_batch_size: int | None = DEFAULT_MAX_BATCH_SIZE):
+    def __init__(self, target: str = f"{DEFAULTS.host}:{DEFAULTS.port}", model: str = DEFAULTS.model_name, *,
+                 version: int | None = None, label: str | None = None, timeout: float = DEFAULTS.timeout,
+                 channel: grpc.Channel | None = None, max_message_bytes: int = DEFAULTS.max_message_bytes,
+                 max_batch_size: int | None = DEFAULT_MAX_BATCH_SIZE):
         if version is not None and label is not None:
             raise ValueError("give a version or a label, not both")
         _check_max_batch_size(max_batch_size)
@@ -268,8 +270,8 @@ class RestClient:
     signatures. ``max_batch_size`` splits large calls as in :class:`PredictionClient`.
     """
 
-    def __init__(self, base_url: str = "http://127.0.0.1:8501", model: str = "sasrec", *,
-                 version: int | None = None, label: str | None = None, timeout: float = 10.0,
+    def __init__(self, base_url: str = f"http://{DEFAULTS.host}:{REST_PORT}", model: str = DEFAULTS.model_name, *,
+                 version: int | None = None, label: str | None = None, timeout: float = DEFAULTS.timeout,
                  max_batch_size: int | None = DEFAULT_MAX_BATCH_SIZE):
         if version is not None and label is not None:
             raise ValueError("give a version or a label, not both")

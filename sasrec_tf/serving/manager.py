@@ -45,8 +45,11 @@ from pathlib import Path
 from typing import Mapping
 
 import grpc
+import tensorflow as tf
 
 from sasrec_tf.serving.errors import StatusError, status_code_from_int
+from sasrec_tf.serving.model_config import ModelSource, read_model_config
+from sasrec_tf.serving.options import DEFAULTS
 from sasrec_tf.serving.servable import Servable
 
 __all__ = ["ModelSource", "ModelManager", "VersionStatus", "read_model_config"]
@@ -57,30 +60,6 @@ AVAILABLE, LOADING, END = "AVAILABLE", "LOADING", "END"
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelSource:
-    """A model to serve: where its versions live, which to load (TF Serving's version policy), its labels.
-
-    ``policy`` is ``"latest"`` (the ``num_versions`` largest; TF Serving's default), ``"all"``, or
-    ``"specific"`` (``versions``).
-    """
-
-    name: str
-    base_path: Path
-    policy: str = "latest"
-    num_versions: int = 1
-    versions: tuple[int, ...] = ()
-    labels: Mapping[str, int] = dataclasses.field(default_factory=dict)
-
-    def wanted(self, on_disk: list[int]) -> set[int]:
-        """The versions the policy wants loaded, given the (ascending) versions on disk."""
-        if self.policy == "all":
-            return set(on_disk)
-        if self.policy == "specific":
-            return set(self.versions) & set(on_disk)
-        return set(on_disk[-self.num_versions:]) if on_disk else set()
-
-
-@dataclasses.dataclass(frozen=True)
 class VersionStatus:
     """One row of GetModelStatus: the version, its state, and the code and message of its last error."""
 
@@ -88,45 +67,6 @@ class VersionStatus:
     state: str
     error_code: grpc.StatusCode = grpc.StatusCode.OK
     error_message: str = ""
-
-
-def read_model_config(path: str | os.PathLike[str],
-                      model_base: str | os.PathLike[str] | None = None) -> list[ModelSource]:
-    """Parse TF Serving's ``models.config`` into sources (see the module docstring for ``model_base``)."""
-    from google.protobuf import text_format
-    from tensorflow_serving.config import model_server_config_pb2
-
-    path = Path(path)
-    config = model_server_config_pb2.ModelServerConfig()
-    try:
-        text_format.Parse(path.read_text(encoding="utf-8"), config)
-    except text_format.ParseError as err:
-        raise ValueError(f"{path}: not a ModelServerConfig text proto: {err}") from None
-    if config.WhichOneof("config") != "model_config_list":
-        raise ValueError(f"{path}: expected a model_config_list")
-    sources = []
-    for model in config.model_config_list.config:
-        if model.model_platform not in ("", "tensorflow"):
-            raise ValueError(f"{path}: model {model.name!r}: only model_platform 'tensorflow' is served")
-        if model_base is not None:
-            base = Path(model_base) / model.name
-        else:
-            base = Path(model.base_path)
-            base = base if base.is_absolute() else path.parent / base
-        policy = model.model_version_policy
-        kind = policy.WhichOneof("policy_choice") or "latest"
-        sources.append(ModelSource(
-            name=model.name,
-            base_path=base,
-            policy=kind,
-            num_versions=max(1, policy.latest.num_versions) if kind == "latest" else 1,
-            versions=tuple(policy.specific.versions) if kind == "specific" else (),
-            labels=dict(model.version_labels),
-        ))
-    names = [s.name for s in sources]
-    if len(set(names)) != len(names):
-        raise ValueError(f"{path}: model names repeat: {names}")
-    return sources
 
 
 def _versions_on_disk(base: Path) -> list[int]:
@@ -152,8 +92,6 @@ def _fingerprint(path: Path) -> tuple:
 
 def _load_error(err: BaseException) -> tuple[grpc.StatusCode, str]:
     """The canonical code and one-line message of a failed load (TF Serving reports the loader's code)."""
-    import tensorflow as tf
-
     if isinstance(err, StatusError):
         return err.code, err.message
     message = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
@@ -196,9 +134,9 @@ class ModelManager:
         labels: Mapping[str, Mapping[str, int]] | None = None,
         batching: Mapping[str, int] | None = None,
         *,
-        allow_version_labels_for_unavailable_models: bool = False,
-        load_retries: int = 5,
-        load_retry_seconds: float = 60.0,
+        allow_version_labels_for_unavailable_models: bool = DEFAULTS.allow_version_labels_for_unavailable_models,
+        load_retries: int = DEFAULTS.load_retries,
+        load_retry_seconds: float = DEFAULTS.load_retry_seconds,
     ):
         if model_base is None and model_config_file is None:
             raise ValueError("give model_base, model_config_file, or both")

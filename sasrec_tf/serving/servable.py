@@ -12,7 +12,9 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow_serving.apis import prediction_log_pb2
 
+from sasrec_tf.export.contract import ASSETS_EXTRA_DIR, WARMUP_FILE
 from sasrec_tf.serving.batching import Batcher
 from sasrec_tf.serving.errors import StatusError, status_code_from_int
 from sasrec_tf.serving.tensors import DEFAULT_MAX_REQUEST_ELEMENTS, check_request_protos, to_ndarray
@@ -20,7 +22,7 @@ from sasrec_tf.serving.tensors import DEFAULT_MAX_REQUEST_ELEMENTS, check_reques
 __all__ = ["Servable", "read_signature_defs", "dtype_name"]
 
 SERVE_TAG = "serve"
-WARMUP_PATH = Path("assets.extra") / "tf_serving_warmup_requests"
+WARMUP_PATH = Path(ASSETS_EXTRA_DIR) / WARMUP_FILE
 _MAX_WARMUP_RECORDS = 1000  # TF Serving's limit
 
 
@@ -163,8 +165,6 @@ class Servable:
                 implement, so the load fails here rather than skipping it silently. The version is
                 then not served, as in TF Serving.
         """
-        from tensorflow_serving.apis import prediction_log_pb2
-
         path = self.path / WARMUP_PATH
         if not path.exists():
             return 0

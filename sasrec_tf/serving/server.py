@@ -38,13 +38,13 @@ from tensorflow_serving.apis import (
 from sasrec_tf.serving import rest
 from sasrec_tf.serving.errors import HTTP_STATUS, StatusError
 from sasrec_tf.serving.manager import ModelManager
-from sasrec_tf.serving.tensors import DEFAULT_MAX_REQUEST_ELEMENTS, check_request_arrays
+from sasrec_tf.serving.options import DEFAULTS, LOOPBACK
+from sasrec_tf.serving.tensors import check_request_arrays
 
 __all__ = ["LocalModelServer"]
 
 logger = logging.getLogger(__name__)
 
-LOOPBACK = "127.0.0.1"
 _STATE_CODES = dict(get_model_status_pb2.ModelVersionStatus.State.items())
 
 
@@ -54,6 +54,8 @@ def _host_port(host: str, port: int) -> str:
 
 class LocalModelServer:
     """TF Serving's gRPC API over ``BASE/NAME/<version>/`` exports, in a thread pool.
+
+    Defaults: :data:`sasrec_tf.serving.options.DEFAULTS`.
 
     Args:
         model_base: the export base (``BASE`` of ``BASE/NAME/<version>``).
@@ -86,20 +88,20 @@ class LocalModelServer:
         *,
         model_config_file: str | os.PathLike[str] | None = None,
         labels: Mapping[str, Mapping[str, int]] | None = None,
-        host: str = LOOPBACK,
-        port: int = 8500,
-        rest_port: int | None = None,
-        poll_seconds: float = 1.0,
-        max_workers: int = 8,
-        max_message_bytes: int = 64 * 1024 * 1024,
-        max_request_elements: int = DEFAULT_MAX_REQUEST_ELEMENTS,
-        rest_read_timeout: float = 30.0,
-        allow_version_labels_for_unavailable_models: bool = False,
-        load_retries: int = 5,
-        load_retry_seconds: float = 60.0,
-        enable_batching: bool = False,
-        max_batch_size: int = 64,
-        num_batch_threads: int = 1,
+        host: str = DEFAULTS.host,
+        port: int = DEFAULTS.port,
+        rest_port: int | None = DEFAULTS.rest_port,
+        poll_seconds: float = DEFAULTS.poll_seconds,
+        max_workers: int = DEFAULTS.max_workers,
+        max_message_bytes: int = DEFAULTS.max_message_bytes,
+        max_request_elements: int = DEFAULTS.max_request_elements,
+        rest_read_timeout: float = DEFAULTS.rest_read_timeout,
+        allow_version_labels_for_unavailable_models: bool = DEFAULTS.allow_version_labels_for_unavailable_models,
+        load_retries: int = DEFAULTS.load_retries,
+        load_retry_seconds: float = DEFAULTS.load_retry_seconds,
+        enable_batching: bool = DEFAULTS.enable_batching,
+        max_batch_size: int = DEFAULTS.max_batch_size,
+        num_batch_threads: int = DEFAULTS.num_batch_threads,
     ):
         for name, value in (("port", port), ("rest_port", 0 if rest_port is None else rest_port)):
             if not 0 <= int(value) <= 65535:

@@ -22,10 +22,11 @@ from typing import Iterable, Mapping
 
 import grpc
 import numpy as np
+import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, types_pb2
 
 from sasrec_tf.serving.errors import StatusError
-from sasrec_tf.serving.limits import DEFAULT_MAX_REQUEST_ELEMENTS
+from sasrec_tf.serving.options import DEFAULT_MAX_REQUEST_ELEMENTS
 
 __all__ = ["DEFAULT_MAX_REQUEST_ELEMENTS", "proto_shape", "check_request_protos", "check_request_arrays",
            "to_ndarray"]
@@ -132,8 +133,6 @@ def _check_total(sizes: Iterable[tuple[str, int]], max_elements: int) -> None:
 
 def to_ndarray(name: str, proto: tensor_pb2.TensorProto) -> np.ndarray:
     """Decode a checked proto (:func:`check_request_protos`)."""
-    import tensorflow as tf
-
     try:
         return tf.make_ndarray(proto)
     except (TypeError, ValueError) as err:

@@ -1,0 +1,227 @@
+"""The serving graph: :class:`SASRecServingModule` and its ``tf.function`` signatures, and exact top-k.
+
+Each signature of :data:`~sasrec_tf.export.contract.SIGNATURE_REGISTRY` is a ``tf.function``
+method here whose ``input_signature`` is built from the contract's declared inputs, so the graph
+and what clients are told cannot disagree (checked when this module is imported). What the
+signatures compute, and their behaviour on unknown ids, empty histories and short catalogues, is
+documented in :mod:`sasrec_tf.export`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from sasrec_tf.data.vocab import PAD_TOKEN
+from sasrec_tf.export.contract import (
+    DEFAULT_K,
+    EMBED,
+    ITEM_EMBEDDINGS,
+    RECOMMEND_INCLUDING_HISTORY,
+    SCORE,
+    SERVING_DEFAULT,
+    SIGNATURE_REGISTRY,
+    UNKNOWN_SCORE,
+)
+
+__all__ = ["SASRecServingModule", "exact_top_k"]
+
+
+def _inputs_of(signature: str) -> list[tf.TensorSpec]:
+    """The ``input_signature`` of the method behind ``signature``, from the contract."""
+    return list(SIGNATURE_REGISTRY[signature].inputs)
+
+
+class SASRecServingModule(tf.Module):
+    """The serving graph around a trained SASRec: vocabulary lookups, packing, scoring, top-k.
+
+    Only the model's variables are tracked (not the Keras object), so the SavedModel holds plain
+    functions that run without ``sasrec_tf`` or Keras. ``vocab_file`` becomes a SavedModel asset.
+
+    Args:
+        model: a built, exportable :class:`~sasrec_tf.SASRec` (no user embedding).
+        vocab_file: the model's ``vocab.txt`` (line ``i`` = raw id of dense item ``i + 1``).
+        item_counts: ``[num_items + 1]`` training interactions per dense id, or None (then
+            dense-id order stands for popularity; see the module docstring).
+        k: the number of items the recommendation signatures return.
+    """
+
+    def __init__(self, model, vocab_file: str | os.PathLike[str], item_counts=None, k: int = DEFAULT_K):
+        super().__init__(name="sasrec_serving")
+        if model.uses_user_embedding:
+            raise ValueError(
+                "models with a user embedding cannot be exported for serving: the user vector exists "
+                "only for training users; retrain with use_user_embedding=False"
+            )
+        num_items = model.num_items
+        if not 1 <= int(k) <= num_items:
+            raise ValueError(f"k must be in 1..{num_items} (the catalogue size), got {k}")
+        self.k = int(k)
+        self.max_len = int(model.max_len)
+        self.num_items = int(num_items)
+        # The encoder, traced once and called by every signature: ``[B, T]`` dense ids, left-padded
+        # (T <= max_len) → the query ``[B, d]``. Exposed on the loaded object as ``encode_dense``.
+        self.encode_dense = tf.function(
+            model.query_embeddings, input_signature=[tf.TensorSpec([None, None], tf.int64, name="item_ids")]
+        )
+        self.model_variables = list(model.variables)
+        self._item_matrix = model.item_embeddings()  # [N + 1, d], row 0 = padding (one of model_variables)
+
+        if item_counts is None:
+            popularity = np.concatenate([[0.0], np.arange(num_items, 0, -1, dtype=np.float64)])
+        else:
+            popularity = np.asarray(item_counts, dtype=np.float64)
+            if popularity.shape != (num_items + 1,):
+                raise ValueError(f"item_counts must have shape ({num_items + 1},), got {popularity.shape}")
+        self.popularity = tf.Variable(popularity.astype(np.float32), trainable=False, name="popularity")
+        # Scoring matrix [d + 1, N + 1]: the item matrix transposed (the fast layout for a
+        # [B, d] x [d, N] product) with popularity as one more row. A query [q, 1{empty}] then
+        # scores a history with q.M (the encoder outputs q = 0 for an empty one) and an empty
+        # history with the popularity, in one matmul.
+        self.scoring_matrix = tf.Variable(
+            tf.concat([tf.transpose(self._item_matrix), self.popularity[tf.newaxis, :]], axis=0),
+            trainable=False, name="scoring_matrix",
+        )
+
+        vocab_file = os.fspath(vocab_file)
+        self.id_to_index = tf.lookup.StaticHashTable(
+            tf.lookup.TextFileInitializer(
+                vocab_file, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
+                tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
+            ),
+            default_value=-1,
+        )
+        self.index_to_id = tf.lookup.StaticHashTable(
+            tf.lookup.TextFileInitializer(
+                vocab_file, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
+                tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
+            ),
+            default_value=PAD_TOKEN,
+        )
+
+    # ----------------------------------------------------------------------------- building blocks
+    def _dense(self, raw_ids: tf.Tensor) -> tf.Tensor:
+        """Raw ids → dense ids (int64, same shape); unknown ids and ``""`` → 0."""
+        return self.id_to_index.lookup(raw_ids) + 1
+
+    def _encode(self, history: tf.Tensor):
+        """``history [B, L]`` → (dense ids ``[B, L]``, query ``[B, d]``, has-a-known-item ``[B]``).
+
+        Known items are moved to the right end in their order (a stable sort on "is known"), which
+        left-pads them; the batch is then cut to the most recent ``min(max known, max_len)``.
+        """
+        dense = self._dense(history)
+        dense = tf.pad(dense, [[0, 0], [1, 0]])  # at least one column, whatever the request width
+        known = tf.cast(dense > 0, tf.int32)
+        order = tf.argsort(known, axis=1, stable=True)
+        packed = tf.gather(dense, order, batch_dims=1)
+        counts = tf.reduce_sum(known, axis=1)
+        width = tf.clip_by_value(tf.reduce_max(tf.concat([counts, [1]], 0)), 1, self.max_len)
+        packed = packed[:, tf.shape(packed)[1] - width:]
+        return dense, self.encode_dense(packed), counts > 0
+
+    def _all_scores(self, history: tf.Tensor, exclude_history: bool):
+        dense, query, has_history = self._encode(history)
+        empty = tf.cast(tf.logical_not(has_history), query.dtype)[:, tf.newaxis]
+        scores = tf.matmul(tf.concat([query, empty], axis=1), self.scoring_matrix)  # [B, N + 1]
+        # Mask the padding column (every row of `dense` has a 0) and, if asked, the history's items.
+        masked = dense if exclude_history else tf.zeros_like(dense[:, :1])
+        rows = tf.broadcast_to(tf.range(tf.shape(masked, out_type=tf.int64)[0])[:, tf.newaxis], tf.shape(masked))
+        indices = tf.reshape(tf.stack([rows, masked], axis=-1), [-1, 2])
+        updates = tf.fill(tf.shape(indices)[:1], tf.constant(UNKNOWN_SCORE, tf.float32))
+        return tf.tensor_scatter_nd_update(scores, indices, updates)
+
+    def _top_k(self, history: tf.Tensor, exclude_history: bool) -> dict[str, tf.Tensor]:
+        scores, dense_ids = exact_top_k(self._all_scores(history, exclude_history), self.k)
+        raw = self.index_to_id.lookup(tf.cast(dense_ids, tf.int64) - 1)
+        raw = tf.where(scores > UNKNOWN_SCORE, raw, PAD_TOKEN)
+        return {"item_ids": raw, "scores": scores}
+
+    # ----------------------------------------------------------------------------- signatures
+    # Each is exported under the name its SIGNATURE_REGISTRY entry gives (after this class).
+    @tf.function(input_signature=_inputs_of(SERVING_DEFAULT))
+    def recommend(self, history):
+        """Top-k items not in the history: ``{"item_ids": [B, k] string, "scores": [B, k]}``."""
+        return self._top_k(history, exclude_history=True)
+
+    @tf.function(input_signature=_inputs_of(RECOMMEND_INCLUDING_HISTORY))
+    def recommend_including_history(self, history):
+        """Top-k items, history items included: ``{"item_ids", "scores"}`` as :meth:`recommend`."""
+        return self._top_k(history, exclude_history=False)
+
+    @tf.function(input_signature=_inputs_of(SCORE))
+    def score(self, history, candidates):
+        """``{"scores": [B, m]}`` of each row's candidates; unknown candidates get UNKNOWN_SCORE."""
+        _, query, has_history = self._encode(history)
+        dense = self._dense(candidates)
+        model_scores = tf.einsum("bd,bmd->bm", query, tf.gather(self._item_matrix, dense))
+        scores = tf.where(has_history[:, tf.newaxis], model_scores, tf.gather(self.popularity, dense))
+        return {"scores": tf.where(dense > 0, scores, tf.constant(UNKNOWN_SCORE, tf.float32))}
+
+    @tf.function(input_signature=_inputs_of(EMBED))
+    def embed(self, history):
+        """``{"embedding": [B, d]}``: the query whose dot product with an item vector is its score."""
+        _, query, _ = self._encode(history)
+        return {"embedding": query}
+
+    @tf.function(input_signature=_inputs_of(ITEM_EMBEDDINGS))
+    def item_embeddings(self, item_ids):
+        """``{"embeddings": [B, d], "known": [B] bool}``; unknown ids get zeros."""
+        dense = self._dense(item_ids)
+        known = dense > 0
+        vectors = tf.gather(self._item_matrix, dense)
+        vectors = tf.where(known[:, tf.newaxis], vectors, tf.zeros_like(vectors))
+        return {"embeddings": vectors, "known": known}
+
+    @tf.function(input_signature=[])
+    def all_item_embeddings(self):
+        """``{"item_ids": [N] string, "embeddings": [N, d]}``: the whole catalogue, for index builds."""
+        dense = tf.range(1, self.num_items + 1, dtype=tf.int64)
+        return {"item_ids": self.index_to_id.lookup(dense - 1), "embeddings": self._item_matrix[1:]}
+
+    def signatures(self) -> dict[str, Any]:
+        """The concrete functions to save, by signature name (those of ``SIGNATURE_REGISTRY``)."""
+        return {name: getattr(self, entry.method).get_concrete_function()
+                for name, entry in SIGNATURE_REGISTRY.items()}
+
+
+def exact_top_k(scores: tf.Tensor, k: int, block: int = 256, min_columns: int = 8192):
+    """``tf.math.top_k(scores, k)`` — the same values and indices, ties included — for wide rows.
+
+    ``top_k`` over ``[B, N]`` costs about ``B * N`` heap pushes on one core per row; for a large
+    catalogue (or batch) most of that time goes to items that cannot win. Instead: the maximum
+    of each block of ``block`` columns (a vectorised reduction), the top-k blocks by maximum (every
+    element of the true top-k lies in one of them), then ``top_k`` over those ``k * block``
+    candidates kept in column order, so ties resolve to the lower index exactly as in ``top_k``.
+    Rows narrower than ``min_columns`` use ``top_k`` directly.
+    """
+    if scores.shape[-1] is not None and scores.shape[-1] < max(min_columns, k * block):
+        return tf.math.top_k(scores, k=k)
+    batch, columns = tf.shape(scores)[0], tf.shape(scores)[1]
+    padded = tf.pad(scores, [[0, 0], [0, (-columns) % block]], constant_values=UNKNOWN_SCORE)
+    blocks = tf.reshape(padded, [batch, -1, block])
+    _, best_blocks = tf.math.top_k(tf.reduce_max(blocks, axis=2), k=k)
+    best_blocks = tf.sort(best_blocks, axis=1)  # column order: ties go to the lower index
+    candidates = tf.reshape(tf.gather(blocks, best_blocks, batch_dims=1), [batch, k * block])
+    values, positions = tf.math.top_k(candidates, k=k)
+    indices = tf.gather(best_blocks, positions // block, batch_dims=1) * block + positions % block
+    return values, indices
+
+
+def _check_registry() -> None:
+    """Every registry entry names a method of :class:`SASRecServingModule` that is a
+    ``tf.function`` with the entry's inputs (a new signature needs both; see :mod:`sasrec_tf.export`)."""
+    for entry in SIGNATURE_REGISTRY.values():
+        function = vars(SASRecServingModule).get(entry.method)
+        if getattr(function, "input_signature", None) is None:
+            raise TypeError(f"signature {entry.name!r}: SASRecServingModule.{entry.method} must be a tf.function "
+                            "with an input_signature")
+        if tuple(function.input_signature) != entry.inputs:
+            raise TypeError(f"signature {entry.name!r}: SASRecServingModule.{entry.method}'s input_signature "
+                            f"differs from the contract's inputs {entry.declared_inputs}")
+
+
+_check_registry()
