@@ -1,4 +1,4 @@
-"""The serving graph: :class:`SASRecServingModule` and its ``tf.function`` signatures, and exact top-k.
+"""The serving graph: :class:`SASRecServingModule` and its ``tf.function`` signatures (their exclusion and top-k are the ranking kernel's).
 
 Each signature of :data:`~sasrec_tf.export.contract.SIGNATURE_REGISTRY` is a ``tf.function``
 method here whose ``input_signature`` is built from the contract's declared inputs, so the graph
@@ -16,6 +16,8 @@ import numpy as np
 import tensorflow as tf
 
 from sasrec_tf.data.vocab import PAD_TOKEN
+from sasrec_tf.ranking import kernel
+from sasrec_tf.ranking.kernel import exact_top_k  # re-exported: sasrec_tf.export.exact_top_k
 from sasrec_tf.export.contract import (
     DEFAULT_K,
     EMBED,
@@ -123,19 +125,18 @@ class SASRecServingModule(tf.Module):
         packed = packed[:, tf.shape(packed)[1] - width:]
         return dense, self.encode_dense(packed), counts > 0
 
-    def _all_scores(self, history: tf.Tensor, exclude_history: bool):
+    def _scores(self, history: tf.Tensor):
+        """``(dense ids [B, L], score table [B, N + 1])``: ``q · M`` for a history with a known item,
+        the popularity for one without (the encoder outputs q = 0 for an empty history; the
+        scoring matrix's last row is the popularity), in one matmul."""
         dense, query, has_history = self._encode(history)
         empty = tf.cast(tf.logical_not(has_history), query.dtype)[:, tf.newaxis]
-        scores = tf.matmul(tf.concat([query, empty], axis=1), self.scoring_matrix)  # [B, N + 1]
-        # Mask the padding column (every row of `dense` has a 0) and, if asked, the history's items.
-        masked = dense if exclude_history else tf.zeros_like(dense[:, :1])
-        rows = tf.broadcast_to(tf.range(tf.shape(masked, out_type=tf.int64)[0])[:, tf.newaxis], tf.shape(masked))
-        indices = tf.reshape(tf.stack([rows, masked], axis=-1), [-1, 2])
-        updates = tf.fill(tf.shape(indices)[:1], tf.constant(UNKNOWN_SCORE, tf.float32))
-        return tf.tensor_scatter_nd_update(scores, indices, updates)
+        return dense, tf.matmul(tf.concat([query, empty], axis=1), self.scoring_matrix)
 
     def _top_k(self, history: tf.Tensor, exclude_history: bool) -> dict[str, tf.Tensor]:
-        scores, dense_ids = exact_top_k(self._all_scores(history, exclude_history), self.k)
+        """The ranking kernel's top-k (padding and, if asked, the history's items excluded)."""
+        dense, scores = self._scores(history)
+        scores, dense_ids = kernel.top_k_items(scores, self.k, dense if exclude_history else None)
         raw = self.index_to_id.lookup(tf.cast(dense_ids, tf.int64) - 1)
         raw = tf.where(scores > UNKNOWN_SCORE, raw, PAD_TOKEN)
         return {"item_ids": raw, "scores": scores}
@@ -186,29 +187,6 @@ class SASRecServingModule(tf.Module):
         """The concrete functions to save, by signature name (those of ``SIGNATURE_REGISTRY``)."""
         return {name: getattr(self, entry.method).get_concrete_function()
                 for name, entry in SIGNATURE_REGISTRY.items()}
-
-
-def exact_top_k(scores: tf.Tensor, k: int, block: int = 256, min_columns: int = 8192):
-    """``tf.math.top_k(scores, k)`` — the same values and indices, ties included — for wide rows.
-
-    ``top_k`` over ``[B, N]`` costs about ``B * N`` heap pushes on one core per row; for a large
-    catalogue (or batch) most of that time goes to items that cannot win. Instead: the maximum
-    of each block of ``block`` columns (a vectorised reduction), the top-k blocks by maximum (every
-    element of the true top-k lies in one of them), then ``top_k`` over those ``k * block``
-    candidates kept in column order, so ties resolve to the lower index exactly as in ``top_k``.
-    Rows narrower than ``min_columns`` use ``top_k`` directly.
-    """
-    if scores.shape[-1] is not None and scores.shape[-1] < max(min_columns, k * block):
-        return tf.math.top_k(scores, k=k)
-    batch, columns = tf.shape(scores)[0], tf.shape(scores)[1]
-    padded = tf.pad(scores, [[0, 0], [0, (-columns) % block]], constant_values=UNKNOWN_SCORE)
-    blocks = tf.reshape(padded, [batch, -1, block])
-    _, best_blocks = tf.math.top_k(tf.reduce_max(blocks, axis=2), k=k)
-    best_blocks = tf.sort(best_blocks, axis=1)  # column order: ties go to the lower index
-    candidates = tf.reshape(tf.gather(blocks, best_blocks, batch_dims=1), [batch, k * block])
-    values, positions = tf.math.top_k(candidates, k=k)
-    indices = tf.gather(best_blocks, positions // block, batch_dims=1) * block + positions % block
-    return values, indices
 
 
 def _check_registry() -> None:
