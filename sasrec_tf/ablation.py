@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from sasrec_tf.config import SASRecConfig
-from sasrec_tf.protocols import PROTOCOLS
+from sasrec_tf.choices import PROTOCOLS
 
 # name → (SASRecConfig changes, what the paper's Table IV calls it)
 VARIANTS: dict[str, tuple[dict[str, Any], str]] = {

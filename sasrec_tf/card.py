@@ -42,8 +42,8 @@ import numpy as np
 from sasrec_tf.config import SASRecConfig
 from sasrec_tf.files import atomic_write_json
 from sasrec_tf.gate import GateDecision, GateRefused, gate_decision, gate_value
-from sasrec_tf.layout import CONFIG_FILE, METRICS_FILE
-from sasrec_tf.protocols import PROTOCOLS, STAGES
+from sasrec_tf.layout import ASSETS_EXTRA_DIR, CONFIG_FILE, METRICS_FILE
+from sasrec_tf.choices import PROTOCOLS, STAGES
 
 __all__ = ["CARD_FILE", "CARD_FORMAT", "GateDecision", "GateRefused", "build_card", "compare", "data_statistics",
            "export_card", "find_card", "gate_decision", "gate_value", "model_card", "read_card", "validate_card",
@@ -53,7 +53,6 @@ compare = gate_decision  # the gate's rule under its old name
 
 CARD_FILE = "card.json"
 CARD_FORMAT = "sasrec-tf card 1"
-_EXTRA_DIR = "assets.extra"  # where an export version keeps it (beside the warmup requests)
 _PERCENTILES = (50, 90, 99)
 _FIELDS = ("format", "created", "data", "config", "metrics", "training", "parent", "versions")
 
@@ -204,7 +203,7 @@ def find_card(path: str | os.PathLike[str]) -> Path | None:
     path = Path(path)
     if path.is_file():
         return path
-    for candidate in (path / CARD_FILE, path / _EXTRA_DIR / CARD_FILE):
+    for candidate in (path / CARD_FILE, path / ASSETS_EXTRA_DIR / CARD_FILE):
         if candidate.is_file():
             return candidate
     return None
@@ -219,7 +218,7 @@ def read_card(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     found = find_card(path)
     if found is None:
-        raise FileNotFoundError(f"{path} has no model card ({CARD_FILE} or {_EXTRA_DIR}/{CARD_FILE})")
+        raise FileNotFoundError(f"{path} has no model card ({CARD_FILE} or {ASSETS_EXTRA_DIR}/{CARD_FILE})")
     try:
         card = json.loads(found.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as err:

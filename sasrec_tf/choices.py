@@ -1,5 +1,6 @@
-"""What a :class:`~sasrec_tf.config.SASRecConfig` may name: the objectives and optimizers, declared
-without TensorFlow.
+"""What a configuration may name, declared once and without TensorFlow: the objectives and
+optimizers, the layer-norm placements, training windows, activations, initialisers, sampling
+modes, repeated-target rules, and the evaluation's stages and protocols.
 
 ``SASRecConfig.validate`` checks ``loss`` and ``optimizer`` against these declarations, so a
 configuration is built, checked and read back from JSON without importing TensorFlow (the
@@ -14,7 +15,27 @@ from __future__ import annotations
 import dataclasses
 from typing import Mapping
 
-__all__ = ["OBJECTIVE_SPECS", "OPTIMIZER_SPECS", "ObjectiveSpec", "OptimizerSpec", "check_registry"]
+__all__ = ["OBJECTIVE_SPECS", "OPTIMIZER_SPECS", "ObjectiveSpec", "OptimizerSpec", "check_registry",
+           "LAYER_NORM_PLACEMENTS", "TRAINING_WINDOWS", "FFN_ACTIVATIONS", "EMBEDDING_INITIALIZERS",
+           "NEGATIVE_SAMPLING", "REPEATED_TARGETS", "STAGES", "PROTOCOLS"]
+
+# The layer-norm placement of each block: the paper's code, Pre-LN, Post-LN, eSASRec's LiGR.
+LAYER_NORM_PLACEMENTS = ("original", "pre", "post", "ligr")
+# Which windows of each training sequence are trained on: the last max_len items, or every one.
+TRAINING_WINDOWS = ("last", "all")
+FFN_ACTIVATIONS = ("relu", "gelu")
+# How the item embedding table starts: Keras' default uniform(-0.05, 0.05); Glorot-uniform (the
+# paper's TF1 code); Xavier-normal (the PyTorch port and RecTools).
+EMBEDDING_INITIALIZERS = ("uniform", "glorot_uniform", "xavier_normal")
+# How sampled negatives are drawn, in training and in the sampled evaluation protocol.
+NEGATIVE_SAMPLING = ("uniform", "popularity")
+# What full ranking makes of a target already in the user's history (sasrec_tf.ranking.rules).
+REPEATED_TARGETS = ("miss", "drop", "rank")
+# The evaluation's stages (each user's second-to-last and last item) and protocols (full ranking
+# against the whole catalogue; the paper's sampled negatives): metrics.json, the model card and
+# the publish gate are keyed by these names.
+STAGES = ("valid", "test")
+PROTOCOLS = ("full", "sampled")
 
 
 @dataclasses.dataclass(frozen=True)

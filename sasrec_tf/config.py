@@ -8,20 +8,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-from sasrec_tf.choices import OBJECTIVE_SPECS, OPTIMIZER_SPECS
-# The generic option parsing lives in sasrec_tf.options; re-exported here, where it was first.
+# The named choices a configuration may take are declared in sasrec_tf.choices, and the generic
+# option parsing lives in sasrec_tf.options; both are re-exported here, where they were first.
+from sasrec_tf.choices import (EMBEDDING_INITIALIZERS, FFN_ACTIVATIONS, LAYER_NORM_PLACEMENTS,  # noqa: F401
+                               NEGATIVE_SAMPLING, OBJECTIVE_SPECS, OPTIMIZER_SPECS, REPEATED_TARGETS,
+                               TRAINING_WINDOWS)
+from sasrec_tf.files import atomic_write_text
 from sasrec_tf.options import OptionError, _from_text, check_option_types, option_types, parse_option  # noqa: F401
-
-LAYER_NORM_PLACEMENTS = ("original", "pre", "post", "ligr")
-TRAINING_WINDOWS = ("last", "all")
-FFN_ACTIVATIONS = ("relu", "gelu")
-# How the item embedding table starts: Keras' default uniform(-0.05, 0.05); Glorot-uniform (the
-# paper's TF1 code); Xavier-normal (the PyTorch port and RecTools).
-EMBEDDING_INITIALIZERS = ("uniform", "glorot_uniform", "xavier_normal")
-# How sampled negatives are drawn. (The objectives and optimizers themselves: sasrec_tf.choices.)
-NEGATIVE_SAMPLING = ("uniform", "popularity")
-# What full ranking makes of a target already in the user's history (sasrec_tf.evaluation.evaluate_full).
-REPEATED_TARGETS = ("miss", "drop", "rank")
 
 
 @dataclasses.dataclass
@@ -241,7 +234,7 @@ class SASRecConfig:
     def to_json(self, path: str | Path | None = None) -> str:
         text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
         if path is not None:
-            Path(path).write_text(text + "\n", encoding="utf-8")
+            atomic_write_text(path, text + "\n")
         return text
 
     @classmethod

@@ -12,7 +12,7 @@ import dataclasses
 import math
 from typing import Any, Mapping
 
-from sasrec_tf.protocols import PROTOCOLS
+from sasrec_tf.choices import PROTOCOLS
 
 __all__ = ["GateDecision", "GateRefused", "gate_decision", "gate_value"]
 

@@ -1,4 +1,5 @@
-"""The names of the files in a trained model directory (``sasrec-tf train --out DIR``), declared once.
+"""The names of the files in a trained model directory (``sasrec-tf train --out DIR``) and of an
+export version's ``assets.extra``, declared once.
 
 TensorFlow-free, so the model card, ``sasrec-tf info`` and the run directory's bookkeeping read
 them without loading TensorFlow; :mod:`sasrec_tf.artifacts` writes and reads the model files,
@@ -8,7 +9,7 @@ them without loading TensorFlow; :mod:`sasrec_tf.artifacts` writes and reads the
 from __future__ import annotations
 
 __all__ = ["MODEL_FILE", "CONFIG_FILE", "VOCAB_FILE", "USERS_FILE", "ITEM_COUNTS_FILE", "METRICS_FILE",
-           "BACKUP_DIR", "LOGS_DIR", "RUN_FILE"]
+           "BACKUP_DIR", "LOGS_DIR", "RUN_FILE", "ASSETS_EXTRA_DIR"]
 
 # The model (sasrec_tf.artifacts).
 MODEL_FILE = "model.keras"
@@ -21,3 +22,6 @@ METRICS_FILE = "metrics.json"
 BACKUP_DIR = "backup"  # Keras' BackupAndRestore state, and RUN_FILE, while a run is unfinished
 LOGS_DIR = "logs"  # TensorBoard
 RUN_FILE = "run.json"  # in BACKUP_DIR: the run's fingerprint and progress, for a resume
+# An export version (sasrec_tf.export): TF Serving's directory for files beside the SavedModel
+# (warmup requests; ours: the export's description and the model card).
+ASSETS_EXTRA_DIR = "assets.extra"

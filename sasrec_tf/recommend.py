@@ -40,6 +40,7 @@ import tensorflow as tf
 from sasrec_tf.artifacts import TrainedModel, load_trained
 from sasrec_tf.data.pipeline import pad_sequences
 from sasrec_tf.data.sequences import SequenceData, build_sequences
+from sasrec_tf.export.contract import DEFAULT_K
 from sasrec_tf.files import atomic_path
 from sasrec_tf.ranking import Ranker
 from sasrec_tf.ranking.rules import UNKNOWN_SCORE
@@ -124,7 +125,7 @@ def recommend_to_file(
     data: SequenceData | pd.DataFrame,
     out: str | os.PathLike[str],
     *,
-    k: int = 10,
+    k: int = DEFAULT_K,
     users: Iterable[str] | None = None,
     include_history: bool = False,
     batch_size: int = 1024,

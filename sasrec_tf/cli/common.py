@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from sasrec_tf.choices import PROTOCOLS
 from sasrec_tf.config import REPEATED_TARGETS, option_types
 from sasrec_tf.experiment import MONITORS, DataOptions, Pipeline, TrainOptions
 from sasrec_tf.files import atomic_write_json
@@ -226,10 +227,10 @@ def train_options(args: argparse.Namespace, pipeline: Pipeline) -> TrainOptions:
 def format_table(rows: Sequence[tuple[str, dict[str, dict[str, float]]]]) -> str:
     """HR@10, NDCG@10 and MRR under both protocols, one line per named result."""
     keys = ("hr@10", "ndcg@10", "mrr")
-    header = f"{'':<28}" + "".join(f"{p + ' ' + k:>16}" for p in ("full", "sampled") for k in keys)
+    header = f"{'':<28}" + "".join(f"{p + ' ' + k:>16}" for p in PROTOCOLS for k in keys)
     lines = [header]
     for name, result in rows:
-        lines.append(f"{name:<28}" + "".join(f"{result[p][k]:>16.4f}" for p in ("full", "sampled") for k in keys))
+        lines.append(f"{name:<28}" + "".join(f"{result[p][k]:>16.4f}" for p in PROTOCOLS for k in keys))
     return "\n".join(lines)
 
 

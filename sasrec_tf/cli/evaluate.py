@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from sasrec_tf.choices import STAGES
 from sasrec_tf.cli.common import (UsageError, add_data_flags, add_option_flag, add_repeated_targets_flag, default_of,
                                   format_table, read_data, train_options, write_json)
 from sasrec_tf.experiment import Pipeline, TrainOptions
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     check_evaluable(data, split, options)
     metrics = {stage: evaluate(trained.model, split, stage=stage, seed=args.seed, num_negatives=options.eval_negatives,
                                repeated_targets=options.repeated_targets)
-               for stage in ("valid", "test")}
+               for stage in STAGES}
     print(format_table([("valid", metrics["valid"]), ("test", metrics["test"])]))
     if args.out:
         write_json(args.out, metrics)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sasrec_tf import card as model_card
+from sasrec_tf.choices import PROTOCOLS, STAGES
 from sasrec_tf.cli.common import UsageError
 from sasrec_tf.export import list_versions
 
@@ -82,9 +83,9 @@ def render(card: dict[str, Any], where: str) -> str:
     out = [f"{name:<{width}}  {value}" for name, value in lines]
     out += textwrap.wrap(config, 100, initial_indent=f"{'config':<{width}}  ", subsequent_indent=" " * (width + 2))
     metrics = card["metrics"] or {}
-    columns = [(protocol, key) for protocol in ("full", "sampled") for key in _METRICS]
+    columns = [(protocol, key) for protocol in PROTOCOLS for key in _METRICS]
     out += ["", f"{'metrics':<8}" + "".join(f"{p + ' ' + k:>16}" for p, k in columns)]
-    for stage in ("valid", "test"):
+    for stage in STAGES:
         values = metrics.get(stage, {})
         cells = [values.get(p, {}).get(k) for p, k in columns]
         out.append(f"{stage:<8}" + "".join(f"{v:>16.4f}" if v is not None else f"{'-':>16}" for v in cells))

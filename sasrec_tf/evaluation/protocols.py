@@ -45,7 +45,7 @@ from sasrec_tf.data.sequence_rules import item_counts
 from sasrec_tf.evaluation.metrics import DEFAULT_KS, ranking_metrics
 from sasrec_tf.evaluation.negatives import history_keys
 from sasrec_tf.evaluation.rankings import FullRanking, SampledRanking
-from sasrec_tf.protocols import PROTOCOLS, STAGES
+from sasrec_tf.choices import PROTOCOLS, STAGES
 from sasrec_tf.ranking.rules import REPEATED_TARGETS, check_repeated_targets
 
 __all__ = ["REPEATED_TARGETS", "STAGES", "PROTOCOLS", "evaluate", "evaluate_full", "evaluate_sampled",

@@ -32,7 +32,7 @@ from sasrec_tf.experiment import run_dir
 from sasrec_tf.run_options import TrainOptions
 from sasrec_tf.experiment.run_callbacks import BestEpoch, RunProgress, TimeLimit
 from sasrec_tf.files import atomic_write_json
-from sasrec_tf.protocols import STAGES
+from sasrec_tf.choices import STAGES
 from sasrec_tf.warmstart import warm_start as copy_parent
 
 __all__ = ["Result", "check_evaluable", "read_shards", "train_and_evaluate"]

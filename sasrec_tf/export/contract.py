@@ -18,6 +18,7 @@ import numpy as np
 
 # The score of an unknown candidate and of a missing recommendation: the lowest float32, declared
 # once with the ranking rules (finite, unlike -inf, because TF Serving's REST API writes JSON).
+from sasrec_tf.layout import ASSETS_EXTRA_DIR  # noqa: F401  (re-exported: part of the contract)
 from sasrec_tf.ranking.rules import UNKNOWN_SCORE
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -44,8 +45,8 @@ ITEM_IDS = "item_ids"
 # How many items the recommendation signatures return unless the export is told otherwise.
 DEFAULT_K = 10
 
-# An export version's extra files: TF Serving ignores this directory apart from the warmup file.
-ASSETS_EXTRA_DIR = "assets.extra"
+# An export version's extra files (sasrec_tf.layout.ASSETS_EXTRA_DIR, which the model card shares):
+# TF Serving ignores this directory apart from the warmup file.
 WARMUP_FILE = "tf_serving_warmup_requests"
 EXPORT_INFO_FILE = "sasrec_export.json"
 

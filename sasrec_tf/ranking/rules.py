@@ -8,7 +8,7 @@ read them without loading TensorFlow; the arithmetic that applies them is
 
 from __future__ import annotations
 
-from sasrec_tf.config import REPEATED_TARGETS
+from sasrec_tf.choices import REPEATED_TARGETS
 
 __all__ = ["UNKNOWN_SCORE", "NOT_A_CANDIDATE", "REPEATED_TARGETS", "check_repeated_targets"]
 
