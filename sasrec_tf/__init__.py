@@ -9,10 +9,11 @@ TensorFlow itself is imported on first use of a name below (``sasrec_tf.SASRec``
 submodule, not by ``import sasrec_tf``: the command line sets TensorFlow's logging up first.
 """
 
-import importlib as _importlib
 import os as _os
 
 _os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+from sasrec_tf._lazy import lazy_exports  # noqa: E402  (after the environment is set)
 
 __version__ = "0.1.0"
 
@@ -27,13 +28,4 @@ _EXPORTS = {
 __all__ = [*_EXPORTS, "__version__"]
 
 
-def __getattr__(name):
-    if name in _EXPORTS:
-        value = getattr(_importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'sasrec_tf' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

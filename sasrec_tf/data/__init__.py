@@ -5,7 +5,7 @@ TensorFlow: the tf.data pipeline's names, :func:`pad_sequences` and :func:`train
 imported from :mod:`sasrec_tf.data.pipeline` on first access (PEP 562).
 """
 
-import importlib as _importlib
+from sasrec_tf._lazy import lazy_exports
 
 from sasrec_tf.data.errors import DataError
 from sasrec_tf.data.ingest import filter_interactions, read_interactions
@@ -35,13 +35,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(_importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'sasrec_tf.data' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _LAZY)

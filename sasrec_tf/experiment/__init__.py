@@ -23,7 +23,7 @@ imported from :mod:`~sasrec_tf.experiment.run` on first use (PEP 562).
 
 from __future__ import annotations
 
-import importlib as _importlib
+from sasrec_tf._lazy import lazy_exports
 
 from sasrec_tf.run_options import MONITORS, SECTIONS, DataOptions, TrainOptions
 from sasrec_tf.experiment.pipeline_file import PIPELINE_SECTIONS, Pipeline, PipelineFile, apply_overrides, load_pipeline
@@ -42,13 +42,4 @@ __all__ = ["BACKUP_DIR", "LOGS_DIR", "METRICS_FILE", "MONITORS", "PIPELINE_SECTI
            "run_fingerprint", *_LAZY]
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(_importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'sasrec_tf.experiment' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _LAZY)

@@ -78,7 +78,7 @@ all follow the registry.
 
 from __future__ import annotations
 
-import importlib
+from sasrec_tf._lazy import lazy_exports
 
 from sasrec_tf.export.contract import (
     ASSETS_EXTRA_DIR,
@@ -121,13 +121,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name in _GRAPH:
-        value = getattr(importlib.import_module(_GRAPH[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'sasrec_tf.export' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted([*globals(), *_GRAPH])
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _GRAPH)

@@ -10,7 +10,7 @@ Names load on first use (PEP 562), so ``from sasrec_tf.ranking.rules import UNKN
 not import TensorFlow.
 """
 
-import importlib as _importlib
+from sasrec_tf._lazy import lazy_exports
 
 _EXPORTS = {
     "UNKNOWN_SCORE": "sasrec_tf.ranking.rules",
@@ -31,13 +31,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name):
-    if name in _EXPORTS:
-        value = getattr(_importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'sasrec_tf.ranking' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
