@@ -15,14 +15,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from sasrec_tf._compat import keras
 from sasrec_tf.data.vocab import ItemVocabulary
-from sasrec_tf.files import atomic_write_text, write_with
+from sasrec_tf.files import atomic_path, atomic_write_text, write_with
 from sasrec_tf.layout import CONFIG_FILE, ITEM_COUNTS_FILE, MODEL_FILE, USERS_FILE, VOCAB_FILE
 from sasrec_tf.model import SASRec
 
@@ -52,10 +51,8 @@ def save_trained(
         raise ValueError(f"vocabulary has {len(vocab)} items but the model {model.num_items}")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path) as tmp:
-        staged = Path(tmp) / MODEL_FILE
+    with atomic_path(path / MODEL_FILE, suffix=Path(MODEL_FILE).suffix) as staged:  # Keras wants .keras
         model.save(staged)
-        os.replace(staged, path / MODEL_FILE)
     vocab.save(path / VOCAB_FILE)
     meta = {"sasrec_config": model.config.to_dict(), "num_items": model.num_items, "num_users": model.num_users}
     atomic_write_text(path / CONFIG_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n")

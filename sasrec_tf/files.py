@@ -23,16 +23,20 @@ FILE_MODE = 0o644
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[Path]:
     """A temporary path beside ``path`` for a writer that wants a file name (pyarrow, ``np.save``,
     Keras); on a clean exit it is made ``0644``, synced and renamed to ``path``, else removed.
 
+    Args:
+        path: the file to replace.
+        suffix: the temporary name's ending, for writers that insist on one (Keras: ``.keras``).
+
     Yields:
-        The temporary path (``.NAME.*.tmp`` in ``path``'s directory, created empty).
+        The temporary path (``.NAME.*SUFFIX`` in ``path``'s directory, created empty).
     """
     path = Path(os.fspath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(handle)
     try:
         yield Path(tmp)
