@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(0)
     print(f"{'max_len':>7} {'batch':>5} | {'full forward':>12} {'last only':>10} {'saved':>6}")
     for max_len in (50, 200):
-        model = SASRec(SASRecConfig(max_len=max_len, hidden_units=50), num_items=args.items).build_for()
+        model = SASRec(SASRecConfig(max_len=max_len, hidden_units=50), num_items=args.items).build_weights()
         full = tf.function(lambda ids: model(ids, training=False)[:, -1, :])
         last = tf.function(lambda ids: model.query_embeddings(ids))
         for batch in (1, 64):

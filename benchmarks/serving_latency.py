@@ -45,7 +45,7 @@ from sasrec_tf.export import export_saved_model  # noqa: E402
 def build_export(num_items: int, base: Path, max_len: int, hidden_units: int, seed: int = 0) -> Path:
     keras.utils.set_random_seed(seed)
     config = SASRecConfig(max_len=max_len, hidden_units=hidden_units, num_blocks=2, num_heads=1, dropout_rate=0.0)
-    model = SASRec(config, num_items=num_items).build_for()
+    model = SASRec(config, num_items=num_items).build_weights()
     vocab = ItemVocabulary([f"item{i}" for i in range(num_items)])
     counts = np.concatenate([[0], np.random.default_rng(seed).zipf(1.3, num_items).clip(max=10**6)])
     return export_saved_model(TrainedModel(model, vocab, item_counts=counts), base, "sasrec", k=10)

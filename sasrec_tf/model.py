@@ -336,10 +336,13 @@ class SASRec(keras.Model):
         self._build_input_shape = input_shape if input_shape is not None else (None, self.max_len)
         self.built = True
 
-    def build_for(self) -> "SASRec":
-        """Build the weights now (before ``load_weights`` or inspection) and return the model."""
+    def build_weights(self) -> "SASRec":
+        """Create every weight now, for this model's ``max_len`` (before ``load_weights``, a warm
+        start or inspection), and return the model."""
         self.build()
         return self
+
+    build_for = build_weights  # the name it had before; kept for existing callers
 
     def get_config(self):
         return {"config": self.config.to_dict(), "num_items": self.num_items, "num_users": self.num_users}

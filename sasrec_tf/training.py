@@ -66,7 +66,7 @@ def build_model(config: SASRecConfig, num_items: int, num_users: int = 0, *, str
     keras.utils.set_random_seed(config.seed)
     with (strategy or tf.distribute.get_strategy()).scope():
         model = SASRec(config, num_items=num_items, num_users=num_users if config.use_user_embedding else 0)
-        model.build_for()
+        model.build_weights()
         model.compile(optimizer=make_optimizer(config))
     return model
 

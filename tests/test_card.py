@@ -135,7 +135,7 @@ def model_dirs(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("models")
     keras.utils.set_random_seed(0)
-    model = SASRec(CONFIG, num_items=12).build_for()
+    model = SASRec(CONFIG, num_items=12).build_weights()
     legacy = save_trained(root / "legacy", model, ItemVocabulary([f"sku-{i}" for i in range(12)]))
     (legacy / "metrics.json").write_text(json.dumps(metrics(0.25)))
     dirs = {"legacy": legacy}

@@ -304,7 +304,7 @@ config = sasrec_tf.SASRecConfig(max_len=4, hidden_units=8, num_blocks=1, dropout
 def one_sgd_step(strategy):
     with strategy.scope():
         keras.utils.set_random_seed(0)
-        model = sasrec_tf.SASRec(config, num_items=10).build_for()
+        model = sasrec_tf.SASRec(config, num_items=10).build_weights()
         model.compile(optimizer=keras.optimizers.SGD(1.0))
     before = [w.numpy() for w in model.trainable_weights]
     model.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0)

@@ -144,7 +144,7 @@ def test_next_export_gets_the_next_version_and_existing_versions_are_never_overw
 def test_models_with_a_user_embedding_are_refused_with_the_reason(tmp_path):
     keras.utils.set_random_seed(0)
     model = SASRec(SASRecConfig(max_len=4, hidden_units=8, num_blocks=1, use_user_embedding=True),
-                   num_items=10, num_users=3).build_for()
+                   num_items=10, num_users=3).build_weights()
     trained = TrainedModel(model, ItemVocabulary([f"i{i}" for i in range(10)]))
     with pytest.raises(ValueError, match="user embedding"):
         export_saved_model(trained, tmp_path, "m")

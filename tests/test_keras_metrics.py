@@ -91,7 +91,7 @@ def trained():
     data = build_sequences(generate_interactions(num_users=150, num_items=60, mean_length=9, seed=3))
     split = leave_one_out(data)
     keras.utils.set_random_seed(0)
-    model = SASRec(CONFIG, num_items=split.num_items).build_for()
+    model = SASRec(CONFIG, num_items=split.num_items).build_weights()
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
     model.fit(training_dataset(split.train, split.num_items, CONFIG.max_len, 32, seed=0), epochs=1, verbose=0)
     return model, split
@@ -112,7 +112,7 @@ def assert_equal_to_full_ranking(result, model, split, exclude_history=True):
 
 def copy_of(model, **compile_kwargs):
     """A SASRec with ``model``'s weights, compiled with ``compile_kwargs`` (the fixture stays as it is)."""
-    replica = SASRec(CONFIG, num_items=model.num_items).build_for()
+    replica = SASRec(CONFIG, num_items=model.num_items).build_weights()
     replica.set_weights(model.get_weights())
     replica.compile(**compile_kwargs)
     return replica

@@ -294,7 +294,7 @@ def test_item_counts_are_counted_from_training_targets_when_not_given():
 def test_every_objective_trains_with_fit(overrides):
     config = SASRecConfig(**{"max_len": 8, "hidden_units": 16, "num_blocks": 1, "batch_size": 4, **overrides})
     keras.utils.set_random_seed(1)
-    model = SASRec(config, num_items=NUM_ITEMS).build_for()
+    model = SASRec(config, num_items=NUM_ITEMS).build_weights()
     rng = np.random.default_rng(0)
     sequences = [rng.integers(1, NUM_ITEMS + 1, size=n) for n in (3, 5, 9, 12, 2, 7, 4, 6)]
     data = training_dataset(sequences, NUM_ITEMS, config.max_len, config.batch_size,

@@ -301,7 +301,7 @@ def test_unscaled_input_embedding_equals_the_scaled_one_of_a_table_times_sqrt_d(
                                        ("xavier_normal", np.sqrt(2 / 2017))])
 def test_item_embedding_initializers_have_their_documented_spread(name, std):
     keras.utils.set_random_seed(0)
-    model = SASRec(SASRecConfig(hidden_units=16, max_len=4, embedding_initializer=name), num_items=2000).build_for()
+    model = SASRec(SASRecConfig(hidden_units=16, max_len=4, embedding_initializer=name), num_items=2000).build_weights()
     assert np.std(model.item_embedding.embeddings.numpy()) == pytest.approx(std, rel=0.03)
 
 
@@ -321,7 +321,7 @@ def test_weights_checkpoint_round_trip(tmp_path):
     model = make_model()
     batch = tf.constant([[0, 0, 0, 0, 0, 3, 1, 4, 1, 5, 9, 2]])
     model.save_weights(str(tmp_path / "ckpt"))
-    fresh = SASRec(model.config, num_items=NUM_ITEMS).build_for()
+    fresh = SASRec(model.config, num_items=NUM_ITEMS).build_weights()
     fresh.load_weights(str(tmp_path / "ckpt"))
     np.testing.assert_array_equal(fresh(batch, training=False).numpy(), model(batch, training=False).numpy())
 

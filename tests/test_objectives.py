@@ -80,7 +80,7 @@ def test_a_training_batch_counts_its_targets_and_draws_popularity_negatives_by_s
 def test_the_models_item_frequency_is_a_view_over_its_saved_target_counts(tmp_path):
     config = SASRecConfig(max_len=6, hidden_units=8, num_blocks=1, loss="sampled_softmax", num_negatives=2,
                           negative_sampling="popularity")
-    model = SASRec(config, num_items=NUM_ITEMS).build_for()
+    model = SASRec(config, num_items=NUM_ITEMS).build_weights()
     assert model.item_frequency.counts is model.target_counts
     assert [w.name for w in model.weights if w is model.target_counts] == ["target_counts:0"]  # tracked once
     model.set_item_counts(np.arange(NUM_ITEMS + 1))

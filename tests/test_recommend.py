@@ -33,7 +33,7 @@ def setup(tmp_path_factory):
     split = leave_one_out(data)
     keras.utils.set_random_seed(0)
     config = SASRecConfig(max_len=6, hidden_units=16, num_blocks=1, num_heads=1, dropout_rate=0.0)
-    model = SASRec(config, num_items=data.num_items).build_for()
+    model = SASRec(config, num_items=data.num_items).build_weights()
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
     model.fit(training_dataset(split.train, data.num_items, config.max_len, 32, seed=0), epochs=1, verbose=0)
     model_dir = save_trained(root / "model", model, data.vocab,

@@ -31,12 +31,12 @@ def small_sasrec(num_items: int, *, num_users: int = 0, init_seed: int = 0, **co
         **config: ``SASRecConfig`` fields.
 
     Returns:
-        The model, built (``build_for()``), not compiled.
+        The model, built (``build_weights()``), not compiled.
     """
     config = SASRecConfig(**config)
     keras.utils.set_random_seed(init_seed)
     model = SASRec(config, num_items=num_items, num_users=num_users if config.use_user_embedding else 0)
-    return model.build_for()
+    return model.build_weights()
 
 
 def make_trained(seed: int = 0, num_items: int = TRAINED_NUM_ITEMS, **config) -> TrainedModel:
