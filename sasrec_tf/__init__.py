@@ -21,6 +21,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "SASRec": "sasrec_tf.model",
     "SASRecConfig": "sasrec_tf.config",
+    "Recommender": "sasrec_tf.recommender",
+    "Recommendations": "sasrec_tf.recommender",
     "TFRSUnavailableError": "sasrec_tf._compat",
     "import_tfrs": "sasrec_tf._compat",
 }

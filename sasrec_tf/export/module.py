@@ -12,12 +12,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import numpy as np
 import tensorflow as tf
 
 from sasrec_tf.data.vocab import PAD_TOKEN
 from sasrec_tf.ranking import kernel
 from sasrec_tf.ranking.kernel import exact_top_k  # re-exported: sasrec_tf.export.exact_top_k
+from sasrec_tf.ranking.rules import popularity_scores
 from sasrec_tf.export.contract import (
     DEFAULT_K,
     EMBED,
@@ -72,13 +72,7 @@ class SASRecServingModule(tf.Module):
         self.model_variables = list(model.variables)
         self._item_matrix = model.item_embeddings()  # [N + 1, d], row 0 = padding (one of model_variables)
 
-        if item_counts is None:
-            popularity = np.concatenate([[0.0], np.arange(num_items, 0, -1, dtype=np.float64)])
-        else:
-            popularity = np.asarray(item_counts, dtype=np.float64)
-            if popularity.shape != (num_items + 1,):
-                raise ValueError(f"item_counts must have shape ({num_items + 1},), got {popularity.shape}")
-        self.popularity = tf.Variable(popularity.astype(np.float32), trainable=False, name="popularity")
+        self.popularity = tf.Variable(popularity_scores(item_counts, num_items), trainable=False, name="popularity")
         # Scoring matrix [d + 1, N + 1]: the item matrix transposed (the fast layout for a
         # [B, d] x [d, N] product) with popularity as one more row. A query [q, 1{empty}] then
         # scores a history with q.M (the encoder outputs q = 0 for an empty one) and an empty

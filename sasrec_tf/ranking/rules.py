@@ -8,9 +8,13 @@ read them without loading TensorFlow; the arithmetic that applies them is
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+
 from sasrec_tf.choices import REPEATED_TARGETS
 
-__all__ = ["UNKNOWN_SCORE", "NOT_A_CANDIDATE", "REPEATED_TARGETS", "check_repeated_targets"]
+__all__ = ["UNKNOWN_SCORE", "NOT_A_CANDIDATE", "REPEATED_TARGETS", "check_repeated_targets", "popularity_scores"]
 
 # The score of what is not a candidate (padding, an excluded history item, an unknown id): the
 # lowest float32, -3.4028235e38. It sorts last like -inf but stays finite, because TF Serving's REST
@@ -32,3 +36,21 @@ def check_repeated_targets(repeated_targets: str) -> str:
     if repeated_targets not in REPEATED_TARGETS:
         raise ValueError(f"repeated_targets must be one of {REPEATED_TARGETS}, got {repeated_targets!r}")
     return repeated_targets
+
+
+def popularity_scores(item_counts: Any, num_items: int) -> np.ndarray:
+    """``[N + 1]`` float32 scores of the popularity fallback (a history with no known item).
+
+    The training interaction counts when given, else dense-id order (``N + 1 - id``:
+    ``ItemVocabulary.from_interactions`` numbers items by descending count, so this is popularity in
+    the whole log). The export's signatures and :class:`sasrec_tf.Recommender` share it.
+
+    Raises:
+      ValueError: ``item_counts`` of another shape than ``[num_items + 1]``.
+    """
+    if item_counts is None:
+        return np.concatenate([[0.0], np.arange(num_items, 0, -1, dtype=np.float64)]).astype(np.float32)
+    popularity = np.asarray(item_counts, dtype=np.float64)
+    if popularity.shape != (num_items + 1,):
+        raise ValueError(f"item_counts must have shape ({num_items + 1},), got {popularity.shape}")
+    return popularity.astype(np.float32)
