@@ -469,3 +469,27 @@ def test_evaluate_runs_on_a_real_split_and_sasrec_with_user_embedding():
     for metrics in results.values():
         assert set(metrics) == {"hr@10", "ndcg@10", "mrr"}
         assert all(0.0 <= value <= 1.0 for value in metrics.values())
+
+
+def test_progress_reports_every_batch_and_ends_at_the_total():
+    from sasrec_tf.evaluation import FullRanking
+
+    class Model:
+        uses_user_embedding = False
+        num_items, max_len = 9, 3
+
+        def query_embeddings(self, item_ids, user_ids=None):
+            return tf.ones((tf.shape(item_ids)[0], 2))
+
+        def item_embeddings(self):
+            return tf.reshape(tf.range(20, dtype=tf.float32), (10, 2))
+
+    calls = []
+    histories = [np.array([1, 2]), np.array([3]), np.array([4, 5, 6]), np.array([7]), np.array([8])]
+    ranks = FullRanking(Model(), histories, [9, 9, 9, 9, 9], batch_size=2).ranks(lambda d, t: calls.append((d, t)))
+    assert calls == [(2, 5), (4, 5), (5, 5)]
+    assert (ranks == 1).all()  # item 9 scores highest; history excluded
+    seen = []
+    evaluate_sampled(Model(), histories, [9] * 5, num_negatives=2, batch_size=4,
+                     progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(4, 5), (5, 5)]

@@ -37,7 +37,7 @@ TensorFlow, batched (:mod:`sasrec_tf.evaluation.rankings`). Memory per batch is 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -78,6 +78,7 @@ def evaluate_full(
     batch_size: int = 1024,
     ks: Sequence[int] = DEFAULT_KS,
     return_ranks: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ):
     """Full-ranking leave-one-out metrics: the target ranked against every item ``1..N``.
 
@@ -99,12 +100,14 @@ def evaluate_full(
       batch_size: users scored per step; memory is about ``batch_size * (N + 1) * 4`` bytes.
       ks: cut-offs for HR@k and NDCG@k.
       return_ranks: also return the ``[n]`` int64 ranks, in input order (0 = left out).
+      progress: called as ``progress(users_done, users_total)`` after every batch (e.g. to drive a
+        Keras ``Progbar``).
 
     Returns:
       ``{"hr@k": ..., "ndcg@k": ..., "mrr": ...}``; with ``return_ranks``, ``(metrics, ranks)``.
     """
     ranks = FullRanking(model, inputs, targets, user_ids=user_ids, exclude_history=exclude_history,
-                        repeated_targets=repeated_targets, batch_size=batch_size).ranks()
+                        repeated_targets=repeated_targets, batch_size=batch_size).ranks(progress)
     return _finish(ranks, ks, return_ranks)
 
 
@@ -122,11 +125,13 @@ def evaluate_sampled(
     batch_size: int = 1024,
     ks: Sequence[int] = DEFAULT_KS,
     return_ranks: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ):
     """The paper's sampled leave-one-out metrics: the target ranked among ``1 + num_negatives`` items.
 
-    Negatives come from :func:`~sasrec_tf.evaluation.sample_evaluation_negatives` (uniform, or ``"popularity"`` in proportion to
-    ``item_counts``; never padding, the target or a history item; no duplicates). ``max_users``
+    Negatives come from :func:`~sasrec_tf.evaluation.sample_evaluation_negatives` (uniform, or
+    ``"popularity"`` in proportion to ``item_counts``; never padding, the target or a history item;
+    no duplicates). ``max_users``
     evaluates a seeded random subset of at most that many users, like the original code's
     10,000-user sample. The same ``seed`` gives the same users, negatives and numbers. Not
     comparable with :func:`evaluate_full` (see the module doc).
@@ -137,7 +142,7 @@ def evaluate_sampled(
     """
     ranks = SampledRanking(model, inputs, targets, user_ids=user_ids, num_negatives=num_negatives,
                            sampling=sampling, item_counts=item_counts, max_users=max_users, seed=seed,
-                           batch_size=batch_size).ranks()
+                           batch_size=batch_size).ranks(progress)
     return _finish(ranks, ks, return_ranks)
 
 
@@ -155,6 +160,7 @@ def evaluate(
     seed: int = 0,
     batch_size: int = 1024,
     ks: Sequence[int] = DEFAULT_KS,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Evaluate ``model`` on a ``LeaveOneOutSplit`` stage with the given protocols.
 
@@ -163,6 +169,8 @@ def evaluate(
     items in ``split.train``. ``max_users`` applies to the sampled protocol only; the full one
     always ranks every user. ``exclude_history`` and ``repeated_targets`` apply to the full
     protocol (see :func:`evaluate_full`).
+
+    ``progress(protocol, users_done, users_total)`` is called after every batch of each protocol.
 
     Returns:
       ``{"full": {...}, "sampled": {...}}`` with one entry per requested protocol.
@@ -183,6 +191,7 @@ def evaluate(
             results["full"] = evaluate_full(
                 model, inputs, targets, user_ids=user_ids, exclude_history=exclude_history,
                 repeated_targets=repeated_targets, batch_size=batch_size, ks=ks,
+                progress=None if progress is None else lambda done, total: progress("full", done, total),
             )
         else:
             item_counts = None
@@ -192,6 +201,7 @@ def evaluate(
                 model, inputs, targets, user_ids=user_ids, num_negatives=num_negatives,
                 sampling=sampling, item_counts=item_counts, max_users=max_users, seed=seed,
                 batch_size=batch_size, ks=ks,
+                progress=None if progress is None else lambda done, total: progress("sampled", done, total),
             )
     return results
 

@@ -10,7 +10,7 @@ per training run and only the scoring every epoch. The protocols of
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -79,16 +79,18 @@ class _Ranking:
             user_ids = np.ones(rows, np.int32) if users.user_ids is None else users.user_ids[start:stop]
             yield start, stop, item_ids, _pad_rows(user_ids, rows, fill=1), targets
 
-    def ranks(self) -> np.ndarray:
+    def ranks(self, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """``[n]`` int64 1-based ranks in input order; 0 for users not ranked (``max_users``, or
-        ``repeated_targets="drop"``)."""
+        ``repeated_targets="drop"``). ``progress(users_done, users_total)`` is called after every batch."""
         if self._fn is None:
             self._fn = self._compile()
         item_matrix = self.ranker.item_matrix()
-        ranked = np.concatenate([
-            self._rank_batch(start, stop, item_ids, user_ids, targets, item_matrix).numpy()[: stop - start]
-            for start, stop, item_ids, user_ids, targets in self._batches()
-        ]).astype(np.int64)
+        batches = []
+        for start, stop, item_ids, user_ids, targets in self._batches():
+            batches.append(self._rank_batch(start, stop, item_ids, user_ids, targets, item_matrix).numpy()[: stop - start])
+            if progress is not None:
+                progress(stop, self.users.size)
+        ranked = np.concatenate(batches).astype(np.int64)
         out = np.zeros(self.size, dtype=np.int64)
         out[self.selected[self._order]] = ranked
         return out
