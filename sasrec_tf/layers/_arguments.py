@@ -14,6 +14,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from sasrec_tf.choices import FFN_ACTIVATIONS, LAYER_NORM_PLACEMENTS
+
 # The package under which the layers are registered with Keras (``sasrec_tf>ClassName``): saved
 # configs name the layers by it, so it must not change.
 KERAS_PACKAGE = "sasrec_tf"
@@ -98,3 +100,32 @@ def check_choice(layer: str, name: str, value: Any, allowed: Sequence[str]) -> s
     if value not in allowed:
         raise ValueError(f"{layer}: {name} must be one of {tuple(allowed)}, got {value!r}")
     return value
+
+
+def check_block_arguments(layer: str, *, hidden_units: Any, num_heads: Any, dropout_rate: Any, layer_norm: Any,
+                          use_residual: Any, layer_norm_epsilon: Any, ffn_units: Any, ffn_activation: Any,
+                          frequency_mixing: Any, frequency_cutoff: Any) -> dict[str, Any]:
+    """The arguments a self-attention block takes (and an encoder passes on to its blocks), checked.
+
+    Returns:
+      The same names with their checked values (``int``, ``float``, ``bool``, ``str``, or None).
+
+    Raises:
+      TypeError, ValueError: as the ``check_*`` functions; also ``hidden_units`` not divisible by
+        ``num_heads``.
+    """
+    checked = {"hidden_units": check_int(layer, "hidden_units", hidden_units),
+               "num_heads": check_int(layer, "num_heads", num_heads)}
+    if checked["hidden_units"] % checked["num_heads"]:
+        raise ValueError(f"{layer}: hidden_units ({hidden_units}) must be divisible by num_heads ({num_heads})")
+    return {
+        **checked,
+        "dropout_rate": check_rate(layer, "dropout_rate", dropout_rate),
+        "layer_norm": check_choice(layer, "layer_norm", layer_norm, LAYER_NORM_PLACEMENTS),
+        "use_residual": check_bool(layer, "use_residual", use_residual),
+        "layer_norm_epsilon": check_positive_float(layer, "layer_norm_epsilon", layer_norm_epsilon),
+        "ffn_units": check_int(layer, "ffn_units", ffn_units, optional=True),
+        "ffn_activation": check_choice(layer, "ffn_activation", ffn_activation, FFN_ACTIVATIONS),
+        "frequency_mixing": check_rate(layer, "frequency_mixing", frequency_mixing, include_one=True),
+        "frequency_cutoff": check_int(layer, "frequency_cutoff", frequency_cutoff),
+    }

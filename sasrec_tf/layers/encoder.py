@@ -5,15 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from sasrec_tf._compat import keras
-from sasrec_tf.config import FFN_ACTIVATIONS, LAYER_NORM_PLACEMENTS
-from sasrec_tf.layers._arguments import (
-    KERAS_PACKAGE,
-    check_bool,
-    check_choice,
-    check_int,
-    check_positive_float,
-    check_rate,
-)
+from sasrec_tf.layers._arguments import KERAS_PACKAGE, check_block_arguments, check_bool, check_int
 from sasrec_tf.layers.positional import PositionalEmbedding
 from sasrec_tf.layers.self_attention import CausalSelfAttentionBlock, causal_attention_mask
 
@@ -39,12 +31,12 @@ class SASRecEncoder(keras.layers.Layer):
       num_blocks: integer ``>= 0``, the number of blocks (0: positions, dropout and LayerNorm only).
       num_heads: positive integer, attention heads per block.
       dropout_rate: float in ``[0, 1)``, dropout on the embedded sequence and inside each block.
-      layer_norm: where LayerNorm goes, one of :data:`sasrec_tf.config.LAYER_NORM_PLACEMENTS`.
+      layer_norm: where LayerNorm goes, one of :data:`sasrec_tf.choices.LAYER_NORM_PLACEMENTS`.
       use_residual: boolean, whether the blocks' sub-layers add their input back.
       use_positional_embedding: boolean, whether to add the positional embedding.
       layer_norm_epsilon: finite float ``> 0``, every LayerNorm's epsilon.
       ffn_units: positive integer, the FFN's inner width; ``None`` means ``hidden_units``.
-      ffn_activation: the FFN's activation, one of :data:`sasrec_tf.config.FFN_ACTIVATIONS`.
+      ffn_activation: the FFN's activation, one of :data:`sasrec_tf.choices.FFN_ACTIVATIONS`.
       frequency_mixing: float in ``[0, 1]``, BSARec's ``alpha`` in every block; 0: no filter.
       frequency_cutoff: positive integer, BSARec's ``c``.
       **kwargs: base ``keras.layers.Layer`` arguments (``name``, ``dtype``, ``trainable``).
@@ -90,20 +82,14 @@ class SASRecEncoder(keras.layers.Layer):
         super().__init__(**kwargs)
         layer = type(self).__name__
         self.max_len = check_int(layer, "max_len", max_len)
-        self.hidden_units = check_int(layer, "hidden_units", hidden_units)
         self.num_blocks = check_int(layer, "num_blocks", num_blocks, minimum=0)
-        self.num_heads = check_int(layer, "num_heads", num_heads)
-        if self.hidden_units % self.num_heads:
-            raise ValueError(f"{layer}: hidden_units ({hidden_units}) must be divisible by num_heads ({num_heads})")
-        self.dropout_rate = check_rate(layer, "dropout_rate", dropout_rate)
-        self.layer_norm = check_choice(layer, "layer_norm", layer_norm, LAYER_NORM_PLACEMENTS)
-        self.use_residual = check_bool(layer, "use_residual", use_residual)
+        for name, value in check_block_arguments(
+                layer, hidden_units=hidden_units, num_heads=num_heads, dropout_rate=dropout_rate, layer_norm=layer_norm,
+                use_residual=use_residual, layer_norm_epsilon=layer_norm_epsilon, ffn_units=ffn_units,
+                ffn_activation=ffn_activation, frequency_mixing=frequency_mixing,
+                frequency_cutoff=frequency_cutoff).items():
+            setattr(self, name, value)
         self.use_positional_embedding = check_bool(layer, "use_positional_embedding", use_positional_embedding)
-        self.layer_norm_epsilon = check_positive_float(layer, "layer_norm_epsilon", layer_norm_epsilon)
-        self.ffn_units = check_int(layer, "ffn_units", ffn_units, optional=True)
-        self.ffn_activation = check_choice(layer, "ffn_activation", ffn_activation, FFN_ACTIVATIONS)
-        self.frequency_mixing = check_rate(layer, "frequency_mixing", frequency_mixing, include_one=True)
-        self.frequency_cutoff = check_int(layer, "frequency_cutoff", frequency_cutoff)
 
         self.positional_embedding = (
             PositionalEmbedding(self.max_len, name="positional_embedding") if self.use_positional_embedding else None

@@ -5,15 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from sasrec_tf._compat import keras
-from sasrec_tf.config import FFN_ACTIVATIONS, LAYER_NORM_PLACEMENTS
-from sasrec_tf.layers._arguments import (
-    KERAS_PACKAGE,
-    check_bool,
-    check_choice,
-    check_int,
-    check_positive_float,
-    check_rate,
-)
+from sasrec_tf.layers._arguments import KERAS_PACKAGE, check_block_arguments, check_int
 from sasrec_tf.layers.feed_forward import PointWiseFeedForward
 from sasrec_tf.layers.frequency import CausalFrequencyFilter
 
@@ -41,13 +33,13 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
       num_heads: positive integer, attention heads, each of width ``hidden_units // num_heads``.
       dropout_rate: float in ``[0, 1)``, dropout on the attention weights, the FFN's layers (and
         the filter's output and the LiGR gates' inputs), in training only.
-      layer_norm: where LayerNorm goes, one of :data:`sasrec_tf.config.LAYER_NORM_PLACEMENTS`
+      layer_norm: where LayerNorm goes, one of :data:`sasrec_tf.choices.LAYER_NORM_PLACEMENTS`
         (``"original"``: the reference code; ``"pre"``, ``"post"``, ``"ligr"``: Pre-LN with gated
         residuals).
       use_residual: boolean, whether each sub-layer adds its input back (the paper's ablation).
       layer_norm_epsilon: finite float ``> 0``, LayerNorm's epsilon (the reference code's 1e-8).
       ffn_units: positive integer, the FFN's inner width; ``None`` means ``hidden_units``.
-      ffn_activation: the FFN's activation, one of :data:`sasrec_tf.config.FFN_ACTIVATIONS`.
+      ffn_activation: the FFN's activation, one of :data:`sasrec_tf.choices.FFN_ACTIVATIONS`.
       frequency_mixing: float in ``[0, 1]``, BSARec's ``alpha``; 0 (the default) builds no filter.
       frequency_cutoff: positive integer, BSARec's ``c`` (:class:`CausalFrequencyFilter`).
       max_len: positive integer, the widest sequence (the filter's window); needed when
@@ -94,18 +86,12 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         layer = type(self).__name__
-        self.hidden_units = check_int(layer, "hidden_units", hidden_units)
-        self.num_heads = check_int(layer, "num_heads", num_heads)
-        if self.hidden_units % self.num_heads:
-            raise ValueError(f"{layer}: hidden_units ({hidden_units}) must be divisible by num_heads ({num_heads})")
-        self.dropout_rate = check_rate(layer, "dropout_rate", dropout_rate)
-        self.layer_norm = check_choice(layer, "layer_norm", layer_norm, LAYER_NORM_PLACEMENTS)
-        self.use_residual = check_bool(layer, "use_residual", use_residual)
-        self.layer_norm_epsilon = check_positive_float(layer, "layer_norm_epsilon", layer_norm_epsilon)
-        self.ffn_units = check_int(layer, "ffn_units", ffn_units, optional=True)
-        self.ffn_activation = check_choice(layer, "ffn_activation", ffn_activation, FFN_ACTIVATIONS)
-        self.frequency_mixing = check_rate(layer, "frequency_mixing", frequency_mixing, include_one=True)
-        self.frequency_cutoff = check_int(layer, "frequency_cutoff", frequency_cutoff)
+        for name, value in check_block_arguments(
+                layer, hidden_units=hidden_units, num_heads=num_heads, dropout_rate=dropout_rate, layer_norm=layer_norm,
+                use_residual=use_residual, layer_norm_epsilon=layer_norm_epsilon, ffn_units=ffn_units,
+                ffn_activation=ffn_activation, frequency_mixing=frequency_mixing,
+                frequency_cutoff=frequency_cutoff).items():
+            setattr(self, name, value)
         self.max_len = check_int(layer, "max_len", max_len, optional=True)
         if self.frequency_mixing > 0 and self.max_len is None:
             raise ValueError(f"{layer}: frequency_mixing={frequency_mixing!r} needs max_len (the longest prefix "
