@@ -48,3 +48,18 @@ def test_readme_quick_start_runs_as_written(demo_dir, monkeypatch):
     assert (top.known > 0).all(), "the quick start's ids are unknown to the demo's model: it got the popularity list"
     frame = top.to_frame()
     assert list(frame.columns) == ["row", "rank", "item_id", "score", "known"]
+
+
+def test_readme_keeps_the_two_commands_ci_runs():
+    text = README.read_text()
+    assert "pip install -r requirements.txt && pip install --no-deps -e . && sasrec-tf demo" in text
+    assert "python -m pytest -q tests" in text  # .ci/run runs exactly this
+
+
+def test_no_page_names_a_path_of_a_development_machine():
+    root = README.parent
+    pages = [README, root / "benchmarks" / "README.md", root / "serving" / "README.md", *sorted((root / "docs").glob("*.md"))]
+    for page in pages:
+        text = page.read_text()
+        for path in ("../shared", "/work/", "item-17"):
+            assert path not in text, f"{page.relative_to(root)} names {path!r}"
