@@ -37,7 +37,7 @@ import tensorflow as tf
 
 from sasrec_tf.data.pipeline import pad_sequences
 from sasrec_tf.data.vocab import PAD_TOKEN, ItemVocabulary
-from sasrec_tf.export.contract import DEFAULT_K, HISTORY, RECOMMEND_INCLUDING_HISTORY, SERVING_DEFAULT
+from sasrec_tf.export.contract import DEFAULT_K, HISTORY, KNOWN_ITEMS, RECOMMEND_INCLUDING_HISTORY, SERVING_DEFAULT
 from sasrec_tf.ranking import Ranker, kernel
 from sasrec_tf.ranking.rules import UNKNOWN_SCORE, popularity_scores
 
@@ -216,7 +216,7 @@ class ExportRecommender:
             raise ValueError(f"k must be in 1..{self.k} (the k this version was exported with), got {k}")
         histories = _check_histories(histories)
         signature = self.loaded.signatures[SERVING_DEFAULT if exclude_history else RECOMMEND_INCLUDING_HISTORY]
-        ids, scores = [], []
+        ids, scores, known = [], [], []
         for start in range(0, len(histories), self.batch_size):
             batch = histories[start:start + self.batch_size]
             width = 1 + max((len(h) for h in batch), default=0)
@@ -224,8 +224,11 @@ class ExportRecommender:
             out = signature(**{HISTORY: tf.constant(padded, tf.string)})
             ids.append(_decode(out["item_ids"].numpy()[:, :k]))
             scores.append(out["scores"].numpy()[:, :k])
-        known = np.fromiter((sum(1 for i in h if i in self._known_ids) for h in histories), dtype=np.int64,
-                            count=len(histories))
+            if KNOWN_ITEMS in out:  # exports before this output: counted here from the vocabulary
+                known.append(out[KNOWN_ITEMS].numpy().astype(np.int64))
+            else:
+                known.append(np.array([sum(1 for i in h if i in self._known_ids) for h in batch], dtype=np.int64))
+        known = np.concatenate(known) if known else np.zeros(0, np.int64)
         if not ids:
             return Recommendations(np.zeros((0, k), object), np.zeros((0, k), np.float32), known)
         return Recommendations(item_ids=np.concatenate(ids), scores=np.concatenate(scores), known=known)

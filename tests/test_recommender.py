@@ -90,3 +90,16 @@ def test_bad_input_is_said_at_once(setup):
     with pytest.raises(FileNotFoundError, match="neither a model directory"):
         Recommender.load(version.parent)
     assert len(recommender.recommend([])) == 0
+
+
+def test_a_served_history_the_model_does_not_know_is_visible_to_the_client(setup):
+    from sasrec_tf.serving.client import PredictionClient
+    from sasrec_tf.serving.server import LocalModelServer
+
+    trained, _, version, histories = setup
+    with LocalModelServer(version.parent.parent, port=0, poll_seconds=0) as server:
+        with PredictionClient(server.address, "sasrec", timeout=30) as client:
+            top = client.recommend([histories[0], ["never-seen"], []])
+    ids, scores = top  # still unpacks as before
+    assert top.known_items.tolist() == [len(histories[0]), 0, 0]
+    assert ids.shape == scores.shape == (3, K)

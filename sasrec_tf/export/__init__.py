@@ -19,9 +19,11 @@ order of ``SIGNATURE_REGISTRY``, which declares them (see "Adding a signature" b
     ``history`` ``DT_STRING [batch, None]``: each user's raw item ids, oldest first, padded with
     ``""`` anywhere → ``item_ids`` ``DT_STRING [batch, k]`` and ``scores`` ``DT_FLOAT [batch, k]``,
     best first: the top-k next items, never an item of the request's history (all of it, also
-    items older than the most recent ``max_len``), never padding.
+    items older than the most recent ``max_len``), never padding; and ``known_items`` ``DT_INT32
+    [batch]``: how many of the history's ids the model knows (0: the row is the popularity list,
+    see "Empty histories" below, so a caller can tell it from a personal recommendation).
 ``recommend_including_history``
-    ``history`` → ``item_ids`` and ``scores`` as ``serving_default``: the same top-k without
+    ``history`` → ``item_ids``, ``scores`` and ``known_items`` as ``serving_default``: the same top-k without
     excluding the history's items (repeat-consumption domains).
 ``score``
     ``history`` and ``candidates`` ``DT_STRING [batch, m]`` → ``scores`` ``DT_FLOAT [batch, m]``:
@@ -89,6 +91,7 @@ from sasrec_tf.export.contract import (
     HISTORY,
     ITEM_EMBEDDINGS,
     ITEM_IDS,
+    KNOWN_ITEMS,
     RECOMMEND_INCLUDING_HISTORY,
     SCORE,
     SERVING_DEFAULT,
@@ -114,7 +117,7 @@ _GRAPH = {"SASRecServingModule": "sasrec_tf.export.module", "exact_top_k": "sasr
 
 __all__ = [
     "SERVING_DEFAULT", "RECOMMEND_INCLUDING_HISTORY", "SCORE", "EMBED", "ITEM_EMBEDDINGS", "SIGNATURES",
-    "HISTORY", "CANDIDATES", "ITEM_IDS", "ServingSignature", "SIGNATURE_REGISTRY", "describe_signatures",
+    "HISTORY", "CANDIDATES", "ITEM_IDS", "KNOWN_ITEMS", "ServingSignature", "SIGNATURE_REGISTRY", "describe_signatures",
     "UNKNOWN_SCORE", "WARMUP_FILE", "EXPORT_INFO_FILE", "SASRecServingModule", "export_saved_model",
     "write_warmup_requests", "next_version", "list_versions", "exact_top_k",
     "ASSETS_EXTRA_DIR", "DEFAULT_K", "STALE_EXPORT_SECONDS", "SignatureInput", "remove_stale_staging",

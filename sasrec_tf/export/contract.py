@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "SERVING_DEFAULT", "RECOMMEND_INCLUDING_HISTORY", "SCORE", "EMBED", "ITEM_EMBEDDINGS", "SIGNATURES",
-    "HISTORY", "CANDIDATES", "ITEM_IDS", "SignatureInput", "ServingSignature", "SIGNATURE_REGISTRY",
+    "HISTORY", "CANDIDATES", "ITEM_IDS", "KNOWN_ITEMS", "SignatureInput", "ServingSignature", "SIGNATURE_REGISTRY",
     "describe_signatures", "DEFAULT_K", "UNKNOWN_SCORE", "ASSETS_EXTRA_DIR", "WARMUP_FILE", "EXPORT_INFO_FILE",
 ]
 
@@ -40,6 +40,9 @@ ITEM_EMBEDDINGS = "item_embeddings"
 HISTORY = "history"
 CANDIDATES = "candidates"
 ITEM_IDS = "item_ids"
+# An output of the recommendation signatures: [batch] int32, how many of each request history's ids
+# the model knows (0: none; that row is the popularity list, not a personal recommendation).
+KNOWN_ITEMS = "known_items"
 
 
 # How many items the recommendation signatures return unless the export is told otherwise.
@@ -132,10 +135,12 @@ def _registry(*entries: ServingSignature) -> Mapping[str, ServingSignature]:
 
 # The exported signatures, in the order of the package docstring, the warmup file and the metadata.
 SIGNATURE_REGISTRY: Mapping[str, ServingSignature] = _registry(
-    ServingSignature(SERVING_DEFAULT, "recommend", (HISTORY_INPUT,), ("item_ids", "scores"), _history,
-                     "the top-k next items, best first, never an item of the history"),
+    ServingSignature(SERVING_DEFAULT, "recommend", (HISTORY_INPUT,), ("item_ids", "scores", KNOWN_ITEMS),
+                     _history,
+                     "the top-k next items, best first, never an item of the history; known_items = 0: "
+                     "no history id is known, the row is the popularity list"),
     ServingSignature(RECOMMEND_INCLUDING_HISTORY, "recommend_including_history", (HISTORY_INPUT,),
-                     ("item_ids", "scores"), _history,
+                     ("item_ids", "scores", KNOWN_ITEMS), _history,
                      "the same top-k, history items included (repeat consumption)"),
     ServingSignature(SCORE, "score", (HISTORY_INPUT, CANDIDATES_INPUT), ("scores",), _history_and_candidates,
                      "each candidate's score; unknown candidates get the lowest float32"),

@@ -22,6 +22,7 @@ from sasrec_tf.export.contract import (
     DEFAULT_K,
     EMBED,
     ITEM_EMBEDDINGS,
+    KNOWN_ITEMS,
     RECOMMEND_INCLUDING_HISTORY,
     SCORE,
     SERVING_DEFAULT,
@@ -104,7 +105,7 @@ class SASRecServingModule(tf.Module):
         return self.id_to_index.lookup(raw_ids) + 1
 
     def _encode(self, history: tf.Tensor):
-        """``history [B, L]`` → (dense ids ``[B, L]``, query ``[B, d]``, has-a-known-item ``[B]``).
+        """``history [B, L]`` → (dense ids ``[B, L]``, query ``[B, d]``, known ids per row ``[B]`` int32).
 
         Known items are moved to the right end in their order (a stable sort on "is known"), which
         left-pads them; the batch is then cut to the most recent ``min(max known, max_len)``.
@@ -117,29 +118,30 @@ class SASRecServingModule(tf.Module):
         counts = tf.reduce_sum(known, axis=1)
         width = tf.clip_by_value(tf.reduce_max(tf.concat([counts, [1]], 0)), 1, self.max_len)
         packed = packed[:, tf.shape(packed)[1] - width:]
-        return dense, self.encode_dense(packed), counts > 0
+        return dense, self.encode_dense(packed), counts
 
     def _scores(self, history: tf.Tensor):
-        """``(dense ids [B, L], score table [B, N + 1])``: ``q · M`` for a history with a known item,
+        """``(dense ids [B, L], score table [B, N + 1], known [B])``: ``q · M`` for a history with a known item,
         the popularity for one without (the encoder outputs q = 0 for an empty history; the
         scoring matrix's last row is the popularity), in one matmul."""
-        dense, query, has_history = self._encode(history)
-        empty = tf.cast(tf.logical_not(has_history), query.dtype)[:, tf.newaxis]
-        return dense, tf.matmul(tf.concat([query, empty], axis=1), self.scoring_matrix)
+        dense, query, known = self._encode(history)
+        empty = tf.cast(known == 0, query.dtype)[:, tf.newaxis]
+        return dense, tf.matmul(tf.concat([query, empty], axis=1), self.scoring_matrix), known
 
     def _top_k(self, history: tf.Tensor, exclude_history: bool) -> dict[str, tf.Tensor]:
         """The ranking kernel's top-k (padding and, if asked, the history's items excluded)."""
-        dense, scores = self._scores(history)
+        dense, scores, known = self._scores(history)
         scores, dense_ids = kernel.top_k_items(scores, self.k, dense if exclude_history else None)
         raw = self.index_to_id.lookup(tf.cast(dense_ids, tf.int64) - 1)
         raw = tf.where(scores > UNKNOWN_SCORE, raw, PAD_TOKEN)
-        return {"item_ids": raw, "scores": scores}
+        return {"item_ids": raw, "scores": scores, KNOWN_ITEMS: known}
 
     # ----------------------------------------------------------------------------- signatures
     # Each is exported under the name its SIGNATURE_REGISTRY entry gives (after this class).
     @tf.function(input_signature=_inputs_of(SERVING_DEFAULT))
     def recommend(self, history):
-        """Top-k items not in the history: ``{"item_ids": [B, k] string, "scores": [B, k]}``."""
+        """Top-k items not in the history: ``{"item_ids": [B, k] string, "scores": [B, k],
+        "known_items": [B] int32}`` (0: no id of the history is known; the row is the popularity list)."""
         return self._top_k(history, exclude_history=True)
 
     @tf.function(input_signature=_inputs_of(RECOMMEND_INCLUDING_HISTORY))
@@ -150,10 +152,10 @@ class SASRecServingModule(tf.Module):
     @tf.function(input_signature=_inputs_of(SCORE))
     def score(self, history, candidates):
         """``{"scores": [B, m]}`` of each row's candidates; unknown candidates get UNKNOWN_SCORE."""
-        _, query, has_history = self._encode(history)
+        _, query, known = self._encode(history)
         dense = self._dense(candidates)
         model_scores = tf.einsum("bd,bmd->bm", query, tf.gather(self._item_matrix, dense))
-        scores = tf.where(has_history[:, tf.newaxis], model_scores, tf.gather(self.popularity, dense))
+        scores = tf.where(known[:, tf.newaxis] > 0, model_scores, tf.gather(self.popularity, dense))
         return {"scores": tf.where(dense > 0, scores, tf.constant(UNKNOWN_SCORE, tf.float32))}
 
     @tf.function(input_signature=_inputs_of(EMBED))

@@ -41,6 +41,7 @@ from sasrec_tf.export.contract import (
     HISTORY,
     ITEM_EMBEDDINGS,
     ITEM_IDS,
+    KNOWN_ITEMS,
     RECOMMEND_INCLUDING_HISTORY,
     SCORE,
     SERVING_DEFAULT,
@@ -76,11 +77,23 @@ def _check_max_batch_size(max_batch_size: int | None) -> None:
         raise ValueError(f"max_batch_size must be a positive number of rows or None, got {max_batch_size!r}")
 
 
-class TopK(NamedTuple):
-    """Recommendations: ``item_ids`` (str, ``[batch, k]``; ``""`` past the eligible items), ``scores``."""
-
+class _ItemsAndScores(NamedTuple):
     item_ids: np.ndarray
     scores: np.ndarray
+
+
+class TopK(_ItemsAndScores):
+    """Recommendations: ``item_ids`` (str, ``[batch, k]``; ``""`` past the eligible items), ``scores``,
+    and the attribute ``known_items`` (``[batch]``: how many history ids the model knows; 0 = the row
+    is the popularity list; None from an export older than that output). Unpacks as
+    ``item_ids, scores``, as it always did."""
+
+    known_items: np.ndarray | None = None  # the class default, for copies made by ``_replace``
+
+    def __new__(cls, item_ids: np.ndarray, scores: np.ndarray, known_items: np.ndarray | None = None):
+        self = super().__new__(cls, item_ids, scores)
+        self.known_items = known_items
+        return self
 
 
 def history_tensor(histories: Sequence[Sequence[str]]) -> np.ndarray:
@@ -221,7 +234,7 @@ class PredictionClient:
         """Top-k items for each history (``serving_default``, or ``recommend_including_history``)."""
         signature = SERVING_DEFAULT if exclude_history else RECOMMEND_INCLUDING_HISTORY
         out = self.predict({HISTORY: history_tensor(histories)}, signature, **call)
-        return TopK(out["item_ids"], out["scores"])
+        return TopK(out["item_ids"], out["scores"], out.get(KNOWN_ITEMS))
 
     def score(self, histories: Sequence[Sequence[str]], candidates: Sequence[Sequence[str]],
               **call) -> list[np.ndarray]:
@@ -345,7 +358,8 @@ class RestClient:
     def recommend(self, histories: Sequence[Sequence[str]], *, exclude_history: bool = True, **call) -> TopK:
         signature = SERVING_DEFAULT if exclude_history else RECOMMEND_INCLUDING_HISTORY
         out = self.predict({HISTORY: history_tensor(histories)}, signature, **call)
-        return TopK(out["item_ids"], out["scores"].astype(np.float32))
+        known = out.get(KNOWN_ITEMS)
+        return TopK(out["item_ids"], out["scores"].astype(np.float32), None if known is None else known.astype(np.int32))
 
     def status(self, *, version: int | None = None, label: str | None = None, timeout: float | None = None) -> Any:
         return self._send(urllib.request.Request(self.url(version=version, label=label)), timeout)
