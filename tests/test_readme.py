@@ -23,10 +23,10 @@ def demo_dir(tmp_path_factory):
     from sasrec_tf.experiment import TrainOptions, train_and_evaluate
 
     root = tmp_path_factory.mktemp("readme")
-    data = build_sequences(generate_interactions(num_users=300, num_items=150, seed=42))
+    data = build_sequences(generate_interactions(num_users=150, num_items=120, seed=42))
     config = SASRecConfig(max_len=20, hidden_units=16, num_blocks=1, num_heads=1, epochs=1, batch_size=64, seed=1)
     train_and_evaluate(data, config, out_dir=root / "demo_output",
-                       options=TrainOptions(eval_every=1, eval_negatives=20, max_eval_users=50))
+                       options=TrainOptions(eval_every=5, eval_negatives=10))
     return root
 
 
