@@ -8,8 +8,8 @@ validation metrics of both at the epochs where the reference evaluates (every 20
 sampled protocol (100 negatives) for both, full ranking for ours, and seconds per epoch.
 
     python benchmarks/parity.py                      # generated long-tailed Games-shaped log
-    python benchmarks/parity.py --data ../shared/data/amazon-iclrec/Beauty.txt --format s3rec
-    python benchmarks/parity.py --data ../shared/data/ml-100k/u.data --format movielens \\
+    python benchmarks/parity.py --data DATA/Beauty.txt --format s3rec   # DATA: docs/results.md, "Datasets"
+    python benchmarks/parity.py --data DATA/ml-100k/u.data --format movielens \\
         --max-len 200 --dropout 0.2
     python benchmarks/parity.py --report --out runs/parity    # the table of what is in --out
 

@@ -8,7 +8,7 @@ with or without length bucketing) but unknown to Keras, so this script repeats t
 gives ``steps_per_epoch``. Alternating values, fresh model each, paper configuration; prints the
 median steady epoch (epochs 2..N) per run.
 
-    python benchmarks/steps_per_execution.py --data ../shared/data/amazon-iclrec/Beauty.txt --values 1 8 1 8
+    python benchmarks/steps_per_execution.py --data DATA/Beauty.txt --values 1 8 1 8
 """
 
 from __future__ import annotations

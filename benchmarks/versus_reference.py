@@ -17,7 +17,7 @@ What an epoch is: the reference draws ``ceil(users / 128)`` batches of one rando
 (with replacement); ours passes once over every user's most recent window (without replacement),
 ``ceil(users / 128)`` batches' worth of targets. Both see one window per user per epoch on average.
 Per-epoch *quality* beside the reference is ``benchmarks/parity.py``'s job; a speed figure means
-something only beside it (see benchmarks/README.md, "Paper parity").
+something only beside it (see docs/results.md, "Paper parity").
 
 ``--time-to-quality`` puts the two together: the reference trains ``--epochs`` epochs (40) and
 prints its sampled-protocol validation NDCG@10 every 20; ours trains the same configuration,

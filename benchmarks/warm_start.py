@@ -9,7 +9,7 @@ the parent's vocabulary grown by the new items, its weights copied) train side b
 all validation users). The table shows the curve and the first epoch at which the warm model
 reaches the cold model's best validation NDCG@10; test metrics of both final models at the end.
 
-    python benchmarks/warm_start.py --data ../shared/data/amazon-iclrec/Beauty.txt --format s3rec
+    python benchmarks/warm_start.py --data DATA/Beauty.txt --format s3rec
 
 The paper's configuration (``SASRecConfig()``: BCE, one negative) unless ``--set`` changes it.
 """

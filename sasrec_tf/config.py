@@ -79,7 +79,7 @@ class SASRecConfig:
     ``batch_size`` windows (more rows when they are short, fewer when long) and the loss is
     normalised by that expected number, not by the batch's own count (see
     :mod:`sasrec_tf.data.pipeline`; per-epoch quality beside
-    unbucketed training and the PyTorch reference: benchmarks/README.md, "Paper parity"). Turn it
+    unbucketed training and the PyTorch reference: docs/results.md, "Paper parity"). Turn it
     off for the reference code's fixed-width batches.
     """
 

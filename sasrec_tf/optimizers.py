@@ -16,7 +16,7 @@ port). Keras 3's Adam, which this package does not use, squares each occurrence 
 sparse gradient: their moments and values, with the global step's bias correction, as TensorFlow
 Addons' ``LazyAdam`` did. Rows absent from a batch keep their moments instead of decaying them and
 do not move: cheaper on large catalogues, and a different optimiser, so not a default; its quality
-is measured in ``benchmarks/README.md`` ("Training throughput").
+is measured in ``docs/results.md`` ("Training throughput").
 """
 
 from __future__ import annotations

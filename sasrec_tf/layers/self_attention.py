@@ -141,7 +141,7 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
         def attend(query, value):
             # Dropout acts on the attention weights only (inside MultiHeadAttention), as in the
             # paper's code and the PyTorch port; a second dropout on the attention output cost
-            # ~8% NDCG@10 per epoch (benchmarks/README.md, "Paper parity").
+            # ~8% NDCG@10 per epoch (docs/results.md, "Paper parity").
             attended, scores = self.attention(
                 query, value, attention_mask=attention_mask, training=training, return_attention_scores=True
             )
