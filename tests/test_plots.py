@@ -173,3 +173,29 @@ def test_ablation_curves_overlay_the_variants_on_their_validated_epochs(tmp_path
     assert line_segments(ndcg, "blocks_0") == [[1, 2]]  # consecutive validated epochs are joined
     default = next(line for line in ndcg.get_lines() if line.get_label() == "default")
     assert default.get_linewidth() > max(line.get_linewidth() for line in ndcg.get_lines() if line is not default)
+
+
+def test_each_warning_once_shows_tensorflows_retracing_warning_once(caplog):
+    import tensorflow as tf
+
+    from sasrec_tf.ablation import each_warning_once
+
+    def new_function():  # a new tf.function of the same code each time, as each evaluation makes
+        return tf.function(lambda x: x + 1)
+
+    def retracing_warnings():
+        return [r for r in caplog.records if r.name == "tensorflow" and "retracing" in r.getMessage()]
+
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        for _ in range(8):
+            new_function()(tf.constant(1))
+        assert len(retracing_warnings()) == 2  # TensorFlow's own: twice, "5 out of ..." then "6 out of ..."
+
+        def another_function():
+            return tf.function(lambda x: x * 2)
+
+        caplog.clear()
+        with each_warning_once():
+            for _ in range(8):
+                another_function()(tf.constant(1))
+        assert len(retracing_warnings()) == 1
