@@ -175,6 +175,18 @@ def test_ablation_curves_overlay_the_variants_on_their_validated_epochs(tmp_path
     assert default.get_linewidth() > max(line.get_linewidth() for line in ndcg.get_lines() if line is not default)
 
 
+def test_quality_benchmark_runs_mode_writes_bars_and_curves_beside_its_table(run, tmp_path, capsys):
+    out, _ = run
+    spec = importlib.util.spec_from_file_location("quality_benchmark", REPO / "benchmarks" / "quality.py")
+    quality = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quality)
+    assert quality.main(["--runs", str(out), str(out), "--out", str(tmp_path / "q")]) == 0
+    assert "| run |" in (tmp_path / "q" / "runs.md").read_text()
+    assert_png(tmp_path / "q" / "runs.png")
+    assert_png(tmp_path / "q" / "runs_curves.png")
+    assert "runs.png" in capsys.readouterr().out
+
+
 def test_each_warning_once_shows_tensorflows_retracing_warning_once(caplog):
     import tensorflow as tf
 
