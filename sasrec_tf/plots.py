@@ -323,10 +323,11 @@ def plot_validation_curves(curves: Mapping[str, Curves], path: str | Path, *, hi
     names = ["loss", *metrics]
     fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 4.4 + 0.22 * math.ceil(len(curves) / 6)),
                              squeeze=False)
-    colours = plt.get_cmap("tab20" if len(curves) > 10 else "tab10")
+    tab20 = plt.get_cmap("tab20")  # its 10 dark colours first, then their light partners
+    colours = [tab20(2 * i) for i in range(10)] + [tab20(2 * i + 1) for i in range(10)]
     for index, (label, run) in enumerate(curves.items()):
         marked = label == highlight
-        style = dict(color="black" if marked else colours(index % colours.N), linewidth=2.4 if marked else 1.2,
+        style = dict(color="black" if marked else colours[index % 20], linewidth=2.4 if marked else 1.2,
                      zorder=3 if marked else 2, label=label)
         for axis, name in zip(axes[0], names):
             points = run.loss if name == "loss" else run.validation.get(name, [])
