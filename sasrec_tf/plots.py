@@ -1,4 +1,4 @@
-"""Pictures of training runs and ablations, as PNG files (matplotlib's Agg backend, no display).
+"""Pictures of training runs and ablations, as PNG files (matplotlib's Agg renderer, no display, no pyplot).
 
 * :func:`plot_run`: a run directory's training loss per epoch and its validation HR@10 / NDCG@10 /
   MRR on the epochs that validated, read from the TensorBoard event files under ``DIR/logs``.
@@ -140,20 +140,19 @@ def read_curves(run_dir: str | Path) -> Curves:
     return Curves.from_epoch_logs(sorted(epochs.items()))
 
 
-def _pyplot():
-    import matplotlib
+def _figure(columns: int, size: tuple[float, float], **subplots):
+    """A figure with one row of ``columns`` panels, drawn by matplotlib's Agg renderer without
+    pyplot: no display needed, and a caller's pyplot backend and figures are left alone."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=size)
+    return fig, fig.subplots(1, columns, squeeze=False, **subplots)[0]
 
 
 def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_with(path, lambda handle: fig.savefig(handle, format="png", dpi=_DPI))
-    _pyplot().close(fig)
     return path
 
 
@@ -194,8 +193,7 @@ def plot_curves(curves: Curves, path: str | Path, *, title: str | None = None, b
     """Two panels: the training loss per epoch, and the validation metrics on the epochs that
     validated (markers; lines only between consecutive epochs). ``best_epoch`` draws a dotted
     line at the epoch whose weights the run kept. Returns ``path``."""
-    plt = _pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (left, right) = _figure(2, (11, 4.2))
     if curves.loss:
         left.plot(*_gapped(curves.loss), marker=".", color="tab:gray")
     left.set_title("training loss")
@@ -253,15 +251,13 @@ def plot_bars(labels: Sequence[str], panels: Mapping[str, Mapping[str, Sequence[
     value. Returns ``path``."""
     import numpy as np
 
-    plt = _pyplot()
     highlight = set(highlight)
     rows = len(labels)
     per_row = max(len(bars) for bars in panels.values())
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels) + 1.5, 2.1 + 0.28 * per_row * rows),
-                             sharey=True, squeeze=False)
+    fig, axes = _figure(len(panels), (6.2 * len(panels) + 1.5, 2.1 + 0.28 * per_row * rows), sharey=True)
     positions = np.arange(rows)
     height = 0.8 / max(1, per_row)
-    for axis, (panel, bars) in zip(axes[0], panels.items()):
+    for axis, (panel, bars) in zip(axes, panels.items()):
         top = max([v for values in bars.values() for v in values if _is_number(v)] or [1.0])
         for index, (name, values) in enumerate(bars.items()):
             offsets = positions - 0.4 + height * (index + 0.5)
@@ -275,7 +271,7 @@ def plot_bars(labels: Sequence[str], panels: Mapping[str, Mapping[str, Sequence[
         axis.set_title(panel, fontsize="medium")
         axis.set_xlabel(xlabel)
         axis.grid(axis="x", alpha=0.3)
-    first = axes[0][0]
+    first = axes[0]
     first.set_yticks(positions, labels)
     first.set_ylim(rows - 0.5, -0.5)  # first label on top
     for index, tick in enumerate(first.get_yticklabels()):
@@ -319,27 +315,27 @@ def plot_validation_curves(curves: Mapping[str, Curves], path: str | Path, *, hi
     """Several runs overlaid, one colour each: the training loss and each of ``metrics`` on the
     validated epochs (markers; lines only between consecutive epochs). The ``highlight`` run is
     drawn thick and black. Returns ``path``."""
-    plt = _pyplot()
+    from matplotlib import colormaps
+
     names = ["loss", *metrics]
-    fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 4.4 + 0.22 * math.ceil(len(curves) / 6)),
-                             squeeze=False)
-    tab20 = plt.get_cmap("tab20")  # its 10 dark colours first, then their light partners
+    fig, axes = _figure(len(names), (4.6 * len(names), 4.4 + 0.22 * math.ceil(len(curves) / 6)))
+    tab20 = colormaps["tab20"]  # its 10 dark colours first, then their light partners
     colours = [tab20(2 * i) for i in range(10)] + [tab20(2 * i + 1) for i in range(10)]
     for index, (label, run) in enumerate(curves.items()):
         marked = label == highlight
         style = dict(color="black" if marked else colours[index % 20], linewidth=2.4 if marked else 1.2,
                      zorder=3 if marked else 2, label=label)
-        for axis, name in zip(axes[0], names):
+        for axis, name in zip(axes, names):
             points = run.loss if name == "loss" else run.validation.get(name, [])
             if points:
                 axis.plot(*_gapped(points), marker="." if name == "loss" else "o", markersize=4, **style)
-    for axis, name in zip(axes[0], names):
+    for axis, name in zip(axes, names):
         axis.set_title("training loss" if name == "loss" else f"validation {name.upper()} (full ranking)",
                        fontsize="medium")
         axis.set_ylabel("loss" if name == "loss" else "metric (0–1)")
         _epoch_axis(axis)
     legend: dict[str, Any] = {}
-    for axis in axes[0]:
+    for axis in axes:
         for handle, label in zip(*axis.get_legend_handles_labels()):
             legend.setdefault(label, handle)
     if title:
