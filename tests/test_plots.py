@@ -108,9 +108,11 @@ def test_run_curves_are_read_from_the_tensorboard_logs_on_validated_epochs_only(
     assert curves.validated_epochs == [1, 3, 5]
     assert set(curves.validation) == {"hr@10", "ndcg@10", "mrr"}
     history = result.history.history
-    for name, points in curves.validation.items():
-        for epoch, value in points:  # what TensorBoard recorded is what the History holds
-            assert value == pytest.approx(history[f"val_{name}"][epoch - 1], rel=1e-6)
+    for name, points in curves.validation.items():  # what TensorBoard recorded is what the History holds
+        values = [v for v in history[f"val_{name}"] if not math.isnan(v)]
+        if len(values) == 5:  # a value on every epoch (carried forward between validations)
+            values = [values[epoch - 1] for epoch in (1, 3, 5)]
+        assert [v for _, v in points] == pytest.approx(values, rel=1e-6)
     np.testing.assert_allclose([v for _, v in curves.loss], history["loss"], rtol=1e-6)
 
 
