@@ -4,7 +4,8 @@ Every (dataset, objective) pair is trained with ``model.fit`` (validation NDCG@1
 every ``--eval-every`` epochs, early stopping after ``--patience`` evaluations without improvement,
 best weights restored, optional wall-time limit) and then evaluated on the **test** split for all
 users: full ranking (history excluded) and the paper's 100 sampled negatives. One table is printed
-and written as ``quality.csv`` and ``quality.md`` in ``--out`` (rows are appended as runs finish,
+and written as ``quality.csv`` and ``quality.md`` in ``--out``, its test metrics as bars in
+``quality.png`` (rows are appended as runs finish,
 so an interrupted benchmark keeps what it measured, and a second invocation with the same
 ``--out`` adds to the table instead of replacing it).
 
@@ -131,15 +132,20 @@ def read_rows(out: Path) -> list[dict[str, Any]]:
     return rows
 
 
+PROTOCOLS_NOTE = "Test split, all users; full = every item ranked (history excluded), sampled = 100 uniform negatives."
+
+
 def write_outputs(out: Path, rows: list[dict[str, Any]]) -> None:
+    from sasrec_tf.plots import metric_panels, plot_bars
+
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "quality.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    (out / "quality.md").write_text(
-        "Test split, all users; full = every item ranked (history excluded), sampled = 100 uniform negatives.\n\n"
-        + markdown_table(rows) + "\n", encoding="utf-8")
+    (out / "quality.md").write_text(PROTOCOLS_NOTE + "\n\n" + markdown_table(rows) + "\n", encoding="utf-8")
+    plot_bars([f"{row['dataset']} · {row['objective']}" for row in rows], metric_panels(rows), out / "quality.png",
+              title="Quality benchmark: test split, leave-one-out, all users")
 
 
 RUN_COLUMNS = ("full_hr@10", "full_ndcg@10", "full_hr@20", "full_ndcg@20", "sampled_hr@10", "sampled_ndcg@10")
@@ -177,6 +183,30 @@ def runs_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def write_run_outputs(out: Path, dirs: list[str], rows: list[dict[str, Any]]) -> list[Path]:
+    """``runs.md`` (the table), ``runs.png`` (its test metrics as bars, the seed means
+    highlighted) and ``runs_curves.png`` (each run's loss and validation curves, for the runs
+    with TensorBoard logs) in ``out``; returns the paths written."""
+    from sasrec_tf.plots import metric_panels, plot_bars, plot_validation_curves, read_curves
+
+    out.mkdir(parents=True, exist_ok=True)
+    table = out / "runs.md"
+    table.write_text(PROTOCOLS_NOTE + "\n\n" + runs_table(rows) + "\n", encoding="utf-8")
+    written = [table, plot_bars([row["run"] for row in rows], metric_panels(rows), out / "runs.png",
+                                highlight=[i for i, row in enumerate(rows) if row["run"].startswith("mean of ")],
+                                title="Finished runs: test split, leave-one-out, all users")]
+    curves = {}
+    for directory in dirs:
+        try:
+            curves[Path(directory).name] = read_curves(directory)
+        except FileNotFoundError as err:
+            print(f"no curves for {directory}: {err}", file=sys.stderr)
+    if curves:
+        written.append(plot_validation_curves(curves, out / "runs_curves.png",
+                                              title="Finished runs: training loss and validation per epoch"))
+    return written
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", action="append", default=[], metavar="NAME=PATH:FORMAT",
@@ -191,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--patience", type=int, default=3, help="evaluations without improvement before stopping")
     parser.add_argument("--max-minutes", type=float, help="wall-time limit per run (best weights are kept)")
     parser.add_argument("--max-eval-users", type=int, help="validate on a subset (test always uses all users)")
-    parser.add_argument("--out", default="runs/quality")
+    parser.add_argument("--out", default="runs/quality",
+                        help="directory for quality.csv/.md/.png (with --runs: runs.md/.png, runs_curves.png)")
     parser.add_argument("--list-objectives", action="store_true")
     parser.add_argument("--runs", nargs="+", metavar="DIR",
                         help="train nothing: tabulate these finished `sasrec-tf train` directories")
@@ -206,7 +237,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<24}{json.dumps(overrides)}")
         return 0
     if args.runs:
-        print(runs_table(run_rows(args.runs)))
+        rows = run_rows(args.runs)
+        print(runs_table(rows))
+        written = write_run_outputs(Path(args.out), args.runs, rows)
+        print("\nwrote " + ", ".join(map(str, written)))
         return 0
     if not args.dataset:
         raise SystemExit("give at least one --dataset NAME=PATH:FORMAT")
@@ -238,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"(best {row['best_epoch']}, stop: {row['stopped']}), {row['wall_s']:.0f} s", flush=True)
     print()
     print(markdown_table(rows))
-    print(f"\nwrote {out / 'quality.csv'} and {out / 'quality.md'}")
+    print(f"\nwrote {out / 'quality.csv'}, {out / 'quality.md'} and {out / 'quality.png'}")
     return 0
 
 

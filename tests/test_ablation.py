@@ -1,6 +1,8 @@
 """The ablation study (paper's Table IV): variants are one-switch changes; the command writes the table."""
 
 import csv
+import logging
+import re
 
 import pytest
 
@@ -44,9 +46,10 @@ def test_command_runs_all_table_iv_variants_by_default():
     assert args.variants == list(DEFAULT_VARIANTS)
 
 
-def test_ablation_command_trains_variants_and_writes_markdown_and_csv(log_csv, tmp_path, capsys):
+def test_ablation_command_trains_variants_and_writes_markdown_and_csv(log_csv, tmp_path, capsys, caplog):
     out = tmp_path / "ablation"
     variants = ["default", "blocks_0", "blocks_2", "multi_head"]
+    caplog.set_level(logging.WARNING)
     assert main(["ablation", "--data", str(log_csv), "--format", "csv", "--out", str(out), "--epochs", "1",
                  "--eval-every", "1", "--variants", *variants,
                  "--set", "max_len=8", "--set", "hidden_units=8", "--set", "batch_size=64"]) == 0
@@ -65,7 +68,29 @@ def test_ablation_command_trains_variants_and_writes_markdown_and_csv(log_csv, t
     assert by_name["blocks_0"]["changes"] == "num_blocks=0"
     markdown = (out / "ablation.md").read_text()
     assert "| variant |" in markdown and "(7) 0 Block (b=0)" in markdown and '"max_len": 8' in markdown
-    assert "ablation.md" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "ablation.md" in printed
+    for picture in ("ablation.png", "ablation_curves.png"):  # the bars and the variants' curves
+        assert (out / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert picture in printed
+    warnings = [re.sub(r"0x[0-9a-f]+|\d+", "#", r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == len(set(warnings)), warnings  # each warning once
+
+
+def test_ablation_rows_hold_each_variants_measured_curves(log_csv):
+    from sasrec_tf.ablation import run_ablation
+    from sasrec_tf.data import load_dataset
+    from sasrec_tf.experiment import TrainOptions
+
+    base = SASRecConfig(max_len=8, hidden_units=8, num_blocks=1, batch_size=64, epochs=4)
+    rows = run_ablation(load_dataset(str(log_csv), "csv"), base, ["default", "blocks_1"],
+                        options=TrainOptions(eval_every=3))
+    assert rows[1]["changes"] == "same as default"
+    for row in rows:
+        curves = row["curves"]
+        assert [epoch for epoch, _ in curves.loss] == [1, 2, 3, 4]
+        assert curves.validated_epochs == [1, 3, 4]  # the first, every 3rd and the last epoch
+    assert rows[1]["curves"] is rows[0]["curves"]
 
 
 def test_ablation_command_reports_bad_variants_before_training(log_csv, tmp_path, capsys):

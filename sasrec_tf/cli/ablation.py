@@ -1,4 +1,5 @@
-"""``sasrec-tf ablation``: the paper's Table IV variants trained and evaluated; writes ablation.md/.csv."""
+"""``sasrec-tf ablation``: the paper's Table IV variants trained and evaluated; writes ablation.md/.csv
+and the pictures ablation.png (bars) and ablation_curves.png (each variant's curves)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,16 @@ import argparse
 from pathlib import Path
 
 from sasrec_tf import experiment
-from sasrec_tf.ablation import DEFAULT_VARIANTS, VARIANTS
+from sasrec_tf.ablation import DEFAULT_VARIANTS, PICTURE_FILES, TABLE_FILES, VARIANTS
 from sasrec_tf.cli.common import UsageError, add_data_flags, add_option_flag, add_train_flags, read_data, train_options
 from sasrec_tf.config import SASRecConfig
 
 
 def register(subcommands) -> None:
     parser = subcommands.add_parser("ablation",
-                                    help="train the paper's Table IV variants; writes ablation.md/.csv")
+                                    help="train the paper's Table IV variants; writes ablation.md/.csv/.png")
     add_data_flags(parser)
-    parser.add_argument("--out", required=True, help="directory for ablation.md and ablation.csv")
+    parser.add_argument("--out", required=True, help=f"directory for {', '.join(TABLE_FILES + PICTURE_FILES)}")
     parser.add_argument("--config", help="pipeline file whose model section is the base configuration")
     add_option_flag(parser, SASRecConfig, "epochs", help="epochs per variant (default: the config's)")
     parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=list(VARIANTS),
@@ -43,5 +44,6 @@ def run(args: argparse.Namespace) -> int:
                             f"  {row['variant']}: test full NDCG@10 {row['full_ndcg@10']} "
                             f"({row['epochs']} epochs, {row['wall_s']} s)", flush=True))
     print(format_markdown(rows))
-    print(f"wrote {Path(args.out) / 'ablation.md'} and {Path(args.out) / 'ablation.csv'}")
+    print("wrote " + ", ".join(str(Path(args.out) / name) for name in TABLE_FILES + PICTURE_FILES
+                                if (Path(args.out) / name).exists()))
     return 0
