@@ -197,11 +197,10 @@ def users_progress(verbose: int | str, *, stream=None) -> Callable[[int, int], N
     stream = sys.stdout if stream is None else stream
     if verbose != 1 or not getattr(stream, "isatty", lambda: False)():
         return None
-    bar: list[keras.utils.Progbar] = []
+    bar = keras.utils.Progbar(None, unit_name="user")  # its clock starts now; the total comes with the first call
 
     def progress(done: int, total: int) -> None:
-        if not bar:
-            bar.append(keras.utils.Progbar(total, unit_name="user"))
-        bar[0].update(done)
+        bar.target = total  # as Keras' ProgbarLogger sets it once known
+        bar.update(done)
 
     return progress

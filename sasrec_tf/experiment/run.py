@@ -33,7 +33,7 @@ from sasrec_tf.experiment import run_dir
 from sasrec_tf.run_options import TrainOptions
 from sasrec_tf.experiment.run_callbacks import BestEpoch, RunProgress, TimeLimit
 from sasrec_tf.files import atomic_write_json
-from sasrec_tf.choices import STAGES
+from sasrec_tf.choices import PROTOCOLS, STAGES
 from sasrec_tf.warmstart import warm_start as copy_parent
 
 __all__ = ["Result", "check_evaluable", "read_shards", "train_and_evaluate"]
@@ -219,13 +219,20 @@ def _evaluate_stage(model, split, stage: str, seed: int, protocol: dict[str, Any
     name = name or stage
     bars: dict[str, Any] = {}
 
-    def progress(which: str, done: int, total: int) -> None:
-        if which not in bars:
+    def bar(which: str):
+        if which not in bars:  # the protocols run one after the other: start the next one's clock now
             print(f"evaluating {name}: {which} ranking", flush=True)
             bars[which] = users_progress(verbose)
-        bars[which](done, total)
+        return bars[which]
+
+    def progress(which: str, done: int, total: int) -> None:
+        bar(which)(done, total)
+        if done == total and which == PROTOCOLS[0]:
+            bar(PROTOCOLS[1])
 
     started = time.perf_counter()
+    if users_progress(verbose) is not None:
+        bar(PROTOCOLS[0])
     result = evaluation.evaluate(model, split, stage=stage, seed=seed,
                                  progress=progress if users_progress(verbose) is not None else None, **protocol)
     if verbose:
