@@ -129,10 +129,35 @@ def average_attention(
     return AttentionMaps(weights=weights, counts=counts, num_users=int(len(rows)))
 
 
+#: The colour scale's top: this percentile of the informative cells (see :func:`colour_scale_max`).
+SCALE_PERCENTILE = 95.0
+
+
+def colour_scale_max(weights: np.ndarray, offset: int = 0) -> float:
+    """The top of the heatmaps' colour scale: the :data:`SCALE_PERCENTILE` th percentile of the
+    informative cells of ``weights`` (``[layers, T, T]``, the window cropped from position
+    ``offset``), i.e. the finite causal cells (key position <= query position) of every query
+    position but 0, which can attend only to itself (weight exactly 1 for every user). The
+    percentile rather than the maximum keeps the few early positions, which share their weight
+    among 2, 3, ... keys (1/2, 1/3, ... under uniform attention), from setting the scale for the
+    positions that attend over many. 1.0 when no cell is informative."""
+    size = weights.shape[-1]
+    query = np.arange(size)[:, None] + offset
+    key = np.arange(size)[None, :] + offset
+    informative = np.broadcast_to((key <= query) & (query > 0), weights.shape) & np.isfinite(weights)
+    values = weights[informative]
+    top = float(np.percentile(values, SCALE_PERCENTILE)) if values.size else 0.0
+    return top if top > 0 else 1.0
+
+
 def plot_attention(maps: AttentionMaps, path: str | Path, *, last: int | None = None, title: str | None = None) -> Path:
     """Save one heatmap per layer (query position × key position) as a PNG.
 
-    Uses matplotlib's Agg backend (no display needed); one colour scale is shared by all layers.
+    Uses matplotlib's Agg backend (no display needed); one colour scale is shared by all layers,
+    from 0 to :func:`colour_scale_max`: set by the informative cells, not by the trivial ones (query
+    position 0 can attend only to itself, weight 1; the first few positions split their weight
+    among a few keys), so the bulk of the map is not uniformly dark. Cells above it are drawn in
+    the top colour, and the colour bar's arrow says so.
 
     Args:
       maps: the averages to draw (:func:`average_attention`).
@@ -154,8 +179,7 @@ def plot_attention(maps: AttentionMaps, path: str | Path, *, last: int | None = 
     shown = width if last is None else max(1, min(int(last), width))
     offset = width - shown
     weights = maps.weights[:, offset:, offset:]
-    finite = weights[np.isfinite(weights)]
-    vmax = float(finite.max()) if finite.size else 1.0
+    vmax = colour_scale_max(weights, offset)
     fig, axes = plt.subplots(1, maps.num_layers, figsize=(4.2 * maps.num_layers + 0.8, 4.2), squeeze=False)
     for layer, axis in enumerate(axes[0]):
         image = axis.imshow(np.ma.masked_invalid(weights[layer]), cmap="viridis", vmin=0.0, vmax=vmax,
@@ -167,7 +191,8 @@ def plot_attention(maps: AttentionMaps, path: str | Path, *, last: int | None = 
         axis.set_xlabel("key position")
         if layer == 0:
             axis.set_ylabel(f"query position ({width - 1} = most recent)")
-    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.85, label="average attention weight")
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.85, label="average attention weight",
+                 extend="max" if np.nanmax(weights) > vmax else "neither")
     fig.suptitle(title or f"Average attention by position ({maps.num_users} users)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

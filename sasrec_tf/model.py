@@ -314,7 +314,13 @@ class SASRec(keras.Model):
 
     def _track(self, loss, accuracy) -> dict[str, tf.Tensor]:
         """Add a batch to the training trackers and return their running values (not the compiled
-        metrics: they rank whole catalogues and are updated only by ranking batches)."""
+        metrics: they rank whole catalogues and are updated only by ranking batches).
+
+        The ``loss`` Keras shows is therefore the mean of the epoch's batch losses so far (Keras
+        resets the trackers every epoch); the epoch's final value is the mean over all its batches,
+        the last running value, below the values shown earlier because the loss falls while the
+        model trains. A batch's loss is its summed loss over ``expected_targets`` (the pipeline's
+        normaliser), about the mean per target: batches hold nearly equal numbers of targets."""
         self.loss_tracker.update_state(loss)
         self.accuracy_tracker.update_state(accuracy)
         return {m.name: m.result() for m in (self.loss_tracker, self.accuracy_tracker)}

@@ -14,12 +14,20 @@ from sasrec_tf import distribute, optimizers
 from sasrec_tf._compat import keras
 from sasrec_tf.callbacks import RankingMetricsCallback
 from sasrec_tf.config import SASRecConfig
+from sasrec_tf.data.pipeline import steps_per_epoch as pipeline_steps
 from sasrec_tf.data.pipeline import training_dataset
 from sasrec_tf.data.sequences import LeaveOneOutSplit
 from sasrec_tf.run_options import TrainOptions
 from sasrec_tf.model import SASRec
 
 logger = logging.getLogger(__name__)
+
+
+def _verbosity(verbose: int | str, strategy) -> int:
+    """``fit``'s ``verbose`` as Keras resolves it (``"auto"``: 1, or 2 under a coordinator)."""
+    if verbose == "auto":
+        return 2 if getattr(strategy, "_should_use_with_coordinator", False) else 1
+    return int(verbose)
 
 
 class TrainingDiverged(ValueError):
@@ -43,6 +51,32 @@ def _stop_on_divergence(out_dir: Path | None) -> keras.callbacks.Callback:
                     "(--overwrite or a new --out)")
 
     return StopOnDivergence()
+
+
+class _ProgbarLogger(keras.callbacks.ProgbarLogger):
+    """Keras' bar, told the number of steps per epoch when Keras cannot know it (a dataset of
+    unknown cardinality: its first epoch would read ``1/Unknown``)."""
+
+    def __init__(self, steps: int | None) -> None:
+        super().__init__(count_mode="steps")
+        self.steps = steps
+
+    def set_params(self, params):
+        if params.get("steps") is None and self.steps:
+            params = {**params, "steps": self.steps}
+        super().set_params(params)
+
+
+class ValidatedEarlyStopping(keras.callbacks.EarlyStopping):
+    """Keras' ``EarlyStopping`` that looks only at the epochs that validated: an epoch whose logs
+    lack ``monitor`` (the validation did not run, see
+    :class:`~sasrec_tf.evaluation.callback.RankingMetricsCallback`) is skipped, neither a
+    warning nor a step of ``patience``, which therefore counts evaluations. The best weights are
+    restored at the end of training however it ends, as with ``restore_best_weights=True``."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (logs or {}).get(self.monitor) is not None:
+            super().on_epoch_end(epoch, logs)
 
 
 def make_optimizer(config: SASRecConfig) -> keras.optimizers.Optimizer:
@@ -91,13 +125,26 @@ def fit(
 ) -> keras.callbacks.History:
     """Train ``model`` on ``split.train`` and validate on ``split.valid_*`` with full ranking.
 
-    Every ``eval_every`` epochs the validation HR@10, NDCG@10 and MRR go into the logs (``val_``
-    prefix), hence into the History, TensorBoard and any monitor. With ``patience`` (counted in
-    evaluations), training stops when ``val_<monitor>`` stops improving, and the best validated
-    weights are restored at the end of training however it ends (early, on the epoch limit, or
-    stopped by another callback): Keras' ``EarlyStopping(restore_best_weights=True)``, the one
-    mechanism that restores them. The validation options' defaults are
+    Every ``eval_every`` epochs (and on the first and the last) the validation HR@10, NDCG@10 and
+    MRR go into the logs (``val_`` prefix), hence into TensorBoard and any monitor; the other
+    epochs' logs hold no ``val_*`` key, so nothing is drawn where nothing was measured. In the
+    returned ``History`` each ``val_*`` list has one value per epoch, ``NaN`` at the epochs that
+    did not validate, and ``history.validated_epochs`` lists those that did
+    (:class:`~sasrec_tf.evaluation.callback.RankingMetricsCallback` says why). With ``patience``
+    (counted in evaluations), training stops when ``val_<monitor>`` stops improving, and the best
+    validated weights are restored at the end of training however it ends (early, on the epoch
+    limit, or stopped by another callback): :class:`ValidatedEarlyStopping`, Keras'
+    ``EarlyStopping(restore_best_weights=True)`` that skips the epochs without validation, the
+    one mechanism that restores them. The validation options' defaults are
     :class:`~sasrec_tf.experiment.TrainOptions`'.
+
+    What is printed (``verbose``, Keras' meaning: ``"auto"`` / 1 a progress bar, 2 one line per
+    epoch, 0 nothing): the epoch's bar or line, finished before the validation, then the
+    validation's own line (on a terminal after a bar over the users). The bar knows the number of
+    steps from the first epoch on (the in-memory pipeline declares its cardinality). Its ``loss``
+    is Keras' running mean of the epoch's batch losses (reset every epoch); the value at the end
+    of the epoch is the mean over all its batches, i.e. the last running value, and it is lower
+    than the values shown earlier in the epoch because the loss falls while the model trains.
 
     With ``out_dir``, TensorBoard logs go to ``out_dir/logs`` and Keras'
     ``BackupAndRestore`` keeps the training state in ``out_dir/backup`` after every epoch: a run
@@ -138,7 +185,9 @@ def fit(
         logger.info("global batch %d = %d replicas x %s per replica (%d worker(s))", global_batch,
                     strategy.num_replicas_in_sync, distribute.per_replica_batch_size(global_batch, strategy),
                     distribute.num_workers(strategy))
+    known_steps = None
     if dataset is None:
+        known_steps = pipeline_steps(split.train, config.max_len, global_batch, windows=config.training_windows)
         dataset = training_dataset(
             split.train,
             split.num_items,
@@ -160,6 +209,11 @@ def fit(
             raise ValueError("a dataset function needs steps_per_epoch (its dataset never ends)")
         dataset = strategy.distribute_datasets_from_function(dataset)
     all_callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN(), _stop_on_divergence(out_dir)]
+    if verbose:
+        # Keras appends its bar after every callback given; first, it ends the epoch's line before
+        # the validation prints (and bars) its own.
+        all_callbacks.insert(0, _ProgbarLogger(steps_per_epoch or known_steps))
+    fit_verbose = _verbosity(verbose, strategy)
     if len(split.valid_targets):
         all_callbacks.append(
             RankingMetricsCallback(
@@ -171,13 +225,13 @@ def fit(
                 max_users=max_eval_users,
                 repeated_targets=repeated_targets,
                 seed=config.seed,
-                verbose=1 if verbose else 0,
+                verbose=fit_verbose,
             )
         )
         if patience is not None:
             all_callbacks.append(
-                keras.callbacks.EarlyStopping(
-                    monitor=f"val_{monitor}", mode="max", patience=patience * eval_every,
+                ValidatedEarlyStopping(
+                    monitor=f"val_{monitor}", mode="max", patience=patience,
                     restore_best_weights=True, verbose=1 if verbose else 0,
                 )
             )

@@ -66,3 +66,15 @@ def test_attention_plot_command_end_to_end_on_a_trained_model(tmp_path, capsys):
     assert maps.weights.shape == (2, 8, 8) and maps.num_users == 50
     assert np.nanmax(maps.weights) <= 1.0 + 1e-6 and np.nanmin(maps.weights) >= 0.0
     assert "attention.png" in capsys.readouterr().out
+
+
+def test_the_colour_scale_is_set_by_the_informative_cells_not_the_trivial_corner():
+    from sasrec_tf.attention import colour_scale_max
+
+    size = 12
+    weights = np.tril(np.full((size, size), 0.08))[None]  # [1 layer, T, T]: causal, uniform-ish
+    weights[0, 0, 0] = 1.0  # position 0 attends only to itself
+    weights[0, 5, 5] = 0.3  # one strong cell among many
+    assert colour_scale_max(weights) == pytest.approx(0.08)
+    assert colour_scale_max(weights[:, 1:, 1:], offset=1) == pytest.approx(0.08)  # cropped: same rule
+    assert colour_scale_max(np.full((1, 3, 3), np.nan)) == 1.0  # nothing to scale by

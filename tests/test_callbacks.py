@@ -93,14 +93,57 @@ def test_early_stopping_after_the_callback_monitors_ndcg_and_restores_best_weigh
     np.testing.assert_array_equal(model.item_scores.numpy(), scores_with_rank(1))  # epoch 2's weights
 
 
-def test_skipped_epochs_carry_the_last_values_forward_first_and_last_epochs_always_run(capsys):
+def test_epochs_that_did_not_validate_log_nothing_and_history_holds_nan_there(capsys):
+    # Was: the last values were carried forward into the skipped epochs (issue 25: a flat line
+    # drawn where nothing was measured).
     ranks = [3, 1, 5, 8, 11]
-    history = fit(ScriptedModel(ranks), 5, [ranking_callback(every_n_epochs=2, verbose=1)])
+    seen = []
+    spy = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(sorted(logs)))
+    callback = ranking_callback(every_n_epochs=2, verbose=1)
+    history = fit(ScriptedModel(ranks), 5, [callback, spy])
 
-    # Computed after the first epoch, epochs 2 and 4, and the last (5); epoch 3 carries epoch 2's.
-    assert history.history["val_ndcg@10"] == pytest.approx([ndcg(3), ndcg(1), ndcg(1), ndcg(8), ndcg(11)])
+    # Computed after the first epoch, epochs 2 and 4, and the last (5); nothing at epoch 3.
+    assert callback.validated_epochs == history.validated_epochs == [0, 1, 3, 4]
+    assert seen[2] == ["loss"]
+    assert all("val_ndcg@10" in keys for i, keys in enumerate(seen) if i != 2)
+    values = history.history["val_ndcg@10"]
+    assert len(values) == len(history.history["loss"]) == 5
+    assert math.isnan(values[2])
+    assert [values[i] for i in (0, 1, 3, 4)] == pytest.approx([ndcg(3), ndcg(1), ndcg(8), ndcg(11)])
     printed = [line for line in capsys.readouterr().out.splitlines() if "val_ndcg@10" in line]
     assert [line.split(":")[0] for line in printed] == ["Epoch 1", "Epoch 2", "Epoch 4", "Epoch 5"]
+
+
+def test_validated_early_stopping_counts_evaluations_and_ignores_epochs_without_validation(caplog):
+    from sasrec_tf.training import ValidatedEarlyStopping
+
+    ranks = [3, 1, 5, 8, 11, 2, 7, 9]  # best at epoch 2; validated: 1, 2, 4, 6, 8
+    model = ScriptedModel(ranks)
+    early_stopping = ValidatedEarlyStopping(monitor="val_ndcg@10", mode="max", patience=2,
+                                            restore_best_weights=True)
+    with caplog.at_level("WARNING"):
+        history = fit(model, len(ranks), [ranking_callback(every_n_epochs=2), early_stopping])
+
+    assert early_stopping.stopped_epoch == 5  # two evaluations (epochs 4 and 6) without improvement
+    assert history.validated_epochs == [0, 1, 3, 5]
+    np.testing.assert_array_equal(model.item_scores.numpy(), scores_with_rank(1))  # epoch 2's weights
+    assert "not available" not in caplog.text
+
+
+def test_users_progress_draws_a_bar_only_on_a_terminal_with_verbose_1():
+    from sasrec_tf.evaluation.callback import users_progress
+
+    class Stream:
+        def __init__(self, tty):
+            self.tty = tty
+
+        def isatty(self):
+            return self.tty
+
+    assert users_progress(1, stream=Stream(False)) is None
+    assert users_progress(2, stream=Stream(True)) is None
+    assert users_progress(0, stream=Stream(True)) is None
+    assert callable(users_progress(1, stream=Stream(True)))
 
 
 def test_tensorboard_after_the_callback_logs_the_metrics_as_validation_scalars(tmp_path):
@@ -114,6 +157,20 @@ def test_tensorboard_after_the_callback_logs_the_metrics_as_validation_scalars(t
                 values.setdefault(value.tag, []).append(float(tf.make_ndarray(value.tensor)))
     assert values["epoch_ndcg@10"] == pytest.approx([ndcg(3), ndcg(1)])
     assert "epoch_hr@10" in values and "epoch_mrr" in values
+
+
+def test_tensorboard_writes_validation_scalars_only_at_validated_epochs(tmp_path):
+    pytest.importorskip("tensorboard", reason="keras.callbacks.TensorBoard needs the tensorboard package")
+    fit(ScriptedModel([3, 1, 5, 8, 11]), 5,
+        [ranking_callback(every_n_epochs=2), keras.callbacks.TensorBoard(log_dir=str(tmp_path))])
+
+    steps = {}
+    for path in glob.glob(os.path.join(tmp_path, "validation", "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                steps.setdefault(value.tag, []).append((event.step, float(tf.make_ndarray(value.tensor))))
+    assert [step for step, _ in steps["epoch_ndcg@10"]] == [0, 1, 3, 4]
+    assert [v for _, v in steps["epoch_ndcg@10"]] == pytest.approx([ndcg(3), ndcg(1), ndcg(8), ndcg(11)])
 
 
 def test_sampled_protocol_uses_the_same_negatives_every_epoch():

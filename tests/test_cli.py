@@ -232,4 +232,6 @@ def test_the_demo_trains_evaluates_exports_and_answers_a_grpc_request(tmp_path, 
     out = capsys.readouterr().out
     assert "most popular (baseline)" in out and "gRPC Predict" in out
     assert (tmp_path / "demo" / "metrics.json").is_file() and (tmp_path / "demo" / "export" / "sasrec" / "1").is_dir()
+    counts = json.loads((tmp_path / "demo" / "metrics.json").read_text())["dataset"]  # what it prints is true
+    assert f"of {counts['users']:,} users on {counts['items']:,} items" in out.splitlines()[0]
     assert main(args) == 2 and "--overwrite" in capsys.readouterr().err

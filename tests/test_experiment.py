@@ -138,3 +138,18 @@ def test_a_run_interrupted_before_new_config_fields_existed_still_resumes(tmp_pa
     changed = {**fingerprint, "config": {**config, "beta_2": 0.999}}
     with pytest.raises(ValueError, match="beta_2: 0.98 -> 0.999"):
         prepare_out_dir(tmp_path, changed, overwrite=False)
+
+
+def test_a_run_says_what_it_evaluates_one_line_per_step_in_a_log(data, capsys):
+    # verbose=2 (a log): no bar, one line per validation and per evaluated stage; a best epoch is
+    # found on validated epochs only (eval_every=2 over 4 epochs validates epochs 1, 2 and 4).
+    result = train_and_evaluate(data, TINY.replace(epochs=4), options=TrainOptions(eval_every=2, patience=3),
+                                verbose=2)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" (")[0] for line in lines if line.startswith("evaluated ")] == [
+        "evaluated valid", "evaluated test"]
+    assert [line.split(":")[0] for line in lines if "val_ndcg@10" in line and line.startswith("Epoch")] == [
+        "Epoch 1", "Epoch 2", "Epoch 4"]
+    assert not any("[====" in line or "/user" in line for line in lines)
+    assert result.history.validated_epochs == [0, 1, 3]
+    assert result.metrics["training"]["best_epoch"] in (1, 2, 4)

@@ -197,3 +197,17 @@ def test_length_buckets_of_a_tiny_batch_size_fall_back_to_rows_rather_than_leave
     batches = list(training_dataset(sequences, NUM_ITEMS, 10, batch_size=1, bucket_by_length=True,
                                     seed=0).as_numpy_iterator())
     assert sorted(len(b["user_ids"]) for b in batches) == [1] * 5
+
+
+@pytest.mark.parametrize("bucket_by_length", [False, True])
+@pytest.mark.parametrize("windows", ["last", "all"])
+def test_steps_per_epoch_is_the_number_of_batches_an_epoch_has(bucket_by_length, windows):
+    from sasrec_tf.data.pipeline import steps_per_epoch
+
+    rng = np.random.default_rng(4)
+    sequences = [rng.integers(1, 30, size=n) for n in rng.integers(1, 40, size=700)]
+    dataset = training_dataset(sequences, 29, 10, 32, windows=windows, bucket_by_length=bucket_by_length, seed=1)
+    assert steps_per_epoch(sequences, 10, 32, windows=windows) == sum(1 for _ in dataset)
+    if not bucket_by_length:
+        dropped = training_dataset(sequences, 29, 10, 32, windows=windows, drop_remainder=True, seed=1)
+        assert steps_per_epoch(sequences, 10, 32, windows=windows, drop_remainder=True) == sum(1 for _ in dropped)

@@ -127,3 +127,30 @@ def test_weight_decay_is_decoupled_and_spares_biases_and_layer_norm(split):
     with pytest.raises(ValueError, match="weight_decay"):
         SASRecConfig(weight_decay=-0.1)
 
+
+
+def test_fit_with_eval_every_2_records_validation_only_where_it_ran(split, tmp_path, capsys):
+    """History and the TensorBoard event file hold val_* values at validated epochs only (issue
+    25); the bar knows its length from the first epoch and the validation prints its own line."""
+    model = training.build_model(SASRecConfig(**SMALL, epochs=4), split.num_items)
+    history = training.fit(model, split, out_dir=tmp_path, eval_every=3, patience=5, verbose=1)
+
+    assert history.validated_epochs == [0, 2, 3]  # the first, every third, the last
+    values = history.history["val_ndcg@10"]
+    assert len(values) == len(history.history["loss"]) == 4
+    assert np.isnan(values[1]) and not np.isnan(values).all()
+    assert not any(np.isnan(values[i]) for i in history.validated_epochs)
+    steps = set()
+    for path in (tmp_path / "logs" / "validation").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            if any(value.tag == "epoch_ndcg@10" for value in event.summary.value):
+                steps.add(event.step)
+    assert steps == {0, 2, 3}
+
+    lines = capsys.readouterr().out.splitlines()
+    from sasrec_tf.data.pipeline import steps_per_epoch
+    steps_in_epoch = steps_per_epoch(split.train, SMALL["max_len"], SMALL["batch_size"])
+    assert not any("Unknown" in line for line in lines)
+    assert any(line.startswith(f"{steps_in_epoch}/{steps_in_epoch} [") for line in lines[:steps_in_epoch + 3])
+    validation = [line for line in lines if "val_ndcg@10" in line]
+    assert [line.split(":")[0] for line in validation] == ["Epoch 1", "Epoch 3", "Epoch 4"]  # own lines

@@ -29,9 +29,11 @@ def run(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     log = generate_interactions(num_users=args.users, num_items=args.items, seed=args.seed)
-    print(f"generated a log with sequential structure: {len(log)} interactions "
-          f"({args.users} users, {args.items} items)")
     data = build_sequences(log)
+    # What the log holds (as metrics.json counts it): a generated log need not use every item.
+    unused = args.items - data.num_items
+    print(f"generated a log with sequential structure: {len(log):,} interactions of {data.num_users:,} users "
+          f"on {data.num_items:,} items" + (f" ({unused:,} of the --items {args.items:,} never drawn)" if unused else ""))
     config = SASRecConfig(max_len=50, hidden_units=50, num_blocks=2, num_heads=1, dropout_rate=0.2,
                           epochs=args.epochs, seed=args.seed)
     metrics = train_and_evaluate(data, config, out_dir=args.out, options=TrainOptions(eval_every=5), baseline=True,

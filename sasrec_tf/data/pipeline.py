@@ -106,6 +106,11 @@ def training_dataset(
         targets of ``batch_size`` random windows, and cut each batch to its longest window (``B``
         and ``T`` vary per batch, the number of batches per epoch does not); the examples are
         still shuffled every epoch.
+
+    An epoch has :func:`steps_per_epoch` batches, with or without bucketing. The dataset does not
+    declare it (bucketing leaves its cardinality unknown): declared, Keras' ``fit`` no longer runs
+    the extra step call that meets the end of the first epoch, and a fixed-seed run trained
+    differently after it (measured); :func:`sasrec_tf.training.fit` gives the number to the bar.
     """
     if num_items < 2:
         raise ValueError(f"num_items must be >= 2 to sample negatives, got {num_items}")
@@ -166,6 +171,16 @@ def training_dataset(
     examples = batch_windows(examples, batch_size, bucket_by_length=bucket_by_length, shuffle=shuffle,
                              seed=seed, drop_remainder=drop_remainder)
     return map_with_batch_seeds(examples, make_batch, seed).prefetch(tf.data.AUTOTUNE)
+
+
+def steps_per_epoch(sequences: Sequence[np.ndarray], max_len: int, batch_size: int = 128, *,
+                    windows: str = "last", drop_remainder: bool = False) -> int:
+    """The number of batches per epoch of :func:`training_dataset` with these arguments:
+    ``ceil(training windows / batch_size)`` (``floor`` with ``drop_remainder``), with or without
+    length bucketing (which cuts every pool into as many batches as rows would give)."""
+    lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+    rows, _ = window_ends(lengths, max_len, windows)
+    return len(rows) // batch_size if drop_remainder else -(-len(rows) // batch_size)
 
 
 def batch_windows(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -13,7 +14,7 @@ from sasrec_tf.evaluation.protocols import PROTOCOLS, metrics_of_ranks
 from sasrec_tf.evaluation.rankings import FullRanking, SampledRanking
 from sasrec_tf.ranking.rules import check_repeated_targets
 
-__all__ = ["RankingMetricsCallback"]
+__all__ = ["RankingMetricsCallback", "align_history", "users_progress"]
 
 
 class RankingMetricsCallback(keras.callbacks.Callback):
@@ -27,10 +28,25 @@ class RankingMetricsCallback(keras.callbacks.Callback):
     runs last and records them.
 
     The metrics are computed every ``every_n_epochs`` epochs, on the first epoch of each ``fit``
-    (a resumed one too) and on the last epoch. On the epochs
-    in between, the last computed values are carried forward into the logs, so monitors never see a
-    missing key; a carried value counts as "no improvement" for ``EarlyStopping``, so give it a
-    ``patience`` of at least ``every_n_epochs``.
+    (a resumed one too) and on the last epoch; :attr:`validated_epochs` lists those epochs. An
+    epoch that did not validate gets **no** ``val_*`` key: the console, TensorBoard (which then
+    writes validation scalars only at validated epochs) and every monitor see only what was
+    measured. Keras' ``EarlyStopping`` would warn on such an epoch and count it as "no
+    improvement": use :class:`sasrec_tf.training.ValidatedEarlyStopping` (what
+    :func:`sasrec_tf.training.fit` uses), whose patience counts evaluations.
+
+    At the end of training the model's ``History`` is aligned: Keras appends a key only at the
+    epochs that logged it, so each ``val_*`` list would be shorter than ``loss`` and its i-th value
+    would not be epoch ``history.epoch[i]``'s (``np.argmax`` of it would silently name a wrong
+    epoch). Every ``val_*`` list instead holds one value per epoch, ``NaN`` where nothing was
+    measured (``np.nanargmax``, ``pandas.DataFrame(history.history).dropna()`` and plots see
+    the gaps), and ``history.validated_epochs`` lists the validated epochs (0-based, as
+    ``history.epoch``).
+
+    With ``verbose``, a validation prints one line with its metrics, protocol, users and time;
+    with ``verbose=1`` and a terminal on stdout, the pass over the users also shows a Keras
+    ``Progbar`` (nothing per batch in a log). Put a ``ProgbarLogger`` before this callback
+    (:func:`~sasrec_tf.training.fit` does) so that the epoch's bar is finished before.
 
     Args:
       inputs, targets, user_ids: as for :func:`sasrec_tf.evaluation.evaluate_full` (typically a
@@ -48,7 +64,11 @@ class RankingMetricsCallback(keras.callbacks.Callback):
       max_users: evaluate a fixed seeded subset of at most this many users (both protocols), to
         bound the cost per epoch.
       batch_size: users scored per step.
-      verbose: print a one-line summary when the metrics are computed.
+      verbose: 0 silent; 1 a ``Progbar`` on a terminal and a one-line summary; 2 the summary only.
+
+    Attributes:
+      last_metrics: the metrics of the last validation of this ``fit`` (``{}`` before it).
+      validated_epochs: the epochs (0-based) this ``fit`` validated.
     """
 
     def __init__(
@@ -96,6 +116,7 @@ class RankingMetricsCallback(keras.callbacks.Callback):
         self.batch_size = int(batch_size)
         self.verbose = verbose
         self.last_metrics: dict[str, float] = {}
+        self.validated_epochs: list[int] = []
         self._reset_cache()
 
     def _reset_cache(self) -> None:
@@ -120,27 +141,66 @@ class RankingMetricsCallback(keras.callbacks.Callback):
             self._ranking = SampledRanking(self.model, self.inputs, self.targets, num_negatives=self.num_negatives,
                                            sampling=self.sampling, item_counts=self.item_counts, **common)
 
-    def compute_metrics(self) -> dict[str, float]:
-        """The prefixed metrics for the model's current weights."""
+    def compute_metrics(self, progress: Callable[[int, int], None] | None = None) -> dict[str, float]:
+        """The prefixed metrics for the model's current weights; ``progress(users_done,
+        users_total)`` is called after every batch."""
         if self._ranking is None:
             self._setup()
-        ranks = self._ranking.ranks()
+        ranks = self._ranking.ranks(progress)
         return {self.prefix + name: value for name, value in metrics_of_ranks(ranks, self.ks).items()}
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        self.last_metrics = {}
+        self.last_metrics, self.validated_epochs = {}, []
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        # Also run on the first epoch of every fit (a resumed one too), so that monitors such as
-        # EarlyStopping never meet a missing key.
-        if self._should_run(epoch) or not self.last_metrics:
-            start = time.perf_counter()
-            self.last_metrics = self.compute_metrics()
-            if self.verbose:
-                summary = " - ".join(f"{name}: {value:.4f}" for name, value in self.last_metrics.items())
-                print(
-                    f"Epoch {epoch + 1}: {summary} ({self.protocol} ranking, {self._ranking.num_users} users, "
-                    f"{time.perf_counter() - start:.1f}s)"
-                )
+        # Also run on the first epoch of every fit (a resumed one too), so that every fit has a
+        # validated epoch to restore and report.
+        if not (self._should_run(epoch) or not self.validated_epochs):
+            return  # nothing measured: no val_* key in the logs
+        start = time.perf_counter()
+        self.last_metrics = self.compute_metrics(users_progress(self.verbose))
+        self.validated_epochs.append(epoch)
+        if self.verbose:
+            summary = " - ".join(f"{name}: {value:.4f}" for name, value in self.last_metrics.items())
+            print(
+                f"Epoch {epoch + 1}: {summary} ({self.protocol} ranking, {self._ranking.num_users} users, "
+                f"{time.perf_counter() - start:.1f}s)", flush=True
+            )
         if logs is not None:
-            logs.update(self.last_metrics)  # fresh values, or the last ones carried forward
+            logs.update(self.last_metrics)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        history = getattr(self.model, "history", None)
+        if isinstance(history, keras.callbacks.History) and getattr(history, "epoch", None) is not None:
+            align_history(history, self.validated_epochs, self.last_metrics)
+
+
+def align_history(history: keras.callbacks.History, validated_epochs: Sequence[int], keys) -> None:
+    """Give each of ``keys`` in ``history.history`` one value per epoch of ``history.epoch``,
+    ``NaN`` at the epochs not in ``validated_epochs``, and set ``history.validated_epochs``
+    (see :class:`RankingMetricsCallback`). A list of another length (a ``History`` reused
+    across ``fit`` calls) is left as Keras wrote it."""
+    validated = set(validated_epochs)
+    history.validated_epochs = [epoch for epoch in history.epoch if epoch in validated]
+    for key in keys:
+        values = history.history.get(key)
+        if values is None or len(values) != len(history.validated_epochs) or len(values) == len(history.epoch):
+            continue
+        measured = iter(values)
+        history.history[key] = [next(measured) if epoch in validated else float("nan") for epoch in history.epoch]
+
+
+def users_progress(verbose: int | str, *, stream=None) -> Callable[[int, int], None] | None:
+    """A ``progress(users_done, users_total)`` callback drawing a Keras ``Progbar`` (unit: user)
+    when ``verbose == 1`` and ``stream`` (stdout) is a terminal; ``None`` otherwise (in a log a
+    long step prints at most its own summary line, never one per batch)."""
+    stream = sys.stdout if stream is None else stream
+    if verbose != 1 or not getattr(stream, "isatty", lambda: False)():
+        return None
+    bar = keras.utils.Progbar(None, unit_name="user")  # its clock starts now; the total comes with the first call
+
+    def progress(done: int, total: int) -> None:
+        bar.target = total  # as Keras' ProgbarLogger sets it once known
+        bar.update(done)
+
+    return progress

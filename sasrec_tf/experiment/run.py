@@ -28,11 +28,12 @@ from sasrec_tf import artifacts, card, distribute, evaluation, training
 from sasrec_tf.baselines import MostPopular
 from sasrec_tf.config import SASRecConfig
 from sasrec_tf.data.sequences import leave_one_out
+from sasrec_tf.evaluation.callback import users_progress
 from sasrec_tf.experiment import run_dir
 from sasrec_tf.run_options import TrainOptions
 from sasrec_tf.experiment.run_callbacks import BestEpoch, RunProgress, TimeLimit
 from sasrec_tf.files import atomic_write_json
-from sasrec_tf.choices import STAGES
+from sasrec_tf.choices import PROTOCOLS, STAGES
 from sasrec_tf.warmstart import warm_start as copy_parent
 
 __all__ = ["Result", "check_evaluable", "read_shards", "train_and_evaluate"]
@@ -210,12 +211,43 @@ def _save(run: _Run, staging: Path | None, strategy) -> None:
                                item_counts=run.item_counts)
 
 
-def _evaluate(run: _Run, fitted: _Fitted, options: TrainOptions, *, baseline: bool) -> dict[str, Any]:
+def _evaluate_stage(model, split, stage: str, seed: int, protocol: dict[str, Any], verbose, *,
+                    name: str | None = None) -> dict[str, Any]:
+    """:func:`sasrec_tf.evaluation.evaluate` of one stage, both protocols, showing its progress as
+    ``fit`` does: with ``verbose == 1`` on a terminal a label and a Keras ``Progbar`` over the users
+    per protocol, with any other ``verbose`` but 0 one line when the stage is done."""
+    name = name or stage
+    bars: dict[str, Any] = {}
+
+    def bar(which: str):
+        if which not in bars:  # the protocols run one after the other: start the next one's clock now
+            print(f"evaluating {name}: {which} ranking", flush=True)
+            bars[which] = users_progress(verbose)
+        return bars[which]
+
+    def progress(which: str, done: int, total: int) -> None:
+        bar(which)(done, total)
+        if done == total and which == PROTOCOLS[0]:
+            bar(PROTOCOLS[1])
+
+    started = time.perf_counter()
+    if users_progress(verbose) is not None:
+        bar(PROTOCOLS[0])
+    result = evaluation.evaluate(model, split, stage=stage, seed=seed,
+                                 progress=progress if users_progress(verbose) is not None else None, **protocol)
+    if verbose:
+        users = len(getattr(split, f"{stage}_targets"))
+        print(f"evaluated {name} ({users} users, full and sampled ranking) in {time.perf_counter() - started:.1f}s",
+              flush=True)
+    return result
+
+
+def _evaluate(run: _Run, fitted: _Fitted, options: TrainOptions, *, baseline: bool, verbose=0) -> dict[str, Any]:
     """The run's ``metrics.json``: valid and test (full ranking and the sampled protocol), how
     they were evaluated, how training went, the warm-start parent, the data, and the baseline."""
     split, data, shards, seed = run.split, run.data, run.shards, run.config.seed
     protocol = {"num_negatives": options.eval_negatives, "repeated_targets": options.repeated_targets}
-    metrics: dict[str, Any] = {stage: evaluation.evaluate(run.model, split, stage=stage, seed=seed, **protocol)
+    metrics: dict[str, Any] = {stage: _evaluate_stage(run.model, split, stage, seed, protocol, verbose)
                                for stage in STAGES}
     metrics["evaluation"] = {
         "repeated_targets": options.repeated_targets,
@@ -232,8 +264,8 @@ def _evaluate(run: _Run, fitted: _Fitted, options: TrainOptions, *, baseline: bo
                           "short_users": int(split.num_short_users)}
     if baseline:
         popular = MostPopular(split.train, data.num_items, run.config.max_len)
-        metrics["baseline_most_popular"] = {"test": evaluation.evaluate(popular, split, stage="test", seed=seed,
-                                                                        **protocol)}
+        metrics["baseline_most_popular"] = {"test": _evaluate_stage(popular, split, "test", seed, protocol, verbose,
+                                                                    name="most popular, test")}
     return metrics
 
 
@@ -299,7 +331,7 @@ def train_and_evaluate(
     try:
         if run.out_dir is not None:
             _save(run, staging, strategy)
-        metrics = _evaluate(run, fitted, options, baseline=baseline)
+        metrics = _evaluate(run, fitted, options, baseline=baseline, verbose=verbose)
         if staging is not None:
             _publish(run, staging, metrics)
     except BaseException:

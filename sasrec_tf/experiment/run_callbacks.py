@@ -43,7 +43,9 @@ class TimeLimit(keras.callbacks.Callback):
 
 class BestEpoch(keras.callbacks.Callback):
     """Tracks the epoch (1-based) of the best validation value of ``monitor``: the first epoch
-    with the highest value, as Keras' ``EarlyStopping(mode="max")`` picks it.
+    with the highest value, as Keras' ``EarlyStopping(mode="max")`` picks it. An epoch that did
+    not validate has no ``monitor`` in its logs and is skipped, as ``fit``'s
+    :class:`~sasrec_tf.training.ValidatedEarlyStopping` skips it.
 
     Args:
       monitor: the log key, e.g. ``"val_ndcg@10"``.
