@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from sasrec_tf.files import write_with
+from sasrec_tf.layout import LOGS_DIR, METRICS_FILE
 
 __all__ = ["Curves", "VALIDATION_PREFIX", "read_curves", "plot_run", "plot_curves", "plot_bars", "plot_ablation",
            "plot_validation_curves", "plot_ablation_curves", "TEST_PANELS", "metric_panels"]
@@ -128,7 +129,7 @@ def read_curves(run_dir: str | Path) -> Curves:
     Raises:
       FileNotFoundError: ``DIR/logs`` holds no event file.
     """
-    logs = Path(run_dir) / "logs"
+    logs = Path(run_dir) / LOGS_DIR
     if not any(logs.glob("*/events.out.tfevents.*")):
         raise FileNotFoundError(f"{logs} holds no TensorBoard event file: is {run_dir} a `sasrec-tf train --out` "
                                 "directory?")
@@ -229,7 +230,7 @@ def plot_run(run_dir: str | Path, path: str | Path | None = None) -> Path:
     run_dir = Path(run_dir)
     curves = read_curves(run_dir)
     title, best = run_dir.absolute().name, None
-    metrics_file = run_dir / "metrics.json"
+    metrics_file = run_dir / METRICS_FILE
     if metrics_file.is_file():
         metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
         best = (metrics.get("training") or {}).get("best_epoch")

@@ -56,6 +56,10 @@ def test_a_resume_continues_only_the_same_run_and_its_metrics_count_the_whole_ru
     assert metrics["training"]["epochs"] == 3 and metrics["training"]["resumed_at_epoch"] == 2
     assert json.loads((out / "metrics.json").read_text())["training"]["epochs"] == 3
     assert not (out / "backup").exists()
+    from sasrec_tf.plots import read_curves  # the run's curves, drawn from its logs of both sessions
+
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [epoch for epoch, _ in read_curves(out).loss] == [1, 2, 3]
 
 
 def test_a_finished_run_is_kept_until_overwrite_and_then_replaced_as_one_unit(data, tmp_path, monkeypatch):

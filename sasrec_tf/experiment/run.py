@@ -24,16 +24,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from sasrec_tf import artifacts, card, distribute, evaluation, training
-from sasrec_tf.baselines import MostPopular
+from sasrec_tf import artifacts, card, distribute, evaluation, plots, training
+from sasrec_tf.choices import PROTOCOLS, STAGES
+from sasrec_tf.evaluation.baselines import MostPopular
 from sasrec_tf.config import SASRecConfig
 from sasrec_tf.data.sequences import leave_one_out
 from sasrec_tf.evaluation.callback import users_progress
 from sasrec_tf.experiment import run_dir
-from sasrec_tf.run_options import TrainOptions
 from sasrec_tf.experiment.run_callbacks import BestEpoch, RunProgress, TimeLimit
 from sasrec_tf.files import atomic_write_json
-from sasrec_tf.choices import PROTOCOLS, STAGES
+from sasrec_tf.run_options import TrainOptions
 from sasrec_tf.warmstart import warm_start as copy_parent
 
 __all__ = ["Result", "check_evaluable", "read_shards", "train_and_evaluate"]
@@ -270,12 +270,18 @@ def _evaluate(run: _Run, fitted: _Fitted, options: TrainOptions, *, baseline: bo
 
 
 def _publish(run: _Run, staging: Path, metrics: dict[str, Any]) -> None:
-    """Write ``metrics.json`` and ``card.json`` beside the saved model, then replace the run
-    directory by ``staging`` (:func:`~sasrec_tf.experiment.run_dir.publish`)."""
+    """Write ``metrics.json`` and ``card.json`` beside the saved model, replace the run directory
+    by ``staging`` (:func:`~sasrec_tf.experiment.run_dir.publish`), then draw the run's curves
+    (``curves.png``, :func:`sasrec_tf.plots.plot_run`) from the published logs. The picture comes
+    last and may fail without costing the run (it is logged)."""
     atomic_write_json(staging / run_dir.METRICS_FILE, metrics)
     card.write_card(staging, run.config, data=run.data, shards=run.shards, fingerprint=run.fingerprint["data"],
                     metrics=metrics)  # its parent: metrics["parent"] (warm start)
     run_dir.publish(run.out_dir, staging)
+    try:
+        plots.plot_run(run.out_dir)
+    except (OSError, ValueError) as err:  # no event file (e.g. TensorBoard off), an unreadable one
+        logger.warning("no curves.png for %s: %s", run.out_dir, err)
 
 
 def train_and_evaluate(
