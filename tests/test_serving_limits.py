@@ -228,6 +228,7 @@ def _nested(depth: int):
     ({"output_filter": 3, "inputs": {"history": [["sku-1"]]}}, "'output_filter' must be a list"),
     ({"output_filter": [3], "inputs": {"history": [["sku-1"]]}}, "'output_filter' must be a list"),
     ({"inputs": {"history": [[{"b64": "!!not base64!!"}]]}}, "invalid base64"),
+    ({"inputs": {"history": [[{"b64": "@@@@"}]]}}, "invalid base64"),  # was silently b""
     ({"inputs": {"history": [[{"b64": 7}]]}}, "must be a string"),
 ])
 def test_malformed_rest_bodies_are_400_with_a_clear_message(server, body, words):

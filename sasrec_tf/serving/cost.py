@@ -13,7 +13,11 @@ k, embedding size, max_len), so the cost of a request follows from its input sha
   most ``max_reply_bytes`` (``max_message_bytes``), else ``RESOURCE_EXHAUSTED``, which is what
   gRPC would have answered after the work.
 
-Both messages name the limit and the number of rows that fit, so a client can split. A SavedModel
+Both messages name the limit and the number of rows that fit, so a client can split. Measured
+(``/proc/PID/status`` of a local server on a 150-item export, ``[222214, 1]`` histories, the
+largest the default 2**25 cells allow, a 28 MB reply): VmHWM 739 → 1,406 MB, VmRSS 1,177 MB after
+(the allocators keep what they took), unchanged by repeating the request; a refused
+``[1048576, 1]`` request raised VmHWM by 54 MB (the 8 MB request itself). A SavedModel
 that is not a sasrec-tf export (no ``sasrec_export.json``) has no cost model: only
 ``max_request_elements`` applies to it. TensorFlow-free.
 """
