@@ -28,6 +28,7 @@ __all__ = [
     "SERVING_DEFAULT", "RECOMMEND_INCLUDING_HISTORY", "SCORE", "EMBED", "ITEM_EMBEDDINGS", "SIGNATURES",
     "HISTORY", "CANDIDATES", "ITEM_IDS", "KNOWN_ITEMS", "SignatureInput", "ServingSignature", "SIGNATURE_REGISTRY",
     "describe_signatures", "DEFAULT_K", "UNKNOWN_SCORE", "ASSETS_EXTRA_DIR", "WARMUP_FILE", "EXPORT_INFO_FILE",
+    "MAX_VERSION", "parse_version",
 ]
 
 # Signature names.
@@ -52,6 +53,25 @@ DEFAULT_K = 10
 # TF Serving ignores this directory apart from the warmup file.
 WARMUP_FILE = "tf_serving_warmup_requests"
 EXPORT_INFO_FILE = "sasrec_export.json"
+
+# The largest version number: TF Serving reads a version directory's name as an int64
+# (absl::SimpleAtoi in file_system_storage_path_source.cc) and the protos carry it as one.
+MAX_VERSION = 2**63 - 1
+
+
+def parse_version(name: str) -> int | None:
+    """The version number a directory ``name`` stands for, or None when it is not a version.
+
+    A version is ASCII digits (``str.isdigit`` also accepts ``"²"`` and other Unicode digits,
+    which ``int`` then refuses) whose value fits an int64, as TF Serving parses version
+    directories; anything else (``"²"``, ``"1e3"``, ``" 7"``, ``"99999999999999999999"``) is not a
+    version and is ignored by the server, ``sasrec-tf info`` and the export's version numbering.
+    Stricter than TF Serving in one respect: no sign or surrounding blanks.
+    """
+    if not name or not name.isascii() or not name.isdigit():
+        return None
+    value = int(name)
+    return value if value <= MAX_VERSION else None
 
 
 @dataclasses.dataclass(frozen=True)

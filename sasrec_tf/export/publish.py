@@ -27,9 +27,11 @@ from sasrec_tf.export.contract import (
     ASSETS_EXTRA_DIR,
     DEFAULT_K,
     EXPORT_INFO_FILE,
+    MAX_VERSION,
     SIGNATURE_REGISTRY,
     UNKNOWN_SCORE,
     WARMUP_FILE,
+    parse_version,
 )
 
 __all__ = ["STALE_EXPORT_SECONDS", "export_saved_model", "list_versions", "next_version", "remove_stale_staging",
@@ -46,7 +48,8 @@ def list_versions(model_root: str | os.PathLike[str]) -> list[int]:
     root = Path(model_root)
     if not root.is_dir():
         return []
-    return sorted(int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit())
+    found = ((parse_version(p.name), p) for p in root.iterdir())
+    return sorted(version for version, p in found if version is not None and p.is_dir())
 
 
 def next_version(model_root: str | os.PathLike[str]) -> int:
@@ -109,8 +112,10 @@ def export_saved_model(
     root = Path(export_base) / name
     if version is None:
         version = next_version(root)
-    elif isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 1:
-        raise ValueError(f"version must be a positive integer, got {version!r}")
+    if (isinstance(version, bool) or not isinstance(version, (int, np.integer))
+          or not 1 <= version <= MAX_VERSION):
+        raise ValueError(f"version must be a positive integer of at most {MAX_VERSION} (an int64, as TF Serving "
+                         f"reads it), got {version!r}")
     version = int(version)
     final = root / str(version)
     if final.exists():

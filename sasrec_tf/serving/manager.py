@@ -47,6 +47,7 @@ from typing import Mapping
 import grpc
 import tensorflow as tf
 
+from sasrec_tf.export.contract import parse_version
 from sasrec_tf.serving.errors import StatusError, status_code_from_int
 from sasrec_tf.serving.model_config import ModelSource, read_model_config
 from sasrec_tf.serving.options import DEFAULTS
@@ -74,7 +75,8 @@ def _versions_on_disk(base: Path) -> list[int]:
         entries = list(base.iterdir())
     except (FileNotFoundError, NotADirectoryError):
         return []
-    return sorted(int(p.name) for p in entries if p.name.isdigit() and (p / "saved_model.pb").is_file())
+    found = ((parse_version(p.name), p) for p in entries)
+    return sorted(version for version, p in found if version is not None and (p / "saved_model.pb").is_file())
 
 
 def _fingerprint(path: Path) -> tuple:

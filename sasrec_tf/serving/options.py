@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
-__all__ = ["ServingOptions", "DEFAULTS", "DEFAULT_MAX_REQUEST_ELEMENTS", "GRPC_PORT", "REST_PORT", "LOOPBACK"]
+__all__ = ["ServingOptions", "DEFAULTS", "DEFAULT_MAX_REQUEST_ELEMENTS", "DEFAULT_MAX_REQUEST_CELLS", "GRPC_PORT", "REST_PORT", "LOOPBACK"]
 
 LOOPBACK = "127.0.0.1"
 GRPC_PORT = 8500  # tensorflow_model_server's --port
@@ -19,6 +19,10 @@ REST_PORT = 8501  # tensorflow_model_server's --rest_api_port, as deployed (serv
 # 2**20 string ids: e.g. 8,192 histories of 128 items. A request's cost grows with its rows times
 # the catalogue (every row is scored against every item), so big offline jobs should chunk anyway.
 DEFAULT_MAX_REQUEST_ELEMENTS = 1 << 20
+# 2**25 float32 values (128 MiB) in a request's largest intermediate: rows × (catalogue + 1) for
+# the score table of the recommendation signatures, rows × candidates × d for ``score``, rows ×
+# width × d for the encoder (see sasrec_tf.serving.cost). E.g. 8,192 rows of a 4,095-item catalogue.
+DEFAULT_MAX_REQUEST_CELLS = 1 << 25
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +38,15 @@ class ServingOptions:
         max_workers: the server's request threads.
         max_message_bytes: the largest gRPC message or REST body, on both sides.
         max_request_elements: the most string ids one Predict may carry, all inputs together.
-        rest_read_timeout: seconds a REST client may take to send its request.
+        max_request_cells: the most float32 values one Predict of an export may compute in its
+            largest intermediate (rows × (catalogue + 1) for the score table of ``serving_default``);
+            checked, with the reply's size against ``max_message_bytes`` (rows × k ids and
+            scores), before anything is computed. A larger request is ``INVALID_ARGUMENT``, a
+            reply too large ``RESOURCE_EXHAUSTED``; both messages say how many rows fit.
+        rest_read_timeout: seconds a REST client may take to send its whole request (headers and
+            body); then it is answered 408 and the connection closed.
+        rest_max_connections: the most REST connections served at once; more are answered 503 and
+            closed (each open connection holds a thread).
         allow_version_labels_for_unavailable_models: TF Serving's flag of that name.
         load_retries: retries of a failed version load (``--max_num_load_retries``).
         load_retry_seconds: seconds between load retries (``--load_retry_interval_micros``).
@@ -53,7 +65,9 @@ class ServingOptions:
     max_workers: int = 8
     max_message_bytes: int = 64 * 1024 * 1024
     max_request_elements: int = DEFAULT_MAX_REQUEST_ELEMENTS
+    max_request_cells: int = DEFAULT_MAX_REQUEST_CELLS
     rest_read_timeout: float = 30.0
+    rest_max_connections: int = 64
     allow_version_labels_for_unavailable_models: bool = False
     load_retries: int = 5
     load_retry_seconds: float = 60.0

@@ -14,11 +14,16 @@ sorts last.
 from __future__ import annotations
 
 import base64
+import binascii
 from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["model_path", "predict_body", "decode_json_tensor", "encode_outputs", "to_jsonable"]
+__all__ = ["model_path", "predict_body", "decode_json_tensor", "encode_outputs", "to_jsonable", "MAX_JSON_RANK"]
+
+# The deepest nesting a JSON tensor may have: NumPy's limit on dimensions (TensorFlow allows more,
+# but no signature of an export has more than two). Checked without recursion before decoding.
+MAX_JSON_RANK = 32
 
 
 def model_path(model: str, version: int | None = None, label: str | None = None) -> str:
@@ -77,18 +82,40 @@ def predict_body(inputs: Mapping[str, Any], signature_name: str | None = None, f
     return body
 
 
+def _check_depth(value: Any) -> None:
+    """ValueError when ``value`` nests lists deeper than :data:`MAX_JSON_RANK` (iteratively: no RecursionError)."""
+    level = [value]
+    for _ in range(MAX_JSON_RANK + 1):
+        level = [v for item in level if isinstance(item, list) for v in item]
+        if not level:
+            return
+    raise ValueError(f"the value nests lists more than {MAX_JSON_RANK} deep; a tensor has at most "
+                     f"{MAX_JSON_RANK} dimensions")
+
+
+def _b64(value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise ValueError(f"a {{\"b64\": ...}} value must be a string, got {type(value).__name__}")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise ValueError(f"invalid base64 in a {{\"b64\": ...}} value: {err}") from None
+
+
 def _json_to_value(value: Any) -> Any:
     if isinstance(value, dict):
         if set(value) == {"b64"}:
-            return base64.b64decode(value["b64"])
-        raise ValueError(f"unexpected object in a tensor: {value!r}")
+            return _b64(value["b64"])
+        raise ValueError(f"unexpected object in a tensor: {str(value)[:80]}")
     if isinstance(value, list):
         return [_json_to_value(v) for v in value]
     return value
 
 
 def decode_json_tensor(value: Any, numpy_dtype: np.dtype | type) -> np.ndarray:
-    """A JSON (nested) list → array of ``numpy_dtype`` (``object`` for strings); ragged → ValueError."""
+    """A JSON (nested) list → array of ``numpy_dtype`` (``object`` for strings); ragged, nested more
+    than :data:`MAX_JSON_RANK` deep, invalid base64 → ValueError."""
+    _check_depth(value)
     value = _json_to_value(value)
     if numpy_dtype is object:
         array = np.array(value, dtype=object)

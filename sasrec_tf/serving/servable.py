@@ -16,7 +16,9 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from sasrec_tf.export.contract import ASSETS_EXTRA_DIR, WARMUP_FILE
 from sasrec_tf.serving.batching import Batcher
+from sasrec_tf.serving.cost import ExportCost
 from sasrec_tf.serving.errors import StatusError, status_code_from_int
+from sasrec_tf.serving.options import DEFAULTS
 from sasrec_tf.serving.tensors import DEFAULT_MAX_REQUEST_ELEMENTS, check_request_protos, to_ndarray
 
 __all__ = ["Servable", "read_signature_defs", "dtype_name"]
@@ -60,6 +62,7 @@ class Servable:
         defs = read_signature_defs(self.path)
         self.all_signature_defs = defs  # GetModelMetadata lists them all, __saved_model_init_op included
         self.signature_defs = {key: defs[key] for key in self.functions}
+        self.cost = ExportCost.read(self.path)  # None: not a sasrec-tf export, no cost bound
         self._calls = {key: functools.partial(_call_numpy, function) for key, function in self.functions.items()}
         self._batchers = {}
         if batching is not None:  # one Batcher per signature (see sasrec_tf.serving.batching)
@@ -121,6 +124,14 @@ class Servable:
                 f"the inputs of signature {key!r} must have the same batch size (dimension 0), got {sizes}",
             )
 
+    def check_cost(self, signature_name: str, shapes: Mapping[str, tuple[int, ...]], *,
+                   max_cells: int = DEFAULTS.max_request_cells,
+                   max_reply_bytes: int = DEFAULTS.max_message_bytes) -> None:
+        """What the request would compute and answer, against the limits (:mod:`sasrec_tf.serving.cost`)."""
+        if self.cost is not None:
+            key = signature_name or tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
+            self.cost.check(key, shapes, max_cells=max_cells, max_reply_bytes=max_reply_bytes)
+
     # ----------------------------------------------------------------------------- running
     def run(self, signature_name: str, inputs: Mapping[str, np.ndarray], output_filter=()) -> dict[str, np.ndarray]:
         """Run a signature on checked inputs; returns ``{output: array}`` (all or ``output_filter``)."""
@@ -143,15 +154,17 @@ class Servable:
         return {name: outputs[name] for name in wanted}
 
     def run_proto(self, signature_name: str, inputs, output_filter=(), *,
-                  max_elements: int = DEFAULT_MAX_REQUEST_ELEMENTS) -> dict[str, np.ndarray]:
+                  max_elements: int = DEFAULT_MAX_REQUEST_ELEMENTS, max_cells: int = DEFAULTS.max_request_cells,
+                  max_reply_bytes: int = DEFAULTS.max_message_bytes) -> dict[str, np.ndarray]:
         """:meth:`run` for a ``map<string, TensorProto>`` (a PredictRequest's ``inputs``).
 
         Shapes, content sizes and the request's size (``max_elements``, see
         :mod:`sasrec_tf.serving.tensors`) are checked, then the signature, before any tensor is
-        decoded.
+        decoded, and what it would cost (``max_cells``, ``max_reply_bytes``) before it runs.
         """
         shapes = check_request_protos(inputs, max_elements)
         self.check_inputs(signature_name, {key: (proto.dtype, shapes[key]) for key, proto in inputs.items()})
+        self.check_cost(signature_name, shapes, max_cells=max_cells, max_reply_bytes=max_reply_bytes)
         arrays = {key: to_ndarray(key, proto) for key, proto in inputs.items()}
         return self.run(signature_name, arrays, output_filter)
 

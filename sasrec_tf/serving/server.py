@@ -16,14 +16,12 @@ canonical code. Classify, Regress, MultiInference and HandleReloadConfigRequest 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import re
 import threading
+import time
 from concurrent import futures
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Mapping
+from typing import Callable, Mapping
 
 import grpc
 import tensorflow as tf
@@ -35,11 +33,10 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from sasrec_tf.serving import rest
-from sasrec_tf.serving.errors import HTTP_STATUS, StatusError
+from sasrec_tf.serving.errors import StatusError
 from sasrec_tf.serving.manager import ModelManager
 from sasrec_tf.serving.options import DEFAULTS, LOOPBACK
-from sasrec_tf.serving.tensors import check_request_arrays
+from sasrec_tf.serving.rest_server import RestHandler, RestServer
 
 __all__ = ["LocalModelServer"]
 
@@ -70,7 +67,14 @@ class LocalModelServer:
         max_request_elements: the most elements (``rows × width`` summed over the inputs) one
             Predict may hold; larger requests are ``INVALID_ARGUMENT`` (see
             :mod:`sasrec_tf.serving.tensors`).
-        rest_read_timeout: seconds a REST connection may take to send a request before it is closed.
+        max_request_cells: the most float32 values one Predict of an export may compute in its
+            largest intermediate (rows × (catalogue + 1) for ``serving_default``); checked with the
+            reply's size (against ``max_message_bytes``) before it runs (see
+            :mod:`sasrec_tf.serving.cost`).
+        rest_read_timeout: seconds a REST client may take to send a whole request (headers and body);
+            then it is answered 408 and the connection closed.
+        rest_max_connections: REST connections served at once; more are answered 503 and closed.
+        clock: the monotonic clock the REST deadline reads (a test may pass its own).
         allow_version_labels_for_unavailable_models: as TF Serving's flag: a *new* label may name a
             version that is not loaded yet (moving an existing label there is always refused).
         load_retries, load_retry_seconds: how often, and how far apart, a failed load is retried
@@ -95,20 +99,24 @@ class LocalModelServer:
         max_workers: int = DEFAULTS.max_workers,
         max_message_bytes: int = DEFAULTS.max_message_bytes,
         max_request_elements: int = DEFAULTS.max_request_elements,
+        max_request_cells: int = DEFAULTS.max_request_cells,
         rest_read_timeout: float = DEFAULTS.rest_read_timeout,
+        rest_max_connections: int = DEFAULTS.rest_max_connections,
         allow_version_labels_for_unavailable_models: bool = DEFAULTS.allow_version_labels_for_unavailable_models,
         load_retries: int = DEFAULTS.load_retries,
         load_retry_seconds: float = DEFAULTS.load_retry_seconds,
         enable_batching: bool = DEFAULTS.enable_batching,
         max_batch_size: int = DEFAULTS.max_batch_size,
         num_batch_threads: int = DEFAULTS.num_batch_threads,
+        clock: Callable[[], float] = time.monotonic,
     ):
         for name, value in (("port", port), ("rest_port", 0 if rest_port is None else rest_port)):
             if not 0 <= int(value) <= 65535:
                 raise ValueError(f"{name} must be a TCP port, 1-65535 (or 0 for any free port), got {value}")
         positive = {"max_batch_size": max_batch_size, "num_batch_threads": num_batch_threads,
                     "max_workers": max_workers, "max_message_bytes": max_message_bytes,
-                    "max_request_elements": max_request_elements}
+                    "max_request_elements": max_request_elements, "max_request_cells": max_request_cells,
+                    "rest_max_connections": rest_max_connections}
         for name, value in positive.items():
             if int(value) < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
@@ -127,11 +135,14 @@ class LocalModelServer:
         self.max_workers = int(max_workers)
         self.max_message_bytes = int(max_message_bytes)
         self.max_request_elements = int(max_request_elements)
+        self.max_request_cells = int(max_request_cells)
+        self.rest_max_connections = int(rest_max_connections)
+        self.clock = clock
         self.rest_read_timeout = float(rest_read_timeout)
         self.port: int | None = None
         self.rest_port: int | None = None
         self._grpc: grpc.Server | None = None
-        self._http: ThreadingHTTPServer | None = None
+        self._http: RestServer | None = None
         self._http_thread: threading.Thread | None = None
 
     # ----------------------------------------------------------------------------- lifecycle
@@ -173,9 +184,8 @@ class LocalModelServer:
         server.start()
         self._grpc = server
         if self._requested_rest_port is not None:
-            handler = type("_Handler", (_RestHandler,), {"model_server": self, "timeout": self.rest_read_timeout})
-            self._http = ThreadingHTTPServer((self.host, int(self._requested_rest_port)), handler)
-            self._http.daemon_threads = True
+            handler = type("_Handler", (RestHandler,), {"model_server": self, "timeout": self.rest_read_timeout})
+            self._http = RestServer((self.host, int(self._requested_rest_port)), handler, self.rest_max_connections)
             self.rest_port = self._http.server_address[1]
             self._http_thread = threading.Thread(target=self._http.serve_forever, daemon=True, name="sasrec-rest")
             self._http_thread.start()
@@ -217,7 +227,8 @@ class LocalModelServer:
         servable = self._servable(request.model_spec)
         signature = request.model_spec.signature_name or tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
         outputs = servable.run_proto(signature, request.inputs, request.output_filter,
-                                     max_elements=self.max_request_elements)
+                                     max_elements=self.max_request_elements, max_cells=self.max_request_cells,
+                                     max_reply_bytes=self.max_message_bytes)
         response = predict_pb2.PredictResponse()
         response.model_spec.name = servable.name
         response.model_spec.version.value = servable.version
@@ -288,149 +299,3 @@ class _ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 
     def GetModelStatus(self, request, context):  # noqa: N802
         return _handle(context, self._server.get_model_status, request)
-
-
-# --------------------------------------------------------------------------------------- REST
-_REST_PATH = re.compile(  # TF Serving matches these case-insensitively; anything else is a 400
-    r"^/v1/models/(?P<model>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
-    r"(?::(?P<verb>[a-z]+)|/(?P<metadata>metadata))?$", re.IGNORECASE,
-)
-
-
-class _RestHandler(BaseHTTPRequestHandler):
-    """TF Serving's REST API: GET status / metadata, POST ``:predict``."""
-
-    model_server: LocalModelServer
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format, *args):  # noqa: A002 - BaseHTTPRequestHandler's signature
-        logger.debug("rest: " + format, *args)
-
-    def _reply(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _dispatch(self, method: str) -> None:
-        try:
-            body = self._route(method)
-        except StatusError as err:
-            self._reply(HTTP_STATUS.get(err.code, 500), {"error": err.message})
-        except Exception as err:  # noqa: BLE001
-            logger.exception("rest request failed")
-            self._reply(500, {"error": f"{type(err).__name__}: {err}"})
-        else:
-            self._reply(200, body)
-
-    def do_GET(self):  # noqa: N802
-        self._dispatch("GET")
-
-    def do_POST(self):  # noqa: N802
-        self._dispatch("POST")
-
-    def _route(self, method: str) -> dict:
-        from google.protobuf import json_format
-
-        match = _REST_PATH.match(self.path.split("?", 1)[0])
-        if match is None:
-            raise StatusError(grpc.StatusCode.INVALID_ARGUMENT, f"Malformed request: {method} {self.path}")
-        name, verb = match["model"], (match["verb"] or "").lower() or None
-        version = int(match["version"]) if match["version"] else None
-        label = match["label"]
-        server = self.model_server
-        if method == "GET" and verb is None and not match["metadata"]:
-            request = get_model_status_pb2.GetModelStatusRequest()
-            request.model_spec.name = name
-            if version is not None:
-                request.model_spec.version.value = version
-            elif label:
-                request.model_spec.version_label = label
-            return json_format.MessageToDict(server.get_model_status(request), preserving_proto_field_name=True,
-                                             always_print_fields_with_no_presence=True)
-        servable = server.manager.resolve(name, version, label)
-        if method == "GET" and match["metadata"]:
-            signature_map = get_model_metadata_pb2.SignatureDefMap()
-            for key, signature_def in servable.all_signature_defs.items():
-                signature_map.signature_def[key].CopyFrom(signature_def)
-            return {
-                "model_spec": {"name": servable.name, "signature_name": "", "version": str(servable.version)},
-                "metadata": {"signature_def": json_format.MessageToDict(signature_map,
-                                                                        preserving_proto_field_name=True)},
-            }
-        if method == "POST" and verb == "predict":
-            return self._predict(servable)
-        if method == "POST" and verb in ("classify", "regress"):
-            raise StatusError(grpc.StatusCode.UNIMPLEMENTED, f"{verb} is not implemented by this server")
-        raise StatusError(grpc.StatusCode.INVALID_ARGUMENT, f"Malformed request: {method} {self.path}")
-
-    def _read_body(self) -> bytes:
-        """The request body, at most ``max_message_bytes``; the handler's ``timeout`` bounds the wait."""
-        limit = self.model_server.max_message_bytes
-        given = self.headers.get("Content-Length") or "0"
-        if not given.isdigit():
-            self.close_connection = True
-            raise StatusError(grpc.StatusCode.INVALID_ARGUMENT, f"Content-Length must be a byte count, got {given!r}")
-        if int(given) > limit:
-            self.close_connection = True
-            raise StatusError(grpc.StatusCode.INVALID_ARGUMENT,
-                              f"the request body of {int(given):,} bytes exceeds this server's limit of {limit:,}")
-        try:
-            return self.rfile.read(int(given))
-        except TimeoutError:
-            self.close_connection = True
-            raise StatusError(grpc.StatusCode.INVALID_ARGUMENT,
-                              f"the request body did not arrive within {self.timeout:g} s") from None
-
-    def _predict(self, servable) -> dict:
-        try:
-            body = json.loads(self._read_body() or b"{}")
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
-            raise StatusError(grpc.StatusCode.INVALID_ARGUMENT, f"JSON Parse error: {err}") from None
-        if not isinstance(body, dict):
-            raise StatusError(grpc.StatusCode.INVALID_ARGUMENT, "the request body must be a JSON object")
-        signature_name = body.get("signature_name") or tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
-        try:
-            signature = servable.signature(signature_name)
-        except StatusError as err:  # TF Serving's REST answers an unknown signature INVALID_ARGUMENT
-            raise StatusError(grpc.StatusCode.INVALID_ARGUMENT, err.message) from None
-        formats = [f for f in ("instances", "inputs") if f in body]
-        if len(formats) != 1:
-            raise StatusError(grpc.StatusCode.INVALID_ARGUMENT,
-                              "the request needs exactly one of 'instances' (row format) or 'inputs' (columnar)")
-        fmt = formats[0]
-        names = sorted(signature.inputs)
-        if fmt == "instances":
-            rows = body["instances"]
-            if not isinstance(rows, list):
-                raise StatusError(grpc.StatusCode.INVALID_ARGUMENT, "'instances' must be a list")
-            if len(names) == 1 and not all(isinstance(r, dict) for r in rows):
-                columns = {names[0]: rows}
-            elif all(isinstance(r, dict) for r in rows):
-                keys = {key for row in rows for key in row}
-                columns = {key: [row.get(key) for row in rows] for key in keys}
-            else:
-                raise StatusError(grpc.StatusCode.INVALID_ARGUMENT,
-                                  f"each instance must be an object with the inputs {names}")
-        else:
-            value = body["inputs"]
-            columns = value if isinstance(value, dict) else ({names[0]: value} if len(names) == 1 else None)
-            if columns is None:
-                raise StatusError(grpc.StatusCode.INVALID_ARGUMENT,
-                                  f"'inputs' must be an object with the inputs {names}")
-        arrays, given = {}, {}
-        for key, value in columns.items():
-            info = signature.inputs.get(key)
-            dtype = tf.dtypes.as_dtype(info.dtype) if info is not None else tf.string
-            numpy_dtype = object if dtype == tf.string else dtype.as_numpy_dtype
-            try:
-                arrays[key] = rest.decode_json_tensor(value, numpy_dtype)
-            except ValueError as err:
-                raise StatusError(grpc.StatusCode.INVALID_ARGUMENT, f"input {key!r}: {err}") from None
-            given[key] = (dtype.as_datatype_enum, arrays[key].shape)
-        check_request_arrays(arrays, self.model_server.max_request_elements)
-        servable.check_inputs(signature_name, given)
-        outputs = servable.run(signature_name, arrays, body.get("output_filter") or ())
-        return rest.encode_outputs(outputs, fmt)
