@@ -2,8 +2,9 @@
 
 The library never imports this package: it raises ``ValueError``/``DataError`` and this layer
 turns them into one-line messages and exit codes (2: a usage or data problem; 130: interrupted).
-TensorFlow's C++ start-up noise is silenced unless ``-v`` is given. Building the parser imports no
-TensorFlow (help and argument errors answer at once); each subcommand imports it in ``run``.
+TensorFlow's C++ start-up noise is silenced unless ``-v`` is given (before or after the
+subcommand). Every ``--help`` shows each flag's default. Building the parser imports no TensorFlow
+(help and argument errors answer at once); each subcommand imports it in ``run``.
 
 Adding a subcommand: a module here with ``register(subcommands)`` (which adds its parser and sets
 ``func``) and one entry in :data:`COMMANDS`.
@@ -28,12 +29,16 @@ __all__ = ["COMMANDS", "UsageError", "build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``sasrec-tf`` parser, every subcommand of :data:`COMMANDS` registered."""
-    parser = argparse.ArgumentParser(prog="sasrec-tf", description="Train, evaluate, export and serve SASRec.")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="log progress details and TensorFlow's own messages; tracebacks on errors")
+    parser = argparse.ArgumentParser(prog="sasrec-tf", description="Train, evaluate, export and serve SASRec.",
+                                     formatter_class=common.DefaultsHelpFormatter)
+    common.add_verbose_flag(parser, default=False)
     subcommands = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.register(subcommands)
+    for subparser in set(subcommands.choices.values()):
+        # -v after the subcommand too; SUPPRESS keeps a -v given before it (no default overwrites it).
+        common.add_verbose_flag(subparser, default=argparse.SUPPRESS)
+        subparser.formatter_class = common.with_defaults(subparser.formatter_class)
     return parser
 
 

@@ -1,5 +1,5 @@
-"""What the subcommands share: the usage error, typed option flags, data and training flags, tables,
-quiet start-up.
+"""What the subcommands share: the usage error, ``-v``, help that shows defaults, typed option flags,
+data and training flags, tables, quiet start-up.
 
 Nothing here, and nothing a subcommand's ``register`` calls, imports TensorFlow: help, argument
 errors and ``sasrec-tf info`` answer without it (``tests/test_cli_imports.py``). Library code that
@@ -14,6 +14,7 @@ import dataclasses
 import importlib.abc
 import importlib.util
 import inspect
+import json
 import os
 import re
 import sys
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from sasrec_tf.choices import PROTOCOLS
-from sasrec_tf.config import REPEATED_TARGETS, option_types
+from sasrec_tf.config import REPEATED_TARGETS, SASRecConfig, option_types
 from sasrec_tf.experiment import MONITORS, DataOptions, Pipeline, TrainOptions
 from sasrec_tf.files import atomic_write_json
 
@@ -100,6 +101,58 @@ def _stderr_silenced():
         os.close(saved)
 
 
+# ------------------------------------------------------------------------------------ help
+def add_verbose_flag(parser: argparse.ArgumentParser, default: Any) -> None:
+    """``-v/--verbose``; the subcommands' copy has ``argparse.SUPPRESS`` as default, so a ``-v``
+    given before the subcommand is not reset by the subcommand's parser."""
+    parser.add_argument("-v", "--verbose", action="store_true", default=default,
+                        help="log progress details and TensorFlow's own messages; tracebacks on errors")
+
+
+class _ShowsDefaults(argparse.HelpFormatter):
+    """argparse's ``ArgumentDefaultsHelpFormatter``, but silent where a default says nothing (None,
+    False, an empty list) or the help already states it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help = action.help or ""
+        default = action.default
+        if "default" in help.lower() or not _says_something(action):
+            return help
+        return help + " (default: %(default)s)" if help else "default: %(default)s"
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if action.help is None and _says_something(action):  # argparse prints no help line at all
+            action.help = "default: %(default)s"
+        return super()._format_action(action)
+
+
+def _says_something(action: argparse.Action) -> bool:
+    """Whether a flag's default is worth showing: not for switches (``store_true``), positionals, None."""
+    default = action.default
+    return bool(action.option_strings) and action.nargs != 0 and not (
+        default is None or default == [] or default is argparse.SUPPRESS)
+
+
+class DefaultsHelpFormatter(_ShowsDefaults):
+    """Help that shows every flag's default."""
+
+
+def with_defaults(formatter: type[argparse.HelpFormatter]) -> type[argparse.HelpFormatter]:
+    """``formatter`` (e.g. ``RawDescriptionHelpFormatter``) that also shows every flag's default."""
+    if issubclass(formatter, _ShowsDefaults):
+        return formatter
+    return type(f"Defaults{formatter.__name__}", (_ShowsDefaults, formatter), {})
+
+
+def show_default(help: str | None, value: Any) -> str | None:
+    """``help`` with ``(default: value)`` appended, unless it says its default already or there is
+    none to say (``None``). A flag whose argparse default is ``None`` ("not given": the library
+    decides) shows the library's value this way."""
+    if value is None or (help and "default" in help.lower()):
+        return help
+    return f"{help} (default: {value})" if help else f"default: {value}"
+
+
 # ------------------------------------------------------------------------------------ options
 # Flags take text; the typed parser (Pipeline.set, as for --set and pipeline files) reads it, so a
 # bad value is one line naming the flag ("--eval-every 0: TrainOptions.eval_every must be ...").
@@ -118,11 +171,17 @@ def default_of(owner: Any, name: str) -> Any:
     return inspect.signature(owner).parameters[name].default
 
 
-def add_option_flag(parser: argparse.ArgumentParser, cls: type, name: str, **kwargs) -> None:
-    """A flag for the field ``name`` of the options dataclass ``cls``, with its type as metavar."""
+def add_option_flag(parser: argparse.ArgumentParser, cls: type, name: str, *, shown_default: Any = None,
+                    **kwargs) -> None:
+    """A flag for the field ``name`` of the options dataclass ``cls``, with its type as metavar and
+    its default in the help (``shown_default``, else the field's default when it is not None).
+
+    The flag's own default is None (not given), so a pipeline file's value is not overridden."""
     kind, _ = option_types(cls)[name]
     if "choices" not in kwargs:  # argparse shows the choices themselves
         kwargs.setdefault("metavar", {bool: "BOOL", int: "INT", float: "NUMBER", str: "TEXT"}[kind])
+    shown = default_of(cls, name) if shown_default is None else shown_default
+    kwargs["help"] = show_default(kwargs.get("help"), shown)
     parser.add_argument(flag(name), dest=name, default=None, **kwargs)
 
 
@@ -141,19 +200,32 @@ _DATA_FLAGS = tuple(field.name for field in dataclasses.fields(DataOptions))
 
 def add_data_flags(parser: argparse.ArgumentParser, required_format: bool = False) -> None:
     """``--data``, ``--format`` and the reading/filtering options of :class:`DataOptions`."""
-    from sasrec_tf.data.ingest import FORMATS
+    from sasrec_tf.data.ingest import DUPLICATE_POLICIES, FORMATS, filter_interactions, read_interactions
+
+    def reader(name):
+        return default_of(read_interactions, name)
 
     parser.add_argument("--data", required=True, help="interaction log: file path")
-    add_option_flag(parser, DataOptions, "format", choices=FORMATS, required=required_format)
-    add_option_flag(parser, DataOptions, "user_col")
-    add_option_flag(parser, DataOptions, "item_col")
-    add_option_flag(parser, DataOptions, "time_col")
-    add_option_flag(parser, DataOptions, "rating_col")
-    add_option_flag(parser, DataOptions, "min_rating", help="keep interactions rated at least this (implicit feedback)")
-    add_option_flag(parser, DataOptions, "sep", help="field separator for csv")
-    add_option_flag(parser, DataOptions, "min_user_interactions")
-    add_option_flag(parser, DataOptions, "min_item_interactions")
-    add_option_flag(parser, DataOptions, "duplicates", choices=("keep", "first", "last"))
+    add_option_flag(parser, DataOptions, "format", choices=FORMATS, required=required_format,
+                    help="how to read --data: csv/tsv/parquet with a header naming the columns (below), the "
+                         "SASRec paper's 'user item' lines, S3-Rec's 'user item item ...' lines, or MovieLens")
+    add_option_flag(parser, DataOptions, "user_col", help="user id column (csv, tsv, parquet)",
+                    shown_default=reader("user_col"))
+    add_option_flag(parser, DataOptions, "item_col", help="item id column (csv, tsv, parquet)",
+                    shown_default=reader("item_col"))
+    add_option_flag(parser, DataOptions, "time_col", help="timestamp column: numbers or dates (csv, tsv, parquet)",
+                    shown_default=reader("time_col"))
+    add_option_flag(parser, DataOptions, "rating_col", help="rating column (default: 'rating' if there is one)")
+    add_option_flag(parser, DataOptions, "min_rating",
+                    help="keep interactions rated at least this (implicit feedback; default: keep all)")
+    add_option_flag(parser, DataOptions, "sep", help="field separator (default: ',' for csv, tab for tsv)")
+    add_option_flag(parser, DataOptions, "min_user_interactions", help="drop users with fewer (k-core filter)",
+                    shown_default=default_of(filter_interactions, "min_user_interactions"))
+    add_option_flag(parser, DataOptions, "min_item_interactions", help="drop items with fewer (k-core filter)",
+                    shown_default=default_of(filter_interactions, "min_item_interactions"))
+    add_option_flag(parser, DataOptions, "duplicates", choices=DUPLICATE_POLICIES,
+                    help="a repeated (user, item) pair: keep all, or only the first or last",
+                    shown_default=default_of(filter_interactions, "duplicates"))
 
 
 def data_options(args: argparse.Namespace, pipeline: Pipeline | None = None) -> DataOptions:
@@ -197,12 +269,12 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="any SASRecConfig field, e.g. --set loss=full_softmax, --set use_residual=false")
     add_option_flag(parser, TrainOptions, "eval_every", help="validate every N epochs")
-    add_option_flag(parser, TrainOptions, "patience", help="early stopping after N evaluations without improvement")
+    add_option_flag(parser, TrainOptions, "patience", help="early stopping after N evaluations without improvement (default: no early stopping)")
     add_option_flag(parser, TrainOptions, "monitor", choices=MONITORS,
                     help="validation metric for early stopping and the best epoch "
                          f"(default: {default_of(TrainOptions, 'monitor')})")
-    add_option_flag(parser, TrainOptions, "max_eval_users", help="validate on a seeded sample of this many users")
-    add_option_flag(parser, TrainOptions, "max_minutes", help="stop training after this much wall time")
+    add_option_flag(parser, TrainOptions, "max_eval_users", help="validate on a seeded sample of this many users (default: all)")
+    add_option_flag(parser, TrainOptions, "max_minutes", help="stop training after this many minutes of wall time (default: no limit)")
     add_option_flag(parser, TrainOptions, "eval_negatives",
                     help="negatives per test item in the sampled protocol (default: the paper's "
                          f"{default_of(TrainOptions, 'eval_negatives')}; each evaluated user needs that many "
@@ -224,6 +296,25 @@ def train_options(args: argparse.Namespace, pipeline: Pipeline) -> TrainOptions:
 
 
 # ------------------------------------------------------------------------------------ output
+def format_config(config: SASRecConfig, where: str) -> str:
+    """The fields of ``config`` that differ from ``SASRecConfig()`` (the reference code's defaults),
+    one aligned ``name = value`` line each; ``where`` names the file that holds all of them."""
+    defaults = SASRecConfig().to_dict()
+    changed = {k: v for k, v in config.to_dict().items() if v != defaults.get(k)}
+    if not changed:
+        return f"config: SASRecConfig's defaults (the reference code's); all of it in {where}"
+    width = max(map(len, changed))
+    lines = [f"config: {len(changed)} field(s) differ from SASRecConfig's defaults; all of it in {where}"]
+    lines += [f"  {name:<{width}} = {_shown(value)}  (default {_shown(defaults.get(name))})"
+              for name, value in sorted(changed.items())]
+    return "\n".join(lines)
+
+
+def _shown(value: Any) -> str:
+    """A value as a pipeline file or ``--set`` writes it: ``true``, ``null``, ``1e-07``, ``bce``."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def format_table(rows: Sequence[tuple[str, dict[str, dict[str, float]]]]) -> str:
     """HR@10, NDCG@10 and MRR under both protocols, one line per named result."""
     keys = ("hr@10", "ndcg@10", "mrr")

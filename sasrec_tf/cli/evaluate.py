@@ -12,10 +12,10 @@ from sasrec_tf.experiment import Pipeline, TrainOptions
 
 def register(subcommands) -> None:
     parser = subcommands.add_parser("evaluate", help="re-evaluate a trained model directory")
-    parser.add_argument("--model", required=True)
+    parser.add_argument("--model", required=True, metavar="DIR", help="model directory written by `sasrec-tf train`")
     add_data_flags(parser, required_format=True)
     parser.add_argument("--out", help="write the metrics as JSON here")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=42, help="seed of the sampled protocol's negatives")
     add_option_flag(parser, TrainOptions, "eval_negatives",
                     help="negatives per item in the sampled protocol (default: the paper's "
                          f"{default_of(TrainOptions, 'eval_negatives')})")
