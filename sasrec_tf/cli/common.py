@@ -198,8 +198,10 @@ def set_flags(pipeline: Pipeline, section: str, args: argparse.Namespace, names:
 _DATA_FLAGS = tuple(field.name for field in dataclasses.fields(DataOptions))
 
 
-def add_data_flags(parser: argparse.ArgumentParser, required_format: bool = False) -> None:
-    """``--data``, ``--format`` and the reading/filtering options of :class:`DataOptions`."""
+def add_data_flags(parser: argparse.ArgumentParser, required_format: bool = False, from_model: bool = False) -> None:
+    """``--data``, ``--format`` and the reading/filtering options of :class:`DataOptions`;
+    ``from_model``: a command on a trained model, whose options default to the run's
+    (:func:`read_model_data`)."""
     from sasrec_tf.data.ingest import DUPLICATE_POLICIES, FORMATS, filter_interactions, read_interactions
 
     def reader(name):
@@ -208,7 +210,10 @@ def add_data_flags(parser: argparse.ArgumentParser, required_format: bool = Fals
     parser.add_argument("--data", required=True, help="interaction log: file path")
     add_option_flag(parser, DataOptions, "format", choices=FORMATS, required=required_format,
                     help="how to read --data: csv/tsv/parquet with a header naming the columns (below), the "
-                         "SASRec paper's 'user item' lines, S3-Rec's 'user item item ...' lines, or MovieLens")
+                         "SASRec paper's 'user item' lines, S3-Rec's 'user item item ...' lines, or MovieLens"
+                         + (" (default: as the model's training run read its log, recorded in its "
+                            f"{DATA_OPTIONS_FILE}; else guessed from the file name where unambiguous)"
+                            if from_model else ""))
     add_option_flag(parser, DataOptions, "user_col", help="user id column (csv, tsv, parquet)",
                     shown_default=reader("user_col"))
     add_option_flag(parser, DataOptions, "item_col", help="item id column (csv, tsv, parquet)",
@@ -238,13 +243,84 @@ def data_options(args: argparse.Namespace, pipeline: Pipeline | None = None) -> 
 def read_data(args: argparse.Namespace, pipeline: Pipeline | None = None, vocab=None, *, grow: bool = False):
     """The log named by ``--data``, read with :func:`data_options`. A data error's hints name the
     flags (``--user-col``) where the library names its arguments (``user_col=``)."""
+    from sasrec_tf.cli.progress import Steps
     from sasrec_tf.data.errors import DataError
+    from sasrec_tf.data.sequences import LOAD_STEPS
 
     options = data_options(args, pipeline)
+    progress = Steps(f"loading {args.data}", len(LOAD_STEPS), names=LOAD_STEPS)
     try:
-        return options.read(args.data, vocab=vocab, grow=grow)
+        return options.read(args.data, vocab=vocab, grow=grow, progress=progress)
     except DataError as err:
         raise DataError(_flag_names(err.reason), path=err.path, line=err.line) from None
+
+
+# ------------------------------------------------------------------------------------ the run's data options
+# `sasrec-tf train` records how it read its log beside the model, so the commands that take a model
+# (evaluate, recommend, attention-plot) read a log the same way without --format and column flags.
+DATA_OPTIONS_FILE = "data_options.json"
+
+
+def record_data_options(out_dir: str | Path, args: argparse.Namespace, pipeline: Pipeline) -> Path:
+    """Write ``OUT/data_options.json``: the log ``--data`` and the :class:`DataOptions` it was read with."""
+    options = {k: v for k, v in dataclasses.asdict(data_options(args, pipeline)).items() if v is not None}
+    path = Path(out_dir) / DATA_OPTIONS_FILE
+    write_json(path, {"data": str(Path(args.data).absolute()), "options": options})
+    return path
+
+
+def read_model_data(args: argparse.Namespace, model_dir: str | Path, vocab):
+    """:func:`read_data` for a command on a trained model: the options not given as flags are those
+    the run recorded (``data_options.json``); without a record, a ``--format`` not given is guessed
+    from the log's name or content where that is unambiguous (one line says so), else refused."""
+    pipeline = Pipeline()
+    recorded = Path(model_dir) / DATA_OPTIONS_FILE
+    taken = {}
+    if recorded.is_file():
+        try:
+            options = json.loads(recorded.read_text(encoding="utf-8"))["options"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise UsageError(f"{recorded} is unreadable: pass --format (and the column flags) yourself") from None
+        for name, value in options.items():
+            if getattr(args, name, None) is None:
+                pipeline.set("data", name, value, f"{recorded}: {name}")
+                taken[name] = value
+        if taken:
+            print(f"reading --data as the run did ({recorded}): "
+                  + ", ".join(f"{flag(k)} {v}" for k, v in taken.items()), flush=True)
+    if args.format is None and "format" not in taken:
+        guessed, why = guess_format(args.data)
+        if guessed is None:
+            raise UsageError(f"--format is required: {model_dir} records no data format (no {DATA_OPTIONS_FILE}: "
+                             f"not trained by this version of `sasrec-tf train`) and {why}")
+        print(f"reading --data {args.data} as --format {guessed} ({why}; --format to choose another)", flush=True)
+        pipeline.set("data", "format", guessed, f"--format guessed from {args.data}")
+    return read_data(args, pipeline, vocab=vocab)
+
+
+def guess_format(path: str | Path) -> tuple[str | None, str]:
+    """The format of the log at ``path`` where its name or content leaves no doubt, and why
+    (``None`` and why not otherwise)."""
+    path = Path(path)
+    name = path.name.lower()
+    if name in ("u.data", "ratings.dat"):
+        return "movielens", f"{path.name} is a MovieLens file name"
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv", ".parquet"):
+        return suffix[1:], f"its name ends in {suffix}"
+    if path.is_dir():
+        return "parquet", "it is a directory (a Parquet dataset)"
+    if suffix == ".txt" and path.is_file():
+        widths = set()
+        with open(path, encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                if line.strip():
+                    widths.add(min(len(line.split()), 3))
+        if widths == {2}:  # S3-Rec's reader gives the same sequences for such a file
+            return "sasrec", "every line is 'user item'"
+        if widths == {2, 3} or widths == {3}:
+            return "s3rec", "its lines are 'user item item ...'"
+    return None, f"the name of {path.name} does not tell it: pass --format"
 
 
 _ARGUMENT = re.compile(r"\b(" + "|".join(_DATA_FLAGS) + r")=(\S?)")

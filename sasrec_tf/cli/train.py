@@ -8,7 +8,8 @@ from pathlib import Path
 
 from sasrec_tf import experiment
 from sasrec_tf.cli.common import (UsageError, add_data_flags, add_option_flag, add_train_flags, default_of,
-                                  format_config, format_table, read_data, set_flags, train_options)
+                                  format_config, format_table, read_data, record_data_options, set_flags,
+                                  train_options)
 from sasrec_tf.choices import LAYER_NORM_PLACEMENTS
 from sasrec_tf.config import SASRecConfig
 from sasrec_tf.distribute import STRATEGIES, global_batch_size, is_chief, make_strategy
@@ -91,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
                                            verbose=verbose, strategy=strategy, shards=shards,
                                            warm_start=args.warm_start)
     if is_chief(strategy):
+        if shards is None:  # evaluate, recommend and attention-plot read a log as this one was read
+            record_data_options(args.out, args, pipeline)
         print(format_table([("valid", result.metrics["valid"]), ("test", result.metrics["test"])]))
         print(f"wrote {args.out}/metrics.json")
     return 0
