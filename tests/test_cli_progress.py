@@ -121,3 +121,21 @@ def test_without_a_record_the_format_is_guessed_from_an_unambiguous_name_or_refu
     assert main(["evaluate", "--model", str(bare), "--data", str(csv), "--user-col", "uid", "--item-col", "sku",
                  "--time-col", "ts"]) == 0
     assert "as --format csv (its name ends in .csv" in capsys.readouterr().out
+
+
+def test_train_guesses_a_format_given_nowhere_and_a_pipeline_file_or_flag_wins(tmp_path, capsys):
+    import argparse
+
+    from sasrec_tf.cli.common import UsageError, guess_missing_format
+    from sasrec_tf.experiment import Pipeline
+
+    (tmp_path / "log.tsv").write_text("user\titem\ttimestamp\n")
+    pipeline = Pipeline()
+    guess_missing_format(argparse.Namespace(data=str(tmp_path / "log.tsv"), format=None), pipeline)
+    assert pipeline.data["format"] == "tsv" and "as --format tsv" in capsys.readouterr().out
+    given = Pipeline()
+    given.set("data", "format", "csv", "pipe.json")
+    guess_missing_format(argparse.Namespace(data=str(tmp_path / "log.tsv"), format=None), given)
+    assert given.data["format"] == "csv" and capsys.readouterr().out == ""
+    with pytest.raises(UsageError, match="--format is required: .*missing.txt does not exist"):
+        guess_missing_format(argparse.Namespace(data=str(tmp_path / "missing.txt"), format=None), Pipeline())

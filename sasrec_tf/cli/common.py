@@ -212,8 +212,9 @@ def add_data_flags(parser: argparse.ArgumentParser, required_format: bool = Fals
                     help="how to read --data: csv/tsv/parquet with a header naming the columns (below), the "
                          "SASRec paper's 'user item' lines, S3-Rec's 'user item item ...' lines, or MovieLens"
                          + (" (default: as the model's training run read its log, recorded in its "
-                            f"{DATA_OPTIONS_FILE}; else guessed from the file name where unambiguous)"
-                            if from_model else ""))
+                            f"{DATA_OPTIONS_FILE}; else guessed" if from_model else " (default: guessed")
+                         + " from the name or content of --data where unambiguous: .csv, .tsv, .parquet, "
+                           "u.data, ratings.dat, a .txt of 'user item' lines)")
     add_option_flag(parser, DataOptions, "user_col", help="user id column (csv, tsv, parquet)",
                     shown_default=reader("user_col"))
     add_option_flag(parser, DataOptions, "item_col", help="item id column (csv, tsv, parquet)",
@@ -241,12 +242,16 @@ def data_options(args: argparse.Namespace, pipeline: Pipeline | None = None) -> 
 
 
 def read_data(args: argparse.Namespace, pipeline: Pipeline | None = None, vocab=None, *, grow: bool = False):
-    """The log named by ``--data``, read with :func:`data_options`. A data error's hints name the
-    flags (``--user-col``) where the library names its arguments (``user_col=``)."""
+    """The log named by ``--data``, read with :func:`data_options` (a format given nowhere is guessed
+    where unambiguous: :func:`guess_missing_format`), its steps shown (:class:`~sasrec_tf.cli.progress.Steps`).
+    A data error's hints name the flags (``--user-col``) where the library names its arguments
+    (``user_col=``)."""
     from sasrec_tf.cli.progress import Steps
     from sasrec_tf.data.errors import DataError
     from sasrec_tf.data.sequences import LOAD_STEPS
 
+    pipeline = pipeline or Pipeline()
+    guess_missing_format(args, pipeline)
     options = data_options(args, pipeline)
     progress = Steps(f"loading {args.data}", len(LOAD_STEPS), names=LOAD_STEPS)
     try:
@@ -289,13 +294,25 @@ def read_model_data(args: argparse.Namespace, model_dir: str | Path, vocab):
             print(f"reading --data as the run did ({recorded}): "
                   + ", ".join(f"{flag(k)} {v}" for k, v in taken.items()), flush=True)
     if args.format is None and "format" not in taken:
-        guessed, why = guess_format(args.data)
-        if guessed is None:
-            raise UsageError(f"--format is required: {model_dir} records no data format (no {DATA_OPTIONS_FILE}: "
-                             f"not trained by this version of `sasrec-tf train`) and {why}")
-        print(f"reading --data {args.data} as --format {guessed} ({why}; --format to choose another)", flush=True)
-        pipeline.set("data", "format", guessed, f"--format guessed from {args.data}")
+        guess_missing_format(args, pipeline, f"{model_dir} records no data format (no {DATA_OPTIONS_FILE}: not "
+                                             "trained by this version of `sasrec-tf train`)")
     return read_data(args, pipeline, vocab=vocab)
+
+
+def guess_missing_format(args: argparse.Namespace, pipeline: Pipeline, why_missing: str = "") -> None:
+    """Set ``data.format`` in ``pipeline`` when neither it nor ``--format`` gives one, from the name or
+    content of ``--data`` where that is unambiguous (one line says so).
+
+    Raises:
+      UsageError: the format cannot be told (naming ``why_missing`` and why not).
+    """
+    if args.format is not None or pipeline.data.get("format") is not None:
+        return
+    guessed, why = guess_format(args.data)
+    if guessed is None:
+        raise UsageError(f"--format is required: {why_missing + ' and ' if why_missing else ''}{why}")
+    print(f"reading --data {args.data} as --format {guessed} ({why}; --format to choose another)", flush=True)
+    pipeline.set("data", "format", guessed, f"--format guessed from {args.data}")
 
 
 def guess_format(path: str | Path) -> tuple[str | None, str]:
@@ -310,6 +327,8 @@ def guess_format(path: str | Path) -> tuple[str | None, str]:
         return suffix[1:], f"its name ends in {suffix}"
     if path.is_dir():
         return "parquet", "it is a directory (a Parquet dataset)"
+    if not path.exists():
+        return None, f"{path} does not exist"
     if suffix == ".txt" and path.is_file():
         widths = set()
         with open(path, encoding="utf-8", errors="replace") as lines:
