@@ -139,3 +139,15 @@ def test_train_guesses_a_format_given_nowhere_and_a_pipeline_file_or_flag_wins(t
     assert given.data["format"] == "csv" and capsys.readouterr().out == ""
     with pytest.raises(UsageError, match="--format is required: .*missing.txt does not exist"):
         guess_missing_format(argparse.Namespace(data=str(tmp_path / "missing.txt"), format=None), Pipeline())
+
+
+def test_the_data_options_are_read_from_the_run_record_or_else_from_the_card(tmp_path):
+    from sasrec_tf.cli.common import _recorded_data_options
+
+    assert _recorded_data_options(tmp_path) == (None, {})
+    (tmp_path / "card.json").write_text(json.dumps({"data": {"users": 3}}))
+    assert _recorded_data_options(tmp_path) == (None, {})
+    (tmp_path / "card.json").write_text(json.dumps({"data": {"options": {"format": "tsv"}}}))
+    assert _recorded_data_options(tmp_path) == (tmp_path / "card.json", {"format": "tsv"})
+    (tmp_path / DATA_OPTIONS_FILE).write_text(json.dumps({"data": "x", "options": {"format": "csv"}}))
+    assert _recorded_data_options(tmp_path) == (tmp_path / DATA_OPTIONS_FILE, {"format": "csv"})

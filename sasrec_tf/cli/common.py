@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from sasrec_tf.card import CARD_FILE
 from sasrec_tf.choices import PROTOCOLS
 from sasrec_tf.config import REPEATED_TARGETS, SASRecConfig, option_types
 from sasrec_tf.experiment import MONITORS, DataOptions, Pipeline, TrainOptions
@@ -279,13 +280,9 @@ def read_model_data(args: argparse.Namespace, model_dir: str | Path, vocab):
     the run recorded (``data_options.json``); without a record, a ``--format`` not given is guessed
     from the log's name or content where that is unambiguous (one line says so), else refused."""
     pipeline = Pipeline()
-    recorded = Path(model_dir) / DATA_OPTIONS_FILE
+    recorded, options = _recorded_data_options(Path(model_dir))
     taken = {}
-    if recorded.is_file():
-        try:
-            options = json.loads(recorded.read_text(encoding="utf-8"))["options"]
-        except (OSError, ValueError, KeyError, TypeError):
-            raise UsageError(f"{recorded} is unreadable: pass --format (and the column flags) yourself") from None
+    if recorded is not None:
         for name, value in options.items():
             if getattr(args, name, None) is None:
                 pipeline.set("data", name, value, f"{recorded}: {name}")
@@ -297,6 +294,22 @@ def read_model_data(args: argparse.Namespace, model_dir: str | Path, vocab):
         guess_missing_format(args, pipeline, f"{model_dir} records no data format (no {DATA_OPTIONS_FILE}: not "
                                              "trained by this version of `sasrec-tf train`)")
     return read_data(args, pipeline, vocab=vocab)
+
+
+def _recorded_data_options(model_dir: Path) -> tuple[Path | None, dict[str, Any]]:
+    """Where the run recorded its data options and what they are: ``data_options.json``, or a
+    card's ``data.options`` (should the card record them one day); ``(None, {})`` if nowhere."""
+    recorded = model_dir / DATA_OPTIONS_FILE
+    try:
+        if recorded.is_file():
+            return recorded, dict(json.loads(recorded.read_text(encoding="utf-8"))["options"])
+        card = model_dir / CARD_FILE
+        data = json.loads(card.read_text(encoding="utf-8")).get("data") if card.is_file() else None
+        if isinstance(data, dict) and isinstance(data.get("options"), dict):
+            return card, dict(data["options"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UsageError(f"{recorded} is unreadable: pass --format (and the column flags) yourself") from None
+    return None, {}
 
 
 def guess_missing_format(args: argparse.Namespace, pipeline: Pipeline, why_missing: str = "") -> None:
