@@ -291,3 +291,22 @@ def test_train_prints_the_configuration_fields_that_differ_from_the_defaults(log
     assert "  max_len      = 10  (default 50)" in out and "  hidden_units = 16  (default 50)" in out
     assert max(len(line.replace(str(tmp_path), "")) for line in out.splitlines() if "config" in line) < 100
     assert json.loads((tmp_path / "run" / "config.json").read_text())["sasrec_config"]["max_len"] == 10
+
+
+def test_a_reader_that_leaves_the_pipe_early_gets_no_traceback(tmp_path):
+    # `sasrec-tf info DIR | head -1`: stdout is a pipe whose reader is gone (unbuffered: the first write fails).
+    from sasrec_tf import card as model_card
+    from sasrec_tf.config import SASRecConfig
+
+    (tmp_path / model_card.CARD_FILE).write_text(json.dumps(model_card.build_card(SASRecConfig(),
+                                                                                   versions={"python": "3"})))
+    read, write = os.pipe()
+    os.close(read)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    try:
+        result = subprocess.run([sys.executable, "-u", "-m", "sasrec_tf.cli", "info", str(tmp_path), "-v"],
+                                stdout=write, stderr=subprocess.PIPE, text=True, env=env, timeout=120, cwd=ROOT)
+    finally:
+        os.close(write)
+    assert result.returncode == 141 and "Traceback" not in result.stderr and "error" not in result.stderr, \
+        result.stderr

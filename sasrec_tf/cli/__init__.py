@@ -1,7 +1,8 @@
 """``sasrec-tf``: the command line, one module per subcommand.
 
 The library never imports this package: it raises ``ValueError``/``DataError`` and this layer
-turns them into one-line messages and exit codes (2: a usage or data problem; 130: interrupted).
+turns them into one-line messages and exit codes (2: a usage or data problem; 130: interrupted;
+141: the reader of stdout left, as in ``sasrec-tf info DIR | head``).
 TensorFlow's C++ start-up noise is silenced unless ``-v`` is given (before or after the
 subcommand). Every ``--help`` shows each flag's default. Building the parser imports no TensorFlow
 (help and argument errors answer at once); each subcommand imports it in ``run``.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 import traceback
 from typing import Sequence
@@ -46,8 +48,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``sasrec-tf`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = any(arg in ("-v", "--verbose") for arg in argv)
-    with contextlib.nullcontext() if verbose else common.quiet_tensorflow():
-        return _run(argv)
+    try:
+        with contextlib.nullcontext() if verbose else common.quiet_tensorflow():
+            return _run(argv)
+    except BrokenPipeError:  # `sasrec-tf info DIR | head`: the reader left; no traceback, no error line
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        except (OSError, ValueError):
+            pass
+        return 141  # 128 + SIGPIPE, as a shell reports a command killed by it
 
 
 def _run(argv: list[str]) -> int:
@@ -59,6 +68,8 @@ def _run(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("sasrec-tf: interrupted (rerun the same command to resume training)", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        raise  # an OSError, but no error of the command's: main() answers it
     except (UsageError, ValueError, FileNotFoundError, FileExistsError, OSError) as err:
         # DataError is a ValueError. -v shows where it came from.
         if args.verbose:
