@@ -50,6 +50,8 @@ class Progress:
             print(f"{self.title}:", flush=True)
 
     def __call__(self, done: int, total: int) -> None:
+        if self._closed:  # reported complete already (a caller may repeat the last call)
+            return
         self.done, self.total = int(done), int(total)
         if self.terminal:
             if self._bar is None:

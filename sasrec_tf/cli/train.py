@@ -50,7 +50,7 @@ def register(subcommands) -> None:
     parser.add_argument("--strategy", choices=STRATEGIES, default=default_of(make_strategy, "name"),
                         help="tf.distribute strategy: one device, the GPUs of this machine, or the workers in "
                              "TF_CONFIG")
-    parser.add_argument("--per-replica-batch-size", dest="per_replica_batch_size", type=int,
+    parser.add_argument("--per-replica-batch-size", dest="per_replica_batch_size", type=int, metavar="INT",
                         help="batch per replica; the global batch (--batch-size) becomes this x replicas")
     parser.add_argument("--data-format", dest="data_format", choices=("log", "tfrecord"), default="log",
                         help="log: --data is an interaction log (--format); tfrecord: a `sasrec-tf shard` directory")
