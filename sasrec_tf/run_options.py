@@ -41,7 +41,7 @@ class DataOptions:
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise OptionError(name, f"DataOptions.{name} must be >= 0, got {getattr(self, name)!r}")
 
-    def read(self, path: str, vocab=None, *, grow: bool = False):
+    def read(self, path: str, vocab=None, *, grow: bool = False, progress=None):
         """Read, filter and sequence the log at ``path`` (:func:`sasrec_tf.data.load_dataset`).
 
         Args:
@@ -49,6 +49,7 @@ class DataOptions:
           vocab: a trained model's vocabulary: interactions with items it does not know are
             dropped with a warning, or, with ``grow`` (a warm start), the items are added after the
             known ones (:func:`sasrec_tf.warmstart.extend_vocabulary`).
+          progress: ``progress(what, done, total)`` after each step (see ``load_dataset``).
 
         Returns:
           A :class:`~sasrec_tf.data.sequences.SequenceData`.
@@ -61,7 +62,8 @@ class DataOptions:
         if self.format is None:
             raise ValueError("a data format is required (--format, or data.format in the --config file)")
         given = {k: v for k, v in dataclasses.asdict(self).items() if v is not None and k != "format"}
-        return load_dataset(path, self.format, vocab=vocab, unknown_items="append" if grow else "drop", **given)
+        return load_dataset(path, self.format, vocab=vocab, unknown_items="append" if grow else "drop",
+                            progress=progress, **given)
 
 
 # The validation metrics RankingMetricsCallback writes into the logs (without the "val_" prefix).

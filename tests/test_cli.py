@@ -235,3 +235,80 @@ def test_the_demo_trains_evaluates_exports_and_answers_a_grpc_request(tmp_path, 
     counts = json.loads((tmp_path / "demo" / "metrics.json").read_text())["dataset"]  # what it prints is true
     assert f"of {counts['users']:,} users on {counts['items']:,} items" in out.splitlines()[0]
     assert main(args) == 2 and "--overwrite" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------ CLI habits
+def test_verbose_is_accepted_before_and_after_the_subcommand(tmp_path, capsys):
+    from sasrec_tf.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["-v", "info", "d"]).verbose and parser.parse_args(["info", "d", "-v"]).verbose
+    assert parser.parse_args(["info", "d", "--verbose"]).verbose and not parser.parse_args(["info", "d"]).verbose
+    assert main(["info", str(tmp_path / "none"), "-v"]) == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments" not in err and "does not exist" in err and "Traceback" in err  # -v: traceback
+
+
+def _subparsers():
+    from sasrec_tf.cli import build_parser
+
+    parser = build_parser()
+    return parser._subparsers._group_actions[0].choices
+
+
+def test_every_flag_with_a_default_shows_it_in_its_help():
+    import argparse
+
+    for name, parser in _subparsers().items():
+        parser.format_help()
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if not action.option_strings or action.nargs == 0 or action.help == argparse.SUPPRESS:
+                continue
+            has_default = action.default not in (None, [], argparse.SUPPRESS)
+            text = formatter._expand_help(action) if action.help else ""
+            if has_default:
+                assert "default" in text, f"sasrec-tf {name} {action.option_strings[0]}: {text!r}"
+    train = _subparsers()["train"].format_help()
+    for flag_name, column in (("--user-col", "user"), ("--item-col", "item"), ("--time-col", "timestamp")):
+        assert re.search(re.escape(flag_name) + r" TEXT\s+[^-]*\(default:\s+" + column + r"\)", train), flag_name
+    for flag_name in ("--hidden-units", "--eval-every", "--duplicates", "--min-user-interactions"):
+        line = train[train.index(flag_name + " "):].split("\n  -")[0]
+        assert "default" in line, line
+
+
+def test_train_prints_the_configuration_fields_that_differ_from_the_defaults(log_csv, tmp_path, capsys):
+    from sasrec_tf.cli.common import format_config
+    from sasrec_tf.config import SASRecConfig
+
+    text = format_config(SASRecConfig(max_len=10, loss="full_softmax", ffn_units=None), "RUN/config.json")
+    assert text.splitlines()[1:] == ["  loss    = full_softmax  (default bce)", "  max_len = 10  (default 50)"]
+    assert "RUN/config.json" in text.splitlines()[0]
+    assert "SASRecConfig's defaults" in format_config(SASRecConfig(), "x")
+
+    args = train_args(log_csv, tmp_path / "run")
+    args[args.index("--epochs") + 1] = "1"
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "  max_len      = 10  (default 50)" in out and "  hidden_units = 16  (default 50)" in out
+    assert max(len(line.replace(str(tmp_path), "")) for line in out.splitlines() if "config" in line) < 100
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["sasrec_config"]["max_len"] == 10
+
+
+def test_a_reader_that_leaves_the_pipe_early_gets_no_traceback(tmp_path):
+    # `sasrec-tf info DIR | head -1`: stdout is a pipe whose reader is gone (unbuffered: the first write fails).
+    from sasrec_tf import card as model_card
+    from sasrec_tf.config import SASRecConfig
+
+    (tmp_path / model_card.CARD_FILE).write_text(json.dumps(model_card.build_card(SASRecConfig(),
+                                                                                   versions={"python": "3"})))
+    read, write = os.pipe()
+    os.close(read)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    try:
+        result = subprocess.run([sys.executable, "-u", "-m", "sasrec_tf.cli", "info", str(tmp_path), "-v"],
+                                stdout=write, stderr=subprocess.PIPE, text=True, env=env, timeout=120, cwd=ROOT)
+    finally:
+        os.close(write)
+    assert result.returncode == 141 and "Traceback" not in result.stderr and "error" not in result.stderr, \
+        result.stderr

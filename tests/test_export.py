@@ -429,3 +429,13 @@ def test_the_newer_block_and_training_options_export_and_serve_the_in_process_to
     histories = sample_histories(trained)
     out = run_signature(loaded, "serving_default", history=pad(histories))
     check_top_k(trained, histories, out["item_ids"], out["scores"])
+
+
+def test_export_reports_each_step_and_its_progress_reaches_the_total(model_dir, tmp_path):
+    seen = []
+    export_saved_model(model_dir, tmp_path, "m", k=2, progress=lambda *step: seen.append(step))
+    assert [(done, total) for _, done, total in seen] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert "warmup" in seen[2][0] and "version 1" in seen[3][0]
+    seen.clear()
+    export_saved_model(model_dir, tmp_path, "m", k=2, warmup=False, progress=lambda *step: seen.append(step))
+    assert [(done, total) for _, done, total in seen] == [(1, 3), (2, 3), (3, 3)]

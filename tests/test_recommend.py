@@ -139,15 +139,16 @@ def test_cli_writes_the_file_and_one_summary_line_without_a_progress_bar_off_a_t
     assert frame["user_id"].tolist() == ["u5"] * 3 + ["u2"] * 3 and frame["rank"].tolist() == [1, 2, 3] * 2
     assert "wrote 6 recommendations for 2 users" in captured.out
     assert captured.err.count("\n") == 1 and "1 user(s)" in captured.err and "'nobody'" in captured.err
-    assert "\r" not in captured.err
+    assert "\r" not in captured.err + captured.out  # off a terminal: lines, no redrawn bar
+    assert any(line.startswith("recommending top 3 to ") and "3/3 users" in line for line in captured.out.splitlines())
     assert main(["recommend", "--model", str(model_dir), "--data", str(csv), "--format", "csv",
                  "--out", str(tmp_path / "recs.txt")]) == 2
 
 
-def test_cli_draws_a_progress_bar_when_stderr_is_a_terminal(setup, tmp_path, capsys, monkeypatch):
+def test_cli_draws_a_keras_progress_bar_when_stdout_is_a_terminal(setup, tmp_path, capsys, monkeypatch):
     _, _, _, csv, model_dir = setup
-    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     assert main(["recommend", "--model", str(model_dir), "--data", str(csv), "--format", "csv",
                  "--out", str(tmp_path / "recs.csv"), "--batch-size", "16"]) == 0
-    err = capsys.readouterr().err
-    assert "\r[" in err and "61/61 users" in err
+    out = capsys.readouterr().out
+    assert "\r61/61 [====" in out  # keras.utils.Progbar, redrawn in place, reaching every user

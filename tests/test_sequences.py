@@ -195,3 +195,16 @@ def test_load_dataset_passes_reader_options_through(tmp_path):
     path.write_text("uid\tsku\tts\nx\ty\t1\n", encoding="utf-8")
     data = load_dataset(path, "tsv", user_col="uid", item_col="sku", time_col="ts")
     assert _decoded(data) == {"x": ["y"]}
+
+
+def test_load_dataset_reports_read_filter_and_sequences_in_order(tmp_path):
+    from sasrec_tf.data.sequences import LOAD_STEPS, load_dataset
+
+    path = tmp_path / "log.csv"
+    path.write_text("user,item,timestamp\n" + "".join(f"u{u},i{j},{j}\n" for u in range(4) for j in range(5))
+                    + "u9,i1,1\n")
+    seen = []
+    data = load_dataset(path, "csv", min_user_interactions=2, progress=lambda *step: seen.append(step))
+    assert [(done, total) for _, done, total in seen] == [(1, 3), (2, 3), (3, 3)] and len(LOAD_STEPS) == 3
+    assert seen[0][0] == "read 21 interactions" and "20 interactions kept of 21" in seen[1][0]
+    assert seen[2][0] == f"{data.num_users} user sequences, {data.num_items} items"

@@ -6,14 +6,14 @@ import argparse
 from pathlib import Path
 
 from sasrec_tf.attention import average_attention, plot_attention
-from sasrec_tf.cli.common import UsageError, add_data_flags, default_of, read_data
+from sasrec_tf.cli.common import UsageError, add_data_flags, default_of, read_model_data
 
 
 def register(subcommands) -> None:
     parser = subcommands.add_parser("attention-plot",
                                     help="heatmaps of average attention by position (paper's Fig. 4)")
     parser.add_argument("--model", required=True, help="trained model directory (sasrec-tf train --out)")
-    add_data_flags(parser, required_format=True)
+    add_data_flags(parser, from_model=True)
     parser.add_argument("--out", required=True, help="PNG file; the matrices go next to it as .npz")
     parser.add_argument("--max-users", dest="max_users", type=int, help="average over a random subset of users")
     parser.add_argument("--last", type=int, help="show only the last N positions (the most recent items)")
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     trained = load_trained(args.model)
     model = trained.model
-    data = read_data(args, vocab=trained.vocab)
+    data = read_model_data(args, args.model, vocab=trained.vocab)
     user_ids = None
     if model.uses_user_embedding:
         if trained.user_ids is None or list(data.user_ids) != list(trained.user_ids):

@@ -40,16 +40,19 @@ def register(subcommands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sasrec_tf.card import GateRefused, read_card
+    from sasrec_tf.cli.progress import Steps
 
     if Path(args.export_base).exists() and not Path(args.export_base).is_dir():
         raise UsageError(f"--export-base {args.export_base} is a file; expected the directory TF Serving watches")
     if args.gate_on is None and (args.force or args.gate_tolerance is not None):
         raise UsageError("--force and --gate-tolerance apply to the publish gate: add --gate-on METRIC")
     tolerance = {} if args.gate_tolerance is None else {"gate_tolerance": args.gate_tolerance}
+    steps = ["load", "trace and save", *(["warmup"] if args.warmup else []), "publish"]
+    progress = Steps(f"exporting {args.model} to {Path(args.export_base) / args.name}", len(steps), names=steps)
     try:
         path = export_saved_model(args.model, args.export_base, args.name, version=args.version, k=args.k,
                                   warmup=args.warmup, gate_on=args.gate_on, **tolerance,
-                                  force=args.force)
+                                  force=args.force, progress=progress)
     except GateRefused as err:
         raise UsageError(f"{err}; nothing was exported (--force publishes it anyway)") from None
     gate = read_card(path)["export"]["gate"]

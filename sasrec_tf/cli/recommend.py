@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from sasrec_tf.cli.common import add_data_flags, read_data
+from sasrec_tf.cli.common import add_data_flags, read_model_data
 from sasrec_tf.export.contract import DEFAULT_K
 
 
@@ -17,7 +17,7 @@ def register(subcommands) -> None:
                     "serving_default returns for each user's whole history in the --data log. Items unknown to "
                     "the model are dropped from histories; users left with none get no rows (one summary line).")
     parser.add_argument("--model", required=True, metavar="DIR", help="model directory written by `sasrec-tf train`")
-    add_data_flags(parser, required_format=True)
+    add_data_flags(parser, from_model=True)
     parser.add_argument("--out", required=True, metavar="FILE", help="output file: NAME.parquet or NAME.csv")
     parser.add_argument("--k", type=int, default=DEFAULT_K, metavar="INT",
                         help=f"recommendations per user (default: {DEFAULT_K}, as the export's serving_default)")
@@ -31,17 +31,17 @@ def register(subcommands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sasrec_tf.cli.progress import Progress
     from sasrec_tf.recommend import read_user_ids, recommend_to_file
 
     users = read_user_ids(args.users) if args.users else None
-    data = read_data(args)
+    data = read_model_data(args, args.model, vocab=None)
     started = time.perf_counter()
-    progress = _Progress(started) if sys.stderr.isatty() else None
+    progress = Progress(f"recommending top {args.k} to {args.out}", "user")
     batch_size = {} if args.batch_size is None else {"batch_size": args.batch_size}
     summary = recommend_to_file(args.model, data, args.out, k=args.k, users=users,
                                 include_history=args.include_history, progress=progress, **batch_size)
-    if progress is not None:
-        progress.finish()
+    progress.close()
     seconds = time.perf_counter() - started
     line = summary.without_history_line()
     if line:
@@ -50,24 +50,3 @@ def run(args: argparse.Namespace) -> int:
           f"({summary.users / max(seconds, 1e-9):.0f} users/s)")
     return 0
 
-
-class _Progress:
-    """A one-line progress bar on a terminal's stderr, redrawn at most ten times a second."""
-
-    def __init__(self, started: float, width: int = 30):
-        self.started = started
-        self.width = width
-        self.last = 0.0
-
-    def __call__(self, done: int, total: int) -> None:
-        now = time.perf_counter()
-        if now - self.last < 0.1 and done < total:
-            return
-        self.last = now
-        filled = self.width * done // max(total, 1)
-        rate = done / max(now - self.started, 1e-9)
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} users {rate:.0f}/s")
-        sys.stderr.flush()
-
-    def finish(self) -> None:
-        sys.stderr.write("\n")

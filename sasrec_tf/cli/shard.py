@@ -12,7 +12,7 @@ def register(subcommands) -> None:
 
     parser = subcommands.add_parser(
         "shard", help="convert an interaction log into sharded TFRecord sequence files for training at scale")
-    add_data_flags(parser, required_format=True)
+    add_data_flags(parser)
     parser.add_argument("--out", required=True, help="output directory (shards, manifest.json, vocab.txt)")
     parser.add_argument("--num-shards", dest="num_shards", type=int, default=default_of(write_shards, "num_shards"),
                         help="number of files; use a multiple of the number of training workers")

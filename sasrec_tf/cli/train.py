@@ -3,18 +3,34 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from pathlib import Path
 
 from sasrec_tf import experiment
 from sasrec_tf.cli.common import (UsageError, add_data_flags, add_option_flag, add_train_flags, default_of,
-                                  format_table, read_data, set_flags, train_options)
+                                  format_config, format_table, read_data, record_data_options, set_flags,
+                                  train_options)
+from sasrec_tf.choices import LAYER_NORM_PLACEMENTS
 from sasrec_tf.config import SASRecConfig
 from sasrec_tf.distribute import STRATEGIES, global_batch_size, is_chief, make_strategy
+from sasrec_tf.layout import CONFIG_FILE
 
-# SASRecConfig fields that get their own flag; any field can be set with --set NAME=VALUE.
-CONFIG_FLAGS = ("max_len", "hidden_units", "num_blocks", "num_heads", "dropout_rate", "l2_emb", "layer_norm",
-                "learning_rate", "batch_size", "epochs", "num_negatives", "training_windows", "seed")
+# SASRecConfig fields that get their own flag, with their help; any field can be set with --set NAME=VALUE.
+CONFIG_FLAGS = {
+    "max_len": "the most recent items a sequence keeps (n)",
+    "hidden_units": "embedding and hidden size (d)",
+    "num_blocks": "self-attention blocks",
+    "num_heads": "attention heads (divides --hidden-units)",
+    "dropout_rate": "dropout in every block",
+    "l2_emb": "L2 regularisation of the embeddings",
+    "layer_norm": f"LayerNorm placement: {', '.join(LAYER_NORM_PLACEMENTS)}",
+    "learning_rate": "Adam's learning rate",
+    "batch_size": "training windows per batch (the global batch under a distribution strategy)",
+    "epochs": "epochs to train",
+    "num_negatives": "negatives per target for the sampled objectives",
+    "training_windows": "windows of each sequence trained on: last (its last max_len items) or all (every one)",
+    "seed": "seed of initialisation, negatives and evaluation samples",
+}
 
 
 def register(subcommands) -> None:
@@ -34,7 +50,7 @@ def register(subcommands) -> None:
     parser.add_argument("--strategy", choices=STRATEGIES, default=default_of(make_strategy, "name"),
                         help="tf.distribute strategy: one device, the GPUs of this machine, or the workers in "
                              "TF_CONFIG")
-    parser.add_argument("--per-replica-batch-size", dest="per_replica_batch_size", type=int,
+    parser.add_argument("--per-replica-batch-size", dest="per_replica_batch_size", type=int, metavar="INT",
                         help="batch per replica; the global batch (--batch-size) becomes this x replicas")
     parser.add_argument("--data-format", dest="data_format", choices=("log", "tfrecord"), default="log",
                         help="log: --data is an interaction log (--format); tfrecord: a `sasrec-tf shard` directory")
@@ -42,8 +58,8 @@ def register(subcommands) -> None:
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    for name in CONFIG_FLAGS:
-        add_option_flag(parser, SASRecConfig, name)
+    for name, help in CONFIG_FLAGS.items():
+        add_option_flag(parser, SASRecConfig, name, help=help)
 
 
 def resolve_config(args: argparse.Namespace, pipeline: experiment.Pipeline) -> SASRecConfig:
@@ -70,20 +86,20 @@ def run(args: argparse.Namespace) -> int:
     else:
         data = read_data(args, pipeline)
     print(f"data: {data.num_users} users, {data.num_items} items, {int(data.lengths().sum())} interactions")
-    print(f"config: {json.dumps(config.to_dict(), sort_keys=True)}")
+    print(format_config(config, str(Path(args.out) / CONFIG_FILE)))
     verbose = 1 if sys.stdout.isatty() else 2  # a progress bar on a terminal, one line per epoch in a log
     result = experiment.train_and_evaluate(data, config, out_dir=args.out, options=options, overwrite=args.overwrite,
                                            verbose=verbose, strategy=strategy, shards=shards,
                                            warm_start=args.warm_start)
     if is_chief(strategy):
+        if shards is None:  # evaluate, recommend and attention-plot read a log as this one was read
+            record_data_options(args.out, args, pipeline)
         print(format_table([("valid", result.metrics["valid"]), ("test", result.metrics["test"])]))
         print(f"wrote {args.out}/metrics.json")
     return 0
 
 
 def _parent_vocabulary(path: str):
-    from pathlib import Path
-
     from sasrec_tf.artifacts import VOCAB_FILE
     from sasrec_tf.data.vocab import ItemVocabulary
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 import numpy as np
 import pandas as pd
@@ -18,7 +18,10 @@ from sasrec_tf.data.ingest import filter_interactions, read_interactions
 from sasrec_tf.data.sequence_rules import leave_one_out_lengths
 from sasrec_tf.data.vocab import ItemVocabulary
 
-__all__ = ["SequenceData", "LeaveOneOutSplit", "build_sequences", "leave_one_out", "load_dataset"]
+__all__ = ["LOAD_STEPS", "SequenceData", "LeaveOneOutSplit", "build_sequences", "leave_one_out", "load_dataset"]
+
+# The steps of load_dataset, in order, as its ``progress`` reports them.
+LOAD_STEPS = ("read", "filter", "sequences")
 
 logger = logging.getLogger(__name__)
 
@@ -165,6 +168,7 @@ def load_dataset(
     min_rating: float | None = None,
     vocab: ItemVocabulary | None = None,
     unknown_items: Literal["error", "drop", "append"] = "error",
+    progress: Callable[[str, int, int], None] | None = None,
     **read_kwargs,
 ) -> SequenceData:
     """Read, filter and group a log in one call: the one path from a log to sequences.
@@ -181,13 +185,21 @@ def load_dataset(
             ``"error"`` (:class:`DataError`), ``"drop"`` (with a warning), or ``"append"``
             (a warm start: the items are added after the known ones, most frequent first,
             by :meth:`ItemVocabulary.extended`).
+        progress: called as ``progress(what, done, total)`` after each of the :data:`LOAD_STEPS`
+            (``total`` 3), ``what`` saying what it did (``"read 39147 interactions"``).
 
     Raises:
         DataError: an unreadable or empty log, or (``"error"``) items unknown to ``vocab``.
     """
     if unknown_items not in ("error", "drop", "append"):
         raise ValueError(f"unknown_items must be 'error', 'drop' or 'append', got {unknown_items!r}")
+    def report(step: int, what: str) -> None:
+        if progress is not None:
+            progress(what, step, len(LOAD_STEPS))
+
     df = read_interactions(source, format, min_rating=min_rating, **read_kwargs)
+    report(1, f"read {len(df)} interactions")
+    read = len(df)
     df = filter_interactions(
         df,
         min_user_interactions=min_user_interactions,
@@ -201,7 +213,9 @@ def load_dataset(
         elif unknown_items == "drop" and not known.all():
             logger.warning("dropping %d interactions with items unknown to the model", int((~known).sum()))
             df = df[known]
+    report(2, f"filtered: {len(df)} interactions kept" + (f" of {read}" if len(df) != read else ", none dropped"))
     data = build_sequences(df, vocab)
+    report(3, f"{data.num_users} user sequences, {data.num_items} items")
     logger.info(
         "loaded %d users, %d items, %d interactions", data.num_users, data.num_items, len(df)
     )

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -70,6 +70,7 @@ def export_saved_model(
     gate_on: str | None = None,
     gate_tolerance: float = 0.0,
     force: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> Path:
     """Export a trained model to ``export_base/name/<version>/`` and return that path.
 
@@ -96,6 +97,9 @@ def export_saved_model(
             None publishes without comparing.
         gate_tolerance: how much lower than the latest version's value the metric may be.
         force: publish even when the gate refuses (the card records it).
+        progress: called as ``progress(what, done, total)`` after each step: the model loaded,
+            the SavedModel traced and saved, the warmup requests written (with ``warmup``), the
+            version published.
 
     Raises:
         FileExistsError: the version exists already.
@@ -125,7 +129,17 @@ def export_saved_model(
     card = (model_card.model_card(source) if source is not None
             else model_card.build_card(model.model.config, versions={}))
     gate = _gate(card, root, gate_on, gate_tolerance, force) if gate_on is not None else None
+    steps = 4 if warmup else 3
+    done = 0
+
+    def report(what: str) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(what, done, steps)
+
     trained = model if isinstance(model, TrainedModel) else load_trained(model)
+    report("model loaded")
     if len(trained.vocab) != trained.model.num_items:
         raise ValueError(f"the vocabulary has {len(trained.vocab)} items but the model {trained.model.num_items}")
 
@@ -138,10 +152,12 @@ def export_saved_model(
             trained.vocab.save(vocab_file)
             module = SASRecServingModule(trained.model, vocab_file, trained.item_counts, k=k)
             tf.saved_model.save(module, str(staging), signatures=module.signatures())
+        report(f"SavedModel saved ({len(SIGNATURE_REGISTRY)} signatures traced)")
         extra = staging / ASSETS_EXTRA_DIR
         extra.mkdir()
         if warmup:
             write_warmup_requests(extra / WARMUP_FILE, name, trained.vocab.ids[: module.max_len])
+            report("warmup requests written")
         info = {
             "format": "sasrec-tf export 1",
             "model_name": name,
@@ -163,6 +179,7 @@ def export_saved_model(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    report(f"version {version} published")
     return final
 
 
