@@ -62,6 +62,9 @@ def save_trained(
             raise ValueError(f"item_counts must have shape ({model.num_items + 1},), got {item_counts.shape}")
         write_with(path / ITEM_COUNTS_FILE, lambda handle: np.save(handle, item_counts))
     if model.uses_user_embedding and user_ids is not None:
+        bad = next((u for u in user_ids if "\n" in str(u) or "\r" in str(u)), None)
+        if bad is not None:
+            raise ValueError(f"user id {bad!r} holds a line break, which {USERS_FILE} cannot store")
         atomic_write_text(path / USERS_FILE, "".join(f"{u}\n" for u in user_ids))
     return path
 
@@ -74,8 +77,21 @@ def load_trained(path: str | os.PathLike[str]) -> TrainedModel:
         raise FileNotFoundError(f"{path} is not a sasrec-tf model directory: missing {', '.join(missing)}")
     model = keras.models.load_model(path / MODEL_FILE, compile=False)
     vocab = ItemVocabulary.load(path / VOCAB_FILE)
+    if len(vocab) != model.num_items:  # every command that loads a run relies on the two agreeing
+        raise ValueError(f"{path}: {VOCAB_FILE} has {len(vocab)} item ids but {MODEL_FILE} scores {model.num_items} "
+                         "items; the directory mixes files of two runs")
     users = None
     if (path / USERS_FILE).exists():
-        users = np.array((path / USERS_FILE).read_text(encoding="utf-8").splitlines(), dtype=object)
+        users = np.array(read_lines(path / USERS_FILE), dtype=object)
     counts = np.load(path / ITEM_COUNTS_FILE) if (path / ITEM_COUNTS_FILE).exists() else None
+    if counts is not None and counts.shape != (model.num_items + 1,):
+        raise ValueError(f"{path}: {ITEM_COUNTS_FILE} has shape {counts.shape}, expected ({model.num_items + 1},)")
     return TrainedModel(model=model, vocab=vocab, user_ids=users, item_counts=counts)
+
+
+def read_lines(path: str | os.PathLike[str]) -> list[str]:
+    """The ``\n``-terminated lines of a UTF-8 file, split on ``\n`` only: an id holding any other
+    character that :meth:`str.splitlines` breaks on (U+2028, U+0085, form feed, ``\x1d``, ...)
+    reads back whole. (Ids holding ``\n`` or ``\r`` are refused when the log is read.)"""
+    text = Path(path).read_bytes().decode("utf-8")
+    return text.split("\n")[:-1] if text.endswith("\n") else text.split("\n") if text else []

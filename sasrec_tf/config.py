@@ -138,6 +138,8 @@ class SASRecConfig:
                 raise OptionError(name, f"SASRecConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.num_blocks < 0:
             raise OptionError("num_blocks", f"SASRecConfig.num_blocks must be >= 0, got {self.num_blocks!r}")
+        if not 0 <= self.seed < 2**32:  # what Keras' and NumPy's seeding accept
+            raise OptionError("seed", f"SASRecConfig.seed must be an integer in 0..{2**32 - 1}, got {self.seed!r}")
         # Comparisons are false for NaN, so each range is written to fail for it (and for infinity).
         if not 0.0 <= self.dropout_rate < 1.0:
             raise OptionError("dropout_rate", f"SASRecConfig.dropout_rate must be in [0, 1), got {self.dropout_rate!r}")

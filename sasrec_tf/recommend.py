@@ -84,9 +84,12 @@ class RecommendSummary:
 
 
 def read_user_ids(path: str | os.PathLike[str]) -> list[str]:
-    """Raw user ids from a text file, one per line (surrounding whitespace and blank lines ignored)."""
-    text = Path(path).read_text(encoding="utf-8")
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    """Raw user ids from a text file, one per ``\n``-terminated line (a trailing ``\r``, surrounding
+    spaces and tabs, and blank lines ignored). Only ``\n`` ends a line: an id holding another
+    character :meth:`str.splitlines` breaks on (U+2028, U+0085, form feed, ``\x1d``, ...) stays one id."""
+    text = Path(path).read_bytes().decode("utf-8")
+    lines = (line.rstrip("\r").strip(" \t") for line in text.split("\n"))
+    return [line for line in lines if line]
 
 
 class _BatchTopK:

@@ -103,6 +103,9 @@ def load_pipeline(path: str | Path | None) -> PipelineFile:
         raise ValueError(f"{path}: invalid JSON at line {err.lineno}: {err.msg}") from None
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not a text file; expected a pipeline file (JSON)") from None
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply; a pipeline file has three flat sections "
+                         f"{list(PIPELINE_SECTIONS)}") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a JSON object with sections {list(PIPELINE_SECTIONS)}")
     unknown = sorted(set(raw) - set(PIPELINE_SECTIONS) - {"description"})

@@ -164,6 +164,12 @@ def to_string_ids(values: pd.Series, what: str, where: Location) -> pd.Series:
     empty = (out == "").to_numpy()
     if empty.any():
         raise where.error(f"empty {what}", values.index[int(np.argmax(empty))])
+    # A model directory stores ids one per line (vocab.txt, users.txt): a line break cannot be stored.
+    broken = out.str.contains("[\n\r]", regex=True).to_numpy(dtype=bool)
+    if broken.any():
+        row = int(np.argmax(broken))
+        raise where.error(f"{what} {out.iloc[row]!r} holds a line break (ids are stored one per line)",
+                          values.index[row])
     return out
 
 
