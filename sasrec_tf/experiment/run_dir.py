@@ -7,8 +7,9 @@ Layout of ``OUT`` while a run is unfinished::
 
 and once it is finished: the model directory (:mod:`sasrec_tf.artifacts`), ``metrics.json``,
 ``card.json`` and ``logs/``. The finished files are written into a hidden staging sibling
-(``.OUT.tmp-new-*``) that then replaces ``OUT`` by renames (:func:`publish`): a reader sees the
-old run or the new one, never a mix. TensorFlow-free.
+(``.OUT.tmp-new-*``) that then replaces ``OUT`` in one atomic exchange where the system has one,
+else by two renames that the next run repairs if a kill falls between them (:func:`publish`): a
+reader sees the old run or the new one, never a mix. TensorFlow-free.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from sasrec_tf.files import atomic_write_json
 from sasrec_tf.layout import BACKUP_DIR, LOGS_DIR, METRICS_FILE, RUN_FILE
 
 __all__ = ["BACKUP_DIR", "LOGS_DIR", "METRICS_FILE", "RUN_FILE", "discard", "new_staging", "prepare_out_dir",
-           "publish", "record_progress", "run_fingerprint"]
+           "publish", "record_progress", "recover_publish", "run_fingerprint"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +76,7 @@ def prepare_out_dir(out_dir: Path, fingerprint: dict[str, Any], overwrite: bool)
     """
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {out_dir} is a file; expected a directory (new, or one to resume or overwrite)")
-    for leftover in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):  # a publish that was killed
-        shutil.rmtree(leftover, ignore_errors=True)
+    recover_publish(out_dir)  # a publish that was killed: finish it (or put the old run back), clean up
     run_file = out_dir / BACKUP_DIR / RUN_FILE
     start_over = "start over with --overwrite, or choose a new --out"
     if overwrite:
@@ -150,17 +150,66 @@ def discard(staging: Path | None) -> None:
 
 def publish(out_dir: Path, staging: Path) -> None:
     """Move the run's TensorBoard logs into ``staging``, then replace ``out_dir`` by ``staging``
-    as one unit: a reader sees the old run or the new one, never a mix (between the two renames,
-    briefly, no directory)."""
+    as one unit: a reader sees the old run or the new one, never a mix.
+
+    Where the system can swap two directories in one step (Linux ``renameat2(RENAME_EXCHANGE)``),
+    ``OUT`` is never missing, whatever the moment of a kill. Elsewhere two renames are used, and a
+    kill between them (``OUT`` missing, the old run in ``.OUT.tmp-old-*``, the complete new one in
+    ``.OUT.tmp-new-*``) is repaired by the next run (:func:`recover_publish`).
+    """
     if (out_dir / LOGS_DIR).exists():
         os.rename(out_dir / LOGS_DIR, staging / LOGS_DIR)
-    if out_dir.exists():
+    if not out_dir.exists():
+        os.rename(staging, out_dir)
+    elif _exchange(staging, out_dir):
+        shutil.rmtree(staging, ignore_errors=True)  # it now holds the old run
+    else:
         old = _sibling(out_dir, "old")
         os.rename(out_dir, old)
         os.rename(staging, out_dir)
         shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(staging, out_dir)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two directories atomically (Linux ``renameat2`` with ``RENAME_EXCHANGE``); False where
+    the system or the file system cannot, so the caller falls back to two renames."""
+    import ctypes
+    import errno
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+        return False
+    raise OSError(code, os.strerror(code), str(a))
+
+
+def recover_publish(out_dir: Path) -> Path | None:
+    """Repair a publish killed between its two renames, then remove the leftovers of killed runs.
+
+    With ``OUT`` missing, the newest complete new run (``.OUT.tmp-new-*`` holding
+    ``metrics.json``, which is written before the renames) becomes ``OUT``; without one, the old
+    run (``.OUT.tmp-old-*``) is put back. Returns the directory that became ``OUT``, if any.
+    """
+    def newest(role: str, complete: bool = False) -> Path | None:
+        found = [p for p in out_dir.parent.glob(f".{out_dir.name}.tmp-{role}-*")
+                 if p.is_dir() and (not complete or (p / METRICS_FILE).is_file())]
+        return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+    restored = None
+    if not out_dir.exists():
+        restored = newest("new", complete=True) or newest("old")
+        if restored is not None:
+            os.rename(restored, out_dir)
+            logger.warning("%s was missing after a killed publish: restored it from %s", out_dir, restored.name)
+    for leftover in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    return restored
 
 
 def _sibling(out_dir: Path, role: str) -> Path:
