@@ -87,3 +87,30 @@ def test_a_vocabulary_that_does_not_match_its_model_is_refused_by_every_command(
     assert main(["evaluate", "--model", str(directory), "--data", str(log), "--format", "csv"]) == 2
     assert "vocab.txt has 100 item ids" in capsys.readouterr().err
     json.loads((directory / "config.json").read_text())  # the directory itself is left as it was
+
+
+def test_more_sampled_negatives_than_the_catalogue_has_is_refused_before_training(tmp_path, capsys):
+    from sasrec_tf.data.synthetic import generate_interactions
+
+    log = tmp_path / "log.csv"
+    generate_interactions(num_users=40, num_items=30, seed=1).to_csv(log, index=False)
+    code = main(["train", "--data", str(log), "--format", "csv", "--out", str(tmp_path / "o"),
+                 "--set", "num_negatives=1000000", "--epochs", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "num_negatives" in err and "at most" in err
+    assert not (tmp_path / "o").exists()  # nothing was written
+
+
+def test_running_out_of_memory_is_one_line_naming_the_settings(monkeypatch, capsys):
+    import tensorflow as tf
+
+    from sasrec_tf.cli import info
+
+    def exhausted(args):
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[10000000,64]")
+
+    monkeypatch.setattr(info, "run", exhausted)
+    assert main(["info", "anything"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sasrec-tf: error: out of memory (OOM when allocating") and "--max-len" in err
+    assert "Traceback" not in err

@@ -76,3 +76,12 @@ def _run(argv: list[str]) -> int:
             traceback.print_exc()
         print(f"sasrec-tf: error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:  # noqa: BLE001 -- only running out of memory is answered here
+        if not (isinstance(err, MemoryError) or type(err).__name__ == "ResourceExhaustedError"):
+            raise
+        if args.verbose:
+            traceback.print_exc()
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        print(f"sasrec-tf: error: out of memory ({first}): lower what the model or a batch holds: "
+              "--max-len, --hidden-units, --batch-size or --num-negatives", file=sys.stderr)
+        return 2

@@ -27,7 +27,7 @@ import numpy as np
 from sasrec_tf import artifacts, card, distribute, evaluation, plots, training
 from sasrec_tf.choices import PROTOCOLS, STAGES
 from sasrec_tf.evaluation.baselines import MostPopular
-from sasrec_tf.config import SASRecConfig
+from sasrec_tf.config import OBJECTIVE_SPECS, OptionError, SASRecConfig
 from sasrec_tf.data.sequences import leave_one_out
 from sasrec_tf.evaluation.callback import users_progress
 from sasrec_tf.experiment import run_dir
@@ -73,6 +73,16 @@ def read_shards(directory: str, config: SASRecConfig, options: TrainOptions):
     else:
         logger.warning("reading every user's sequence for evaluation; set max_eval_users to bound the memory")
     return shards, shards.read_sequences(users)
+
+
+def check_trainable(data, config: SASRecConfig) -> None:
+    """Raise ``ValueError`` before anything is built if the configuration cannot fit this log: more
+    sampled negatives per position than the catalogue has items besides the target (each would be
+    a repeat; a million of them grow the batch past any memory)."""
+    if OBJECTIVE_SPECS[config.loss].samples_negatives and config.num_negatives >= data.num_items:
+        raise OptionError("num_negatives", f"SASRecConfig.num_negatives must be below the catalogue's "
+                          f"{data.num_items} items (at most {data.num_items - 1} for this log), got "
+                          f"{config.num_negatives}")
 
 
 def check_evaluable(data, split, options: TrainOptions) -> None:
@@ -135,6 +145,7 @@ def _prepare(data, config: SASRecConfig, options: TrainOptions, *, out_dir, over
         if shards is not None:
             raise ValueError("warm start reads an interaction log, not shards (--data-format log)")
         parent = artifacts.load_trained(warm_start)
+    check_trainable(data, config)
     split = leave_one_out(data)
     check_evaluable(data, split, options)
     run = _Run(data=data, config=config, shards=shards, split=split, model=None, item_counts=None,
