@@ -157,3 +157,29 @@ def test_a_run_says_what_it_evaluates_one_line_per_step_in_a_log(data, capsys):
     assert not any("[====" in line or "/user" in line for line in lines)
     assert result.history.validated_epochs == [0, 1, 3]
     assert result.metrics["training"]["best_epoch"] in (1, 2, 4)
+
+
+@pytest.mark.parametrize("stage", ["_evaluate", "_publish"])
+def test_a_run_killed_after_training_is_finished_by_the_rerun_without_training_again(stage, data, tmp_path,
+                                                                                     monkeypatch):
+    from sasrec_tf import training
+    from sasrec_tf.experiment import run as run_module
+
+    config = TINY.replace(epochs=2)
+    expected = train_and_evaluate(data, config, out_dir=tmp_path / "whole", options=OPTIONS).metrics
+    real = getattr(run_module, stage)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, stage, killed)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(data, config, out_dir=out, options=OPTIONS)
+    assert not (out / "metrics.json").exists()
+    monkeypatch.setattr(run_module, stage, real)
+    monkeypatch.setattr(training, "fit", lambda *a, **k: pytest.fail("trained again"))
+    metrics = train_and_evaluate(data, config, out_dir=out, options=OPTIONS).metrics
+    assert metrics["valid"] == expected["valid"] and metrics["test"] == expected["test"]
+    assert metrics["training"]["epochs"] == 2 and (out / "model.keras").is_file()
+    assert not list(tmp_path.glob(".run.tmp-*")) and not (out / "backup").exists()

@@ -343,15 +343,38 @@ def train_and_evaluate(
     options = options or TrainOptions()
     run = _prepare(data, config, options, out_dir=out_dir, overwrite=overwrite, strategy=strategy, shards=shards,
                    warm_start=warm_start)
-    fitted = _fit(run, options, callbacks=callbacks, verbose=verbose, strategy=strategy)
-    staging = run_dir.new_staging(run.out_dir) if run.out_dir is not None and run.chief else None
+    staging = _finished_training(run, strategy)
+    resumed_trained = staging is not None
+    if resumed_trained:  # killed after training, in the final evaluation or publish: finish that
+        run.model = artifacts.load_trained(staging).model
+        fitted = _Fitted(history=None, training=run.progress["trained"]["training"])
+        logger.warning("training had finished before the interruption: evaluating and publishing its saved model")
+    else:
+        fitted = _fit(run, options, callbacks=callbacks, verbose=verbose, strategy=strategy)
+        staging = run_dir.new_staging(run.out_dir) if run.out_dir is not None and run.chief else None
     try:
-        if run.out_dir is not None:
+        if run.out_dir is not None and not resumed_trained:
             _save(run, staging, strategy)
+            if staging is not None and _single_process(strategy):
+                run_dir.record_trained(run.out_dir, run.fingerprint, staging, fitted.training)
         metrics = _evaluate(run, fitted, options, baseline=baseline, verbose=verbose)
         if staging is not None:
             _publish(run, staging, metrics)
-    except BaseException:
+    except Exception:  # a failure, not a kill: nothing of this run is kept for a rerun
         run_dir.discard(staging)
         raise
     return Result(model=run.model, history=fitted.history, metrics=metrics)
+
+
+def _single_process(strategy) -> bool:
+    """Whether this run is one process (no multi-worker cluster): only then may a rerun skip
+    ``fit`` and publish the saved model (workers of a cluster all train again together)."""
+    return strategy is None or getattr(strategy.extended, "_num_workers", 1) in (None, 1)
+
+
+def _finished_training(run: _Run, strategy) -> Path | None:
+    """The staged model of a resumed run whose training had finished (see
+    :func:`~sasrec_tf.experiment.run_dir.record_trained`), or None."""
+    if run.out_dir is None or not run.chief or not _single_process(strategy):
+        return None
+    return run_dir.trained_staging(run.out_dir, run.progress)

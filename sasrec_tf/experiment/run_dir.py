@@ -30,7 +30,7 @@ from sasrec_tf.files import atomic_write_json
 from sasrec_tf.layout import BACKUP_DIR, LOGS_DIR, METRICS_FILE, RUN_FILE
 
 __all__ = ["BACKUP_DIR", "LOGS_DIR", "METRICS_FILE", "RUN_FILE", "discard", "new_staging", "prepare_out_dir",
-           "publish", "record_progress", "recover_publish", "run_fingerprint"]
+           "publish", "record_progress", "record_trained", "recover_publish", "run_fingerprint", "trained_staging"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +76,8 @@ def prepare_out_dir(out_dir: Path, fingerprint: dict[str, Any], overwrite: bool)
     """
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {out_dir} is a file; expected a directory (new, or one to resume or overwrite)")
-    recover_publish(out_dir)  # a publish that was killed: finish it (or put the old run back), clean up
     run_file = out_dir / BACKUP_DIR / RUN_FILE
+    recover_publish(out_dir, keep=None if overwrite else _trained_staging(run_file))  # a killed publish
     start_over = "start over with --overwrite, or choose a new --out"
     if overwrite:
         for name in (BACKUP_DIR, LOGS_DIR):
@@ -102,6 +102,35 @@ def prepare_out_dir(out_dir: Path, fingerprint: dict[str, Any], overwrite: bool)
                               "or choose a new --out")
     atomic_write_json(run_file, {"fingerprint": fingerprint, "progress": {}})
     return {}
+
+
+def _trained_staging(run_file: Path) -> str | None:
+    """The staging directory name that ``run.json`` records as holding the trained model, if any."""
+    try:
+        trained = json.loads(run_file.read_text(encoding="utf-8")).get("progress", {}).get("trained") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    name = trained.get("staging") if isinstance(trained, dict) else None
+    return name if isinstance(name, str) and "/" not in name else None
+
+
+def trained_staging(out_dir: Path, progress: dict[str, Any]) -> Path | None:
+    """The staging directory holding an interrupted run's trained model, when its training had
+    finished and the model was saved (:func:`record_trained`) before the kill; else None."""
+    trained = progress.get("trained") if isinstance(progress, dict) else None
+    if not isinstance(trained, dict) or not isinstance(trained.get("staging"), str):
+        return None
+    staging = out_dir.parent / trained["staging"]
+    return staging if (staging / "model.keras").is_file() else None
+
+
+def record_trained(out_dir: Path, fingerprint: dict[str, Any], staging: Path, training: dict[str, Any]) -> None:
+    """Record in ``backup/run.json`` that training finished and its model is saved in ``staging``
+    (Keras' ``BackupAndRestore`` deletes its own state when training ends), so a run killed in
+    its final evaluation or publish is finished by the next run without training again."""
+    progress = {"epochs": training.get("epochs"), "seconds": training.get("wall_seconds"),
+                "trained": {"staging": staging.name, "training": training}}
+    atomic_write_json(out_dir / BACKUP_DIR / RUN_FILE, {"fingerprint": fingerprint, "progress": progress})
 
 
 def _with_new_defaults(fingerprint: dict[str, Any]) -> dict[str, Any]:
@@ -189,12 +218,14 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(code, os.strerror(code), str(a))
 
 
-def recover_publish(out_dir: Path) -> Path | None:
+def recover_publish(out_dir: Path, keep: str | None = None) -> Path | None:
     """Repair a publish killed between its two renames, then remove the leftovers of killed runs.
 
     With ``OUT`` missing, the newest complete new run (``.OUT.tmp-new-*`` holding
     ``metrics.json``, which is written before the renames) becomes ``OUT``; without one, the old
-    run (``.OUT.tmp-old-*``) is put back. Returns the directory that became ``OUT``, if any.
+    run (``.OUT.tmp-old-*``) is put back. ``keep`` names a staging directory to leave alone (the
+    trained, unpublished model of an interrupted run: :func:`record_trained`). Returns the
+    directory that became ``OUT``, if any.
     """
     def newest(role: str, complete: bool = False) -> Path | None:
         found = [p for p in out_dir.parent.glob(f".{out_dir.name}.tmp-{role}-*")
@@ -208,7 +239,8 @@ def recover_publish(out_dir: Path) -> Path | None:
             os.rename(restored, out_dir)
             logger.warning("%s was missing after a killed publish: restored it from %s", out_dir, restored.name)
     for leftover in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
+        if leftover.name != keep:
+            shutil.rmtree(leftover, ignore_errors=True)
     return restored
 
 
