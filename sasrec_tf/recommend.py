@@ -37,7 +37,7 @@ import pandas as pd
 import pyarrow as pa
 import tensorflow as tf
 
-from sasrec_tf.artifacts import TrainedModel, load_trained
+from sasrec_tf.artifacts import TrainedModel, load_trained, read_lines
 from sasrec_tf.data.pipeline import pad_sequences
 from sasrec_tf.data.sequences import SequenceData, build_sequences
 from sasrec_tf.export.contract import DEFAULT_K
@@ -87,8 +87,7 @@ def read_user_ids(path: str | os.PathLike[str]) -> list[str]:
     """Raw user ids from a text file, one per ``\n``-terminated line (a trailing ``\r``, surrounding
     spaces and tabs, and blank lines ignored). Only ``\n`` ends a line: an id holding another
     character :meth:`str.splitlines` breaks on (U+2028, U+0085, form feed, ``\x1d``, ...) stays one id."""
-    text = Path(path).read_bytes().decode("utf-8")
-    lines = (line.rstrip("\r").strip(" \t") for line in text.split("\n"))
+    lines = (line.rstrip("\r").strip(" \t") for line in read_lines(path))
     return [line for line in lines if line]
 
 

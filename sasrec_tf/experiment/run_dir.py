@@ -27,7 +27,7 @@ import numpy as np
 
 from sasrec_tf.config import SASRecConfig
 from sasrec_tf.files import atomic_write_json
-from sasrec_tf.layout import BACKUP_DIR, LOGS_DIR, METRICS_FILE, RUN_FILE
+from sasrec_tf.layout import BACKUP_DIR, LOGS_DIR, METRICS_FILE, MODEL_FILE, RUN_FILE
 
 __all__ = ["BACKUP_DIR", "LOGS_DIR", "METRICS_FILE", "RUN_FILE", "discard", "new_staging", "prepare_out_dir",
            "publish", "record_progress", "record_trained", "recover_publish", "run_fingerprint", "trained_staging"]
@@ -104,24 +104,29 @@ def prepare_out_dir(out_dir: Path, fingerprint: dict[str, Any], overwrite: bool)
     return {}
 
 
-def _trained_staging(run_file: Path) -> str | None:
-    """The staging directory name that ``run.json`` records as holding the trained model, if any."""
-    try:
-        trained = json.loads(run_file.read_text(encoding="utf-8")).get("progress", {}).get("trained") or {}
-    except (OSError, ValueError, AttributeError):
-        return None
+def _staging_name(progress: Any) -> str | None:
+    """The staging directory name a run's progress records as holding its trained model, if any."""
+    trained = progress.get("trained") if isinstance(progress, dict) else None
     name = trained.get("staging") if isinstance(trained, dict) else None
     return name if isinstance(name, str) and "/" not in name else None
+
+
+def _trained_staging(run_file: Path) -> str | None:
+    """:func:`_staging_name` of the progress in ``run.json`` (None if it is missing or unreadable)."""
+    try:
+        return _staging_name(json.loads(run_file.read_text(encoding="utf-8")).get("progress"))
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def trained_staging(out_dir: Path, progress: dict[str, Any]) -> Path | None:
     """The staging directory holding an interrupted run's trained model, when its training had
     finished and the model was saved (:func:`record_trained`) before the kill; else None."""
-    trained = progress.get("trained") if isinstance(progress, dict) else None
-    if not isinstance(trained, dict) or not isinstance(trained.get("staging"), str):
+    name = _staging_name(progress)
+    if name is None:
         return None
-    staging = out_dir.parent / trained["staging"]
-    return staging if (staging / "model.keras").is_file() else None
+    staging = out_dir.parent / name
+    return staging if (staging / MODEL_FILE).is_file() else None
 
 
 def record_trained(out_dir: Path, fingerprint: dict[str, Any], staging: Path, training: dict[str, Any]) -> None:
