@@ -101,12 +101,8 @@ def full_ranks(queries: tf.Tensor, item_embeddings: tf.Tensor, targets: tf.Tenso
       histories: ``[B, H]`` each row's history items, 0 = padding; ``None`` excludes nothing.
       repeated_targets: see :func:`sasrec_tf.evaluation.evaluate_full`; only with ``histories``.
     """
-    check_repeated_targets(repeated_targets)
-    scores = kernel.score_all(queries, item_embeddings)
-    if histories is None:
-        return kernel.target_ranks(scores, targets)
-    excluded, repeated = kernel.history_exclusions(histories, targets)
-    return kernel.target_ranks(scores, targets, excluded, repeated, repeated_targets)
+    return kernel.history_excluded_ranks(kernel.score_all(queries, item_embeddings), targets, histories,
+                                         repeated_targets)
 
 
 class _FullRankingMetric(keras.metrics.Mean):

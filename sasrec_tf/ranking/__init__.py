@@ -22,6 +22,7 @@ _EXPORTS = {
     "beats": "sasrec_tf.ranking.kernel",
     "history_exclusions": "sasrec_tf.ranking.kernel",
     "target_ranks": "sasrec_tf.ranking.kernel",
+    "history_excluded_ranks": "sasrec_tf.ranking.kernel",
     "sampled_ranks": "sasrec_tf.ranking.kernel",
     "exclude_items": "sasrec_tf.ranking.kernel",
     "exact_top_k": "sasrec_tf.ranking.kernel",

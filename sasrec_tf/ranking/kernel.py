@@ -30,7 +30,8 @@ import tensorflow as tf
 
 from sasrec_tf.ranking.rules import NOT_A_CANDIDATE, UNKNOWN_SCORE, check_repeated_targets
 
-__all__ = ["score_all", "beats", "history_exclusions", "target_ranks", "sampled_ranks", "exclude_items",
+__all__ = ["score_all", "beats", "history_exclusions", "target_ranks", "history_excluded_ranks", "sampled_ranks",
+           "exclude_items",
            "exact_top_k", "top_k_items"]
 
 _KEY_STRIDE = 2**31  # (row, item) -> one int64 key: item ids and rows both fit int32
@@ -110,6 +111,17 @@ def target_ranks(scores: tf.Tensor, targets: tf.Tensor, excluded: tf.Tensor | No
     if repeated is None or repeated_targets == "rank":
         return ranks
     return tf.where(repeated, 0 if repeated_targets == "drop" else NOT_A_CANDIDATE, ranks)
+
+
+def history_excluded_ranks(scores: tf.Tensor, targets: tf.Tensor, histories: tf.Tensor | None = None,
+                           repeated_targets: str = "miss") -> tf.Tensor:
+    """:func:`target_ranks` with ``histories [B, H]`` (0 = padding) excluded and the repeated-target
+    rule applied (:func:`history_exclusions`); ``histories=None`` excludes nothing."""
+    if histories is None:
+        check_repeated_targets(repeated_targets)
+        return target_ranks(scores, targets)
+    excluded, repeated = history_exclusions(histories, targets)
+    return target_ranks(scores, targets, excluded, repeated, repeated_targets)
 
 
 def sampled_ranks(candidate_scores: tf.Tensor) -> tf.Tensor:

@@ -81,11 +81,8 @@ class Ranker:
             ``"rank"``); only with ``histories``.
           item_matrix: the item matrix, if the caller already read it.
         """
-        scores = self.scores(item_ids, user_ids, item_matrix)
-        if histories is None:
-            return kernel.target_ranks(scores, targets)
-        excluded, repeated = kernel.history_exclusions(histories, targets)
-        return kernel.target_ranks(scores, targets, excluded, repeated, repeated_targets)
+        return kernel.history_excluded_ranks(self.scores(item_ids, user_ids, item_matrix), targets, histories,
+                                             repeated_targets)
 
     def sampled_ranks(self, item_ids: tf.Tensor, targets: tf.Tensor, negatives: tf.Tensor, *,
                       user_ids: tf.Tensor | None = None, item_matrix: tf.Tensor | None = None) -> tf.Tensor:
