@@ -146,3 +146,21 @@ def test_train_with_cold_items_writes_cold_and_warm_metrics_the_card_and_the_tab
     table = capsys.readouterr().out
     assert f"cold ({metrics['test']['cold']['targets']} targets)" in table
     assert "most popular baseline (test)" in table
+
+
+def test_a_run_with_item_features_reports_the_content_baseline_on_cold_and_warm_targets():
+    from sasrec_tf import SASRecConfig
+    from sasrec_tf.experiment import TrainOptions, train_and_evaluate
+
+    data = build_sequences(generate_interactions(num_users=150, num_items=80, mean_length=8, seed=1))
+    rng = np.random.default_rng(0)
+    per_item = np.r_[0, np.full(data.num_items, 2)]  # two attributes per item, none for padding
+    features = (rng.integers(1, 11, size=2 * data.num_items), np.cumsum(np.r_[0, per_item]), 10)
+    result = train_and_evaluate(data, SASRecConfig(epochs=1, max_len=8, hidden_units=8),
+                                options=TrainOptions(eval_every=1, eval_negatives=20, cold_items=0.1),
+                                item_features=features)
+    content, popular = result.metrics["baseline_content"]["test"], result.metrics["baseline_most_popular"]["test"]
+    assert content["cold"]["targets"] == result.metrics["test"]["cold"]["targets"] > 0
+    assert content["cold"]["targets"] + content["warm"]["targets"] == result.metrics["dataset"]["evaluated_users"]
+    # Attributes rank held-out items above where popularity (no training interactions) puts them.
+    assert content["cold"]["mrr"] > popular["cold"]["mrr"]
