@@ -53,6 +53,26 @@ def test_no_hold_out_is_todays_split_and_the_choice_is_seeded(split):
             choose_cold_items(100, bad)
 
 
+def test_the_pipeline_key_sets_the_hold_out_and_a_fraction_outside_0_1_is_refused(tmp_path):
+    from sasrec_tf.experiment import TrainOptions, load_pipeline
+
+    path = tmp_path / "cold.json"
+    path.write_text(json.dumps({"train": {"cold_items": 0.1, "cold_seed": 5}}))
+    options = load_pipeline(path).build("train")
+    assert (options.cold_items, options.cold_seed) == (0.1, 5)
+    assert TrainOptions().cold_items == 0  # by default every item trains
+    for bad in (1, -0.5):
+        with pytest.raises(ValueError, match="cold_items must be a fraction in"):
+            TrainOptions(cold_items=bad)
+
+
+
+def test_a_bad_cold_items_flag_is_one_line_and_exit_2(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path / "log.csv"), "--out", str(tmp_path / "run"),
+                 "--cold-items", "1.5"]) == 2
+    assert "--cold-items 1.5: TrainOptions.cold_items must be a fraction in [0, 1)" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------------ cold / warm metrics
 def test_cold_and_warm_metrics_split_one_ranking_and_add_up_to_the_overall(split):
     from sasrec_tf.evaluation import MostPopular, evaluate, evaluate_full, ranking_metrics
