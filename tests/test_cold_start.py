@@ -184,3 +184,15 @@ def test_a_run_with_item_features_reports_the_content_baseline_on_cold_and_warm_
     assert content["cold"]["targets"] + content["warm"]["targets"] == result.metrics["dataset"]["evaluated_users"]
     # Attributes rank held-out items above where popularity (no training interactions) puts them.
     assert content["cold"]["mrr"] > popular["cold"]["mrr"]
+
+
+def test_item_features_of_another_catalogue_are_refused_before_training(tmp_path):
+    from sasrec_tf import SASRecConfig
+    from sasrec_tf.experiment import train_and_evaluate
+
+    data = build_sequences(generate_interactions(num_users=60, num_items=40, mean_length=8, seed=1))
+    features = (VALUES, ROW_SPLITS, 3)  # five items
+    with pytest.raises(ValueError, match=f"cover 5 items, the catalogue has {data.num_items}"):
+        train_and_evaluate(data, SASRecConfig(epochs=1, max_len=8, hidden_units=8), out_dir=tmp_path / "run",
+                           item_features=features)
+    assert not (tmp_path / "run").exists()  # nothing built or written

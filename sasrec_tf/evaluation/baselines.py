@@ -39,15 +39,15 @@ class MostPopular:
         return self._items
 
 
-def feature_arrays(features: Any) -> tuple[np.ndarray, np.ndarray, int]:
+def feature_arrays(features: Any, num_items: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """``(values, row_splits, num_attributes)`` of item features given as an object with those
     attributes (``num_attributes`` a number or a method, as ``AlignedFeatures``' is) or as that
     tuple: item ``i`` (0 = padding) has the attribute ids ``values[row_splits[i]:row_splits[i + 1]]``
-    in ``1..num_attributes`` (0 = padding, ignored).
+    in ``1..num_attributes`` (0 = padding, ignored). ``num_items``: the catalogue they must cover.
 
     Raises:
-      ValueError: row splits that do not start at 0 and grow up to ``len(values)``, or an
-        attribute id outside ``0..num_attributes``.
+      ValueError: row splits that do not start at 0 and grow up to ``len(values)``, features of
+        another number of items than ``num_items``, or an attribute id outside ``0..num_attributes``.
     """
     if isinstance(features, tuple):
         values, row_splits, num_attributes = features
@@ -60,6 +60,8 @@ def feature_arrays(features: Any) -> tuple[np.ndarray, np.ndarray, int]:
             or np.any(np.diff(row_splits) < 0)):
         raise ValueError(f"item features: row_splits must rise from 0 to len(values) = {len(values)}, one entry "
                          "per item plus one (item 0 = padding)")
+    if num_items is not None and len(row_splits) - 2 != int(num_items):
+        raise ValueError(f"item features cover {len(row_splits) - 2} items, the catalogue has {int(num_items)}")
     if len(values) and (values.min() < 0 or values.max() > num_attributes):
         raise ValueError(f"item features: attribute ids must be in 0..{num_attributes} (0 = padding), got "
                          f"{values.min()}..{values.max()}")
@@ -97,10 +99,8 @@ class ContentBaseline:
     left_padding_invariant = True  # padding has no attributes: leading padding changes no count
 
     def __init__(self, features: Any, num_items: int | None = None, max_len: int = 50):
-        values, row_splits, num_attributes = feature_arrays(features)
+        values, row_splits, num_attributes = feature_arrays(features, num_items)
         catalogue = len(row_splits) - 2
-        if num_items is not None and int(num_items) != catalogue:
-            raise ValueError(f"item features cover {catalogue} items, the catalogue has {int(num_items)}")
         if (catalogue + 1) * (num_attributes + 1) > _MAX_ATTRIBUTE_CELLS:
             raise ValueError(f"the content baseline's {catalogue + 1} x {num_attributes + 1} item-attribute matrix "
                              "is too large to hold densely")

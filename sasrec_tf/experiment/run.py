@@ -29,7 +29,7 @@ import numpy as np
 from sasrec_tf import artifacts, card, distribute, evaluation, plots, training
 from sasrec_tf.choices import PROTOCOLS, STAGES
 from sasrec_tf.data.cold_start import hold_out_items
-from sasrec_tf.evaluation.baselines import ContentBaseline, MostPopular
+from sasrec_tf.evaluation.baselines import ContentBaseline, MostPopular, feature_arrays
 from sasrec_tf.config import OBJECTIVE_SPECS, OptionError, SASRecConfig
 from sasrec_tf.data.sequences import leave_one_out
 from sasrec_tf.evaluation.callback import users_progress
@@ -142,8 +142,10 @@ class _Fitted:
 
 
 def _prepare(data, config: SASRecConfig, options: TrainOptions, *, out_dir, overwrite: bool, strategy, shards,
-             warm_start) -> _Run:
+             warm_start, item_features=None) -> _Run:
     """Everything before ``fit``; nothing is written before the checks pass."""
+    if item_features is not None:  # the content baseline reads them after training: check them now
+        feature_arrays(item_features, data.num_items)
     parent = None
     if warm_start is not None:
         if shards is not None:
@@ -377,7 +379,7 @@ def train_and_evaluate(
     """
     options = options or TrainOptions()
     run = _prepare(data, config, options, out_dir=out_dir, overwrite=overwrite, strategy=strategy, shards=shards,
-                   warm_start=warm_start)
+                   warm_start=warm_start, item_features=item_features)
     staging = _finished_training(run, strategy)
     resumed_trained = staging is not None
     if resumed_trained:  # killed after training, in the final evaluation or publish: finish that
