@@ -106,3 +106,15 @@ def test_reading_features_imports_no_tensorflow():
     code = ("import sys; import sasrec_tf.data.item_features, sasrec_tf.data.synthetic; "
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_pipeline_file_names_item_features_by_path_or_with_reading_options(tmp_path):
+    from sasrec_tf.experiment import load_pipeline
+
+    (tmp_path / "a.json").write_text('{"item_features": "f.json"}', encoding="utf-8")
+    assert load_pipeline(tmp_path / "a.json").item_features == {"path": "f.json"}
+    (tmp_path / "b.json").write_text('{"item_features": {"path": "t.csv", "item_column": "sku"}}', encoding="utf-8")
+    assert load_pipeline(tmp_path / "b.json").item_features == {"path": "t.csv", "item_column": "sku"}
+    (tmp_path / "c.json").write_text('{"item_features": {"file": "t.csv"}}', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"c\.json: item_features must be a path or an object"):
+        load_pipeline(tmp_path / "c.json")

@@ -127,6 +127,8 @@ class _Run:
     fingerprint: dict[str, Any] | None = None  # the chief's, with out_dir
     progress: dict[str, Any] = dataclasses.field(default_factory=dict)  # of the interrupted run resumed
     inherited: Any = None  # the warm start's WarmStart
+    features: Any = None  # the item features aligned to the vocabulary (AlignedFeatures), if any
+    features_summary: dict[str, Any] | None = None  # metrics.json's "item_features"
 
 
 @dataclasses.dataclass
@@ -138,13 +140,14 @@ class _Fitted:
 
 
 def _prepare(data, config: SASRecConfig, options: TrainOptions, *, out_dir, overwrite: bool, strategy, shards,
-             warm_start) -> _Run:
+             warm_start, item_features=None) -> _Run:
     """Everything before ``fit``; nothing is written before the checks pass."""
     parent = None
     if warm_start is not None:
         if shards is not None:
             raise ValueError("warm start reads an interaction log, not shards (--data-format log)")
         parent = artifacts.load_trained(warm_start)
+    aligned = _align_features(item_features, data, config, parent)
     check_trainable(data, config)
     split = leave_one_out(data)
     check_evaluable(data, split, options)
@@ -157,16 +160,50 @@ def _prepare(data, config: SASRecConfig, options: TrainOptions, *, out_dir, over
             run.fingerprint = run_dir.run_fingerprint(data, config, shards)
             if warm_start is not None:
                 run.fingerprint["parent"] = str(Path(warm_start).absolute())
+            if aligned is not None:
+                run.fingerprint["item_features"] = str(Path(item_features.source).absolute())
             run.progress = run_dir.prepare_out_dir(run.out_dir, run.fingerprint, overwrite)
-    run.model = training.build_model(config, data.num_items, run.num_users, strategy=strategy)
+    sizes = ({} if aligned is None else
+             {"num_attributes": aligned.num_attributes(), "max_item_attributes": aligned.max_attributes()})
+    run.model = training.build_model(config, data.num_items, run.num_users, strategy=strategy, **sizes)
     run.item_counts = (shards.train_item_counts() if shards
                        else evaluation.training_item_counts(split.train, data.num_items))
+    if aligned is not None:
+        run.features = aligned
+        trained = np.asarray(run.item_counts) > 0
+        run.model.set_item_features(aligned.padded(), trained)
+        run.features_summary = {
+            "source": item_features.source, "fusion": config.feature_fusion,
+            "attributes": aligned.num_attributes(), "items_with_features": data.num_items - aligned.items_without_features,
+            "items_without_features": aligned.items_without_features,
+            "features_without_interactions": item_features.missing_from(data.vocab),
+            "items_not_trained_on": int(np.count_nonzero(~trained[1:]))}
     if parent is not None:
         run.inherited = copy_parent(run.model, parent, data.vocab, item_counts=run.item_counts,
-                                    parent_path=str(warm_start))
+                                    parent_path=str(warm_start),
+                                    attribute_names=aligned.attribute_names if aligned is not None else None)
     if run.model.target_counts is not None:
         run.model.set_item_counts(run.item_counts)
     return run
+
+
+def _align_features(item_features, data, config: SASRecConfig, parent):
+    """The item features by dense id (None without), checked against the configuration and a
+    warm-start parent (whose attribute ids they keep)."""
+    if item_features is None:
+        if config.feature_fusion != "none":
+            raise OptionError("feature_fusion", f"SASRecConfig.feature_fusion={config.feature_fusion!r} needs item "
+                              "features (--item-features, or item_features in the --config file)")
+        return None
+    if config.feature_fusion == "none":
+        raise OptionError("feature_fusion", "item features need SASRecConfig.feature_fusion 'sum', 'concat' or "
+                          "'gate' (it is 'none')")
+    names = None
+    if parent is not None:
+        names = parent.attribute_names
+        if names is None:
+            raise ValueError("the warm-start parent has no item features: train from scratch to add them")
+    return item_features.aligned(data.vocab, attribute_names=names, grow=True)
 
 
 def _sharded_input(run: _Run) -> dict[str, Any]:
@@ -219,7 +256,8 @@ def _save(run: _Run, staging: Path | None, strategy) -> None:
     data, shards = run.data, run.shards
     with distribute.writable_dir(staging or run.out_dir, strategy) as target:
         artifacts.save_trained(target, run.model, data.vocab, shards.user_ids() if shards else data.user_ids,
-                               item_counts=run.item_counts)
+                               item_counts=run.item_counts,
+                               attribute_names=run.features.attribute_names if run.features is not None else None)
 
 
 def _evaluate_stage(model, split, stage: str, seed: int, protocol: dict[str, Any], verbose, *,
@@ -269,6 +307,8 @@ def _evaluate(run: _Run, fitted: _Fitted, options: TrainOptions, *, baseline: bo
     metrics["training"] = fitted.training
     if run.inherited is not None:
         metrics["parent"] = run.inherited.to_dict()
+    if run.features_summary is not None:
+        metrics["item_features"] = run.features_summary
     metrics["dataset"] = {"users": run.num_users, "items": data.num_items,
                           "interactions": shards.num_interactions if shards else int(data.lengths().sum()),
                           "evaluated_users": int(len(split.test_targets)),
@@ -308,6 +348,7 @@ def train_and_evaluate(
     shards=None,
     callbacks: Sequence[Any] = (),
     warm_start: str | Path | None = None,
+    item_features=None,
 ) -> Result:
     """Split ``data`` leave-one-out, train ``config`` on it, evaluate valid and test (full ranking
     and the paper's sampled protocol), and with ``out_dir`` write the model directory and
@@ -332,6 +373,10 @@ def train_and_evaluate(
     must have been read with the parent's vocabulary grown by the new items
     (``DataOptions.read(path, vocab=parent_vocab, grow=True)``), so known items keep their ids.
 
+    ``item_features`` (:func:`sasrec_tf.data.item_features.read_item_features`) go into the model
+    with ``config.feature_fusion`` (not ``"none"``); items without training interactions are
+    represented by their features alone; ``metrics.json`` counts them under ``item_features``.
+
     Returns:
       A :class:`Result`.
 
@@ -342,7 +387,7 @@ def train_and_evaluate(
     """
     options = options or TrainOptions()
     run = _prepare(data, config, options, out_dir=out_dir, overwrite=overwrite, strategy=strategy, shards=shards,
-                   warm_start=warm_start)
+                   warm_start=warm_start, item_features=item_features)
     staging = _finished_training(run, strategy)
     resumed_trained = staging is not None
     if resumed_trained:  # killed after training, in the final evaluation or publish: finish that
