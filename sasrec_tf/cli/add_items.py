@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sasrec_tf.cli.common import UsageError, add_item_features_flags, default_of
+from sasrec_tf.cli.common import UsageError, default_of
+from sasrec_tf.cli.feature_flags import add_item_features_flags, read_item_features_flags
 from sasrec_tf.export import export_saved_model
 from sasrec_tf.serving.options import DEFAULTS
 
@@ -34,7 +35,6 @@ def register(subcommands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sasrec_tf.artifacts import load_trained, save_trained
-    from sasrec_tf.cli.common import read_item_features_flags
     from sasrec_tf.cli.progress import Steps
     from sasrec_tf.warmstart import add_cold_items
 

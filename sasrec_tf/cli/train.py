@@ -7,9 +7,10 @@ import sys
 from pathlib import Path
 
 from sasrec_tf import experiment
-from sasrec_tf.cli.common import (UsageError, add_data_flags, add_item_features_flags, add_option_flag,
-                                  add_train_flags, default_of, format_config, format_table, read_data,
-                                  read_item_features_flags, record_data_options, set_flags, train_options)
+from sasrec_tf.cli.common import (UsageError, add_data_flags, add_option_flag, add_train_flags, default_of,
+                                  format_config, format_table, read_data, record_data_options, set_flags,
+                                  train_options)
+from sasrec_tf.cli.feature_flags import add_item_features_flags, read_item_features_flags
 from sasrec_tf.choices import LAYER_NORM_PLACEMENTS
 from sasrec_tf.config import SASRecConfig
 from sasrec_tf.distribute import STRATEGIES, global_batch_size, is_chief, make_strategy
