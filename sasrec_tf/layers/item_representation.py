@@ -72,8 +72,9 @@ class ItemRepresentation(keras.layers.Layer):
                      if self.fusion == "gate" else None)
 
     def build(self, input_shape=None):
+        # int64: the integer type TensorFlow gathers on GPUs (int32 tensors live in host memory).
         self.attribute_table = self.add_weight(
-            name="attribute_table", shape=(self.num_items + 1, self.max_attributes), dtype=tf.int32,
+            name="attribute_table", shape=(self.num_items + 1, self.max_attributes), dtype=tf.int64,
             initializer="zeros", trainable=False)
         self.id_mask = self.add_weight(name="id_mask", shape=(self.num_items + 1,), dtype=tf.float32,
                                        initializer="ones", trainable=False)
@@ -109,7 +110,7 @@ class ItemRepresentation(keras.layers.Layer):
         the id mask (``[N + 1]``; padding's entry is set to 0)."""
         if not self.built:
             self.build()
-        table = tf.convert_to_tensor(attribute_table, tf.int32)
+        table = tf.convert_to_tensor(attribute_table, tf.int64)
         width = int(table.shape[1])
         if table.shape[0] != self.num_items + 1 or width > self.max_attributes:
             raise ValueError(f"the attribute table must have shape ({self.num_items + 1}, <= {self.max_attributes}), "
