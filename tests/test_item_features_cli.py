@@ -49,7 +49,7 @@ def histories_ending_in(category):
 def test_training_with_item_features_records_them_and_keeps_them_beside_the_model(run, capsys):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["item_features"]["fusion"] == "sum" and metrics["item_features"]["items_without_features"] == 0
-    assert metrics["item_features"]["attributes"] == 53  # 23 categories x 2 columns + 5 brands + ... (as counted)
+    assert metrics["item_features"]["attributes"] == 53  # 24 categories in two columns, 5 brands
     assert json.loads((run / "config.json").read_text())["sasrec_config"]["feature_fusion"] == "sum"
     assert (run / "attributes.txt").is_file() and (run / "item_attributes.npz").is_file()
 
