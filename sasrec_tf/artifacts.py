@@ -8,6 +8,8 @@ Layout of ``DIR``::
     users.txt     raw user ids, line i = dense user i (only for the user-embedding variant)
     item_counts.npy  training interactions per dense item id ([num_items + 1] int64), when known:
                   the popularity used for empty histories and popularity-sampled evaluation
+    attributes.txt   item features only: line a = attribute token of attribute id a
+    item_attributes.npz  item features only: each item's attribute ids and whether it was trained on
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import numpy as np
 from sasrec_tf._compat import keras
 from sasrec_tf.data.vocab import ItemVocabulary
 from sasrec_tf.files import atomic_path, atomic_write_text, write_with
-from sasrec_tf.layout import CONFIG_FILE, ITEM_COUNTS_FILE, MODEL_FILE, USERS_FILE, VOCAB_FILE
+from sasrec_tf.layout import (ATTRIBUTES_FILE, CONFIG_FILE, ITEM_ATTRIBUTES_FILE, ITEM_COUNTS_FILE, MODEL_FILE,
+                              USERS_FILE, VOCAB_FILE)
 from sasrec_tf.model import SASRec
 
 
@@ -30,25 +33,32 @@ from sasrec_tf.model import SASRec
 @dataclasses.dataclass
 class TrainedModel:
     """A model directory loaded back (:func:`load_trained`): the model, its item vocabulary, the
-    raw user ids (user-embedding models only) and the training item counts, when saved."""
+    raw user ids (user-embedding models only), the training item counts, when saved, and the
+    attribute vocabulary of a model with item features (attribute id ``a`` is ``attribute_names[a - 1]``)."""
 
     model: SASRec
     vocab: ItemVocabulary
     user_ids: np.ndarray | None = None
     item_counts: np.ndarray | None = None
+    attribute_names: tuple[str, ...] | None = None
 
 
 def save_trained(
-    path: str | os.PathLike[str], model: SASRec, vocab: ItemVocabulary, user_ids=None, item_counts=None
+    path: str | os.PathLike[str], model: SASRec, vocab: ItemVocabulary, user_ids=None, item_counts=None,
+    attribute_names=None,
 ) -> Path:
     """Write the model directory; each file is replaced atomically (:mod:`sasrec_tf.files`; the
     Keras file through a temporary directory, as Keras wants a name ending in ``.keras``).
 
     Raises:
-      ValueError: the vocabulary or ``item_counts`` do not match the model's catalogue.
+      ValueError: the vocabulary or ``item_counts`` do not match the model's catalogue, or a
+        model with item features without its ``attribute_names``.
     """
     if len(vocab) != model.num_items:
         raise ValueError(f"vocabulary has {len(vocab)} items but the model {model.num_items}")
+    features = getattr(model, "item_representation", None)
+    if features is not None and (attribute_names is None or len(attribute_names) != model.num_attributes):
+        raise ValueError(f"a model with item features is saved with its {model.num_attributes} attribute names")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     with atomic_path(path / MODEL_FILE, suffix=Path(MODEL_FILE).suffix) as staged:  # Keras wants .keras
@@ -61,6 +71,10 @@ def save_trained(
         if item_counts.shape != (model.num_items + 1,):
             raise ValueError(f"item_counts must have shape ({model.num_items + 1},), got {item_counts.shape}")
         write_with(path / ITEM_COUNTS_FILE, lambda handle: np.save(handle, item_counts))
+    if features is not None:
+        atomic_write_text(path / ATTRIBUTES_FILE, "".join(f"{name}\n" for name in attribute_names))
+        arrays = {"table": features.attribute_table.numpy(), "trained": features.id_mask.numpy() > 0}
+        write_with(path / ITEM_ATTRIBUTES_FILE, lambda handle: np.savez(handle, **arrays))
     if model.uses_user_embedding and user_ids is not None:
         bad = next((u for u in user_ids if "\n" in str(u) or "\r" in str(u)), None)
         if bad is not None:
@@ -86,7 +100,15 @@ def load_trained(path: str | os.PathLike[str]) -> TrainedModel:
     counts = np.load(path / ITEM_COUNTS_FILE) if (path / ITEM_COUNTS_FILE).exists() else None
     if counts is not None and counts.shape != (model.num_items + 1,):
         raise ValueError(f"{path}: {ITEM_COUNTS_FILE} has shape {counts.shape}, expected ({model.num_items + 1},)")
-    return TrainedModel(model=model, vocab=vocab, user_ids=users, item_counts=counts)
+    names = None
+    if getattr(model, "uses_item_features", False):
+        if not (path / ATTRIBUTES_FILE).is_file():
+            raise ValueError(f"{path}: a model with item features needs its {ATTRIBUTES_FILE}")
+        names = tuple(read_lines(path / ATTRIBUTES_FILE))
+        if len(names) != model.num_attributes:
+            raise ValueError(f"{path}: {ATTRIBUTES_FILE} has {len(names)} attributes but {MODEL_FILE} "
+                             f"{model.num_attributes}; the directory mixes files of two runs")
+    return TrainedModel(model=model, vocab=vocab, user_ids=users, item_counts=counts, attribute_names=names)
 
 
 def read_lines(path: str | os.PathLike[str]) -> list[str]:

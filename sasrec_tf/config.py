@@ -10,7 +10,7 @@ from typing import Any
 
 # The named choices a configuration may take are declared in sasrec_tf.choices, and the generic
 # option parsing lives in sasrec_tf.options; both are re-exported here, where they were first.
-from sasrec_tf.choices import (EMBEDDING_INITIALIZERS, FFN_ACTIVATIONS, LAYER_NORM_PLACEMENTS,  # noqa: F401
+from sasrec_tf.choices import (EMBEDDING_INITIALIZERS, FEATURE_FUSIONS, FFN_ACTIVATIONS, LAYER_NORM_PLACEMENTS,  # noqa: F401
                                NEGATIVE_SAMPLING, OBJECTIVE_SPECS, OPTIMIZER_SPECS, REPEATED_TARGETS,
                                TRAINING_WINDOWS)
 from sasrec_tf.files import atomic_write_text
@@ -67,6 +67,14 @@ class SASRecConfig:
     0.13's ``IdEmbeddingsItemNet``, which the eSASRec benchmark ran): a regulariser of the
     catalogue-sized table that softmax objectives otherwise overfit within a few epochs.
 
+    ``feature_fusion`` combines each item's id embedding with the mean of its attribute embeddings
+    (item features, :class:`sasrec_tf.layers.ItemRepresentation`), in the input and the prediction
+    layer alike: ``"none"`` (the default) is the id-only model; ``"sum"``, ``"concat"``
+    (concatenation projected to ``hidden_units``) and ``"gate"`` (a learned gate) need item
+    features; an item never trained on is represented by its features alone.
+    ``feature_id_dropout`` drops the id part of an item in a training lookup with that
+    probability (DropoutNet), so the model also learns to score items from their features alone.
+
     ``contrastive_weight`` > 0 adds an auxiliary InfoNCE term (DuoRec / CL4SRec family): each
     training window is encoded twice under independent dropout, and the two last-position
     representations of a window are pulled together and pushed from the other windows of the
@@ -102,6 +110,8 @@ class SASRecConfig:
     scale_item_embedding: bool = True  # input item embeddings x sqrt(hidden_units), as the paper's code
     embedding_initializer: str = "uniform"
     item_dropout_rate: float = 0.0  # dropout on the item table, shared by input and output (RecTools)
+    feature_fusion: str = "none"  # item features: none (ids only, the paper), sum, concat or gate
+    feature_id_dropout: float = 0.5  # item features: P(a training lookup drops the id part), for cold items
     # Training.
     learning_rate: float = 1e-3
     weight_decay: float = 0.0  # > 0: AdamW's decoupled weight decay (not on biases or LayerNorm)
@@ -155,6 +165,9 @@ class SASRecConfig:
         if self.frequency_cutoff < 1:
             raise OptionError("frequency_cutoff",
                               f"SASRecConfig.frequency_cutoff must be a positive integer, got {self.frequency_cutoff!r}")
+        if not 0.0 <= self.feature_id_dropout < 1.0:
+            raise OptionError("feature_id_dropout",
+                              f"SASRecConfig.feature_id_dropout must be in [0, 1), got {self.feature_id_dropout!r}")
         if not 0.0 <= self.item_dropout_rate < 1.0:
             raise OptionError("item_dropout_rate",
                               f"SASRecConfig.item_dropout_rate must be in [0, 1), got {self.item_dropout_rate!r}")
@@ -177,7 +190,8 @@ class SASRecConfig:
             )
         for name, allowed in (("layer_norm", LAYER_NORM_PLACEMENTS), ("ffn_activation", FFN_ACTIVATIONS),
                               ("training_windows", TRAINING_WINDOWS), ("negative_sampling", NEGATIVE_SAMPLING),
-                              ("embedding_initializer", EMBEDDING_INITIALIZERS)):
+                              ("embedding_initializer", EMBEDDING_INITIALIZERS),
+                              ("feature_fusion", FEATURE_FUSIONS)):
             if getattr(self, name) not in allowed:
                 raise OptionError(name, f"SASRecConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.ffn_units is not None and self.ffn_units < 1:

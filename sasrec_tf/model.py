@@ -11,7 +11,7 @@ from sasrec_tf import losses, objectives
 from sasrec_tf._compat import keras
 from sasrec_tf.config import SASRecConfig
 from sasrec_tf.item_frequency import ItemFrequency
-from sasrec_tf.layers import SASRecEncoder
+from sasrec_tf.layers import ItemRepresentation, SASRecEncoder
 from sasrec_tf.metrics import MRR, NDCG, HitRate
 
 
@@ -30,6 +30,9 @@ class SASRec(keras.Model):
         (a negative must differ from the positive).
       num_users: the number of users, ids ``1..num_users``; needed (``>= 1``) with
         ``config.use_user_embedding``, ignored otherwise.
+      num_attributes, max_item_attributes: with ``config.feature_fusion`` other than ``"none"``,
+        the attribute vocabulary's size ``A`` (ids ``1..A``) and the attribute table's width;
+        the table itself is set with :meth:`set_item_features` (a weight: saved with the model).
       **kwargs: passed to ``keras.Model`` (e.g. ``name``).
 
     Call arguments:
@@ -64,7 +67,8 @@ class SASRec(keras.Model):
     # longest history.
     left_padding_invariant = True
 
-    def __init__(self, config: SASRecConfig, num_items: int, num_users: int = 0, **kwargs):
+    def __init__(self, config: SASRecConfig, num_items: int, num_users: int = 0, *, num_attributes: int = 0,
+                 max_item_attributes: int = 0, **kwargs):
         super().__init__(**kwargs)
         if isinstance(config, dict):
             config = SASRecConfig.from_dict(config)
@@ -93,11 +97,24 @@ class SASRec(keras.Model):
         self.item_dropout = (keras.layers.Dropout(config.item_dropout_rate, name="item_dropout")
                              if config.item_dropout_rate > 0 else None)
         self._dropped_tables: dict[str, tf.Tensor] | None = None  # during one training forward pass
+        self._training_lookups = False  # item features: whether lookups drop id parts (a training forward pass)
         self.user_embedding = (
             keras.layers.Embedding(self.num_users + 1, d, embeddings_regularizer=regularizer, name="user_embedding")
             if config.use_user_embedding
             else None
         )
+        self.num_attributes = int(num_attributes)
+        self.max_item_attributes = int(max_item_attributes)
+        self.item_representation = None  # the id embedding alone (feature_fusion="none": the paper's model)
+        if config.feature_fusion != "none":
+            if self.num_attributes < 1 or self.max_item_attributes < 1:
+                raise ValueError(f"feature_fusion={config.feature_fusion!r} needs item features "
+                                 "(num_attributes and max_item_attributes >= 1; --item-features on the command line)")
+            self.item_representation = ItemRepresentation(
+                self.num_items, self.num_attributes, self.max_item_attributes, d, config.feature_fusion,
+                id_dropout_rate=config.feature_id_dropout,
+                embeddings_initializer=_embedding_initializer(config.embedding_initializer),
+                embeddings_regularizer=regularizer, name="item_representation")
         self.encoder = SASRecEncoder(
             max_len=config.max_len,
             hidden_units=d,
@@ -174,18 +191,44 @@ class SASRec(keras.Model):
         layer = self.output_item_embedding or self.item_embedding
         if not layer.built:
             layer.build((None,))
-        if self._dropped_tables is not None:
-            return self._dropped_tables[layer.name]
-        return layer.embeddings
+        table = self._dropped_tables[layer.name] if self._dropped_tables is not None else layer.embeddings
+        if self.item_representation is not None:  # every item's fused vector (row-wise, as _lookup's)
+            return self.item_representation(table, tf.range(self.num_items + 1), training=self._training_lookups)
+        return table
 
     def _output_embedding(self, item_ids):
         return self._lookup(self.output_item_embedding or self.item_embedding, item_ids)
 
     def _lookup(self, layer, item_ids):
-        """Rows of an item table: the layer's, or this training step's dropped-out table."""
+        """Rows of an item table: the layer's, or this training step's dropped-out table; with item
+        features, fused with the items' attributes."""
+        if self.item_representation is not None:
+            return self.item_representation(self._id_rows(layer, item_ids), item_ids,
+                                            training=self._training_lookups)
+        return self._id_rows(layer, item_ids)
+
+    def _id_rows(self, layer, item_ids):
         if self._dropped_tables is not None:
             return tf.gather(self._dropped_tables[layer.name], item_ids)
         return layer(item_ids)
+
+    @property
+    def uses_item_features(self) -> bool:
+        return self.item_representation is not None
+
+    def set_item_features(self, attribute_table, trained_items) -> None:
+        """Set the attribute table (``[N + 1, <= max_item_attributes]`` attribute ids per dense
+        item, 0-padded: :meth:`sasrec_tf.data.item_features.AlignedFeatures.padded`) and which
+        items have been trained on (``[N + 1]`` bool; the others, cold, are represented by their
+        attributes alone).
+
+        Raises:
+          ValueError: a model without item features, or tables of the wrong shape.
+        """
+        if self.item_representation is None:
+            raise ValueError("this model uses no item features (feature_fusion='none')")
+        self.build()
+        self.item_representation.set_features(attribute_table, trained_items)
 
     @contextlib.contextmanager
     def _item_table_dropout(self, training):
@@ -202,6 +245,19 @@ class SASRec(keras.Model):
             yield
         finally:
             self._dropped_tables = None
+
+    @contextlib.contextmanager
+    def _feature_lookups(self, training):
+        """With item features: every lookup of the enclosed forward pass (inputs, positives,
+        negatives, the catalogue) is a training one (``feature_id_dropout`` applies)."""
+        if self.item_representation is None or not training:
+            yield
+            return
+        self._training_lookups = True
+        try:
+            yield
+        finally:
+            self._training_lookups = False
 
     def query_embeddings(self, item_ids, user_ids=None) -> tf.Tensor:
         """Representation ``[B, d]`` at the last position: the query that scores the next item.
@@ -257,7 +313,7 @@ class SASRec(keras.Model):
         positives = data["positives"]
         # The step seeds popularity draws (which need the item frequency); not read otherwise.
         optimizer = getattr(self, "optimizer", None) if training and self.item_frequency is not None else None
-        with self._item_table_dropout(training):
+        with self._item_table_dropout(training), self._feature_lookups(training):
             hidden = self(inputs, training=training)
             batch = objectives.TrainingBatch(
                 hidden=hidden, positives=positives, negatives=data["negatives"],
@@ -351,7 +407,10 @@ class SASRec(keras.Model):
     build_for = build_weights  # the name it had before; kept for existing callers
 
     def get_config(self):
-        return {"config": self.config.to_dict(), "num_items": self.num_items, "num_users": self.num_users}
+        config = {"config": self.config.to_dict(), "num_items": self.num_items, "num_users": self.num_users}
+        if self.item_representation is not None:
+            config.update(num_attributes=self.num_attributes, max_item_attributes=self.max_item_attributes)
+        return config
 
     def get_compile_config(self):
         """What ``model.keras`` keeps of ``compile``, less the full-ranking metrics: they rank

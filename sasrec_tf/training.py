@@ -91,15 +91,18 @@ def make_optimizer(config: SASRecConfig) -> keras.optimizers.Optimizer:
                            beta_1=config.beta_1, beta_2=config.beta_2, epsilon=config.epsilon)
 
 
-def build_model(config: SASRecConfig, num_items: int, num_users: int = 0, *, strategy=None) -> SASRec:
+def build_model(config: SASRecConfig, num_items: int, num_users: int = 0, *, strategy=None,
+                **features: int) -> SASRec:
     """A compiled SASRec, seeded from ``config.seed`` so a run can be repeated.
 
     With a ``tf.distribute`` ``strategy`` (:func:`sasrec_tf.distribute.make_strategy`) the weights
-    and the optimizer are created in its scope, so ``fit`` trains under it.
+    and the optimizer are created in its scope, so ``fit`` trains under it. ``features``: the
+    item-feature sizes ``num_attributes`` and ``max_item_attributes`` (see :class:`SASRec`).
     """
     keras.utils.set_random_seed(config.seed)
     with (strategy or tf.distribute.get_strategy()).scope():
-        model = SASRec(config, num_items=num_items, num_users=num_users if config.use_user_embedding else 0)
+        model = SASRec(config, num_items=num_items, num_users=num_users if config.use_user_embedding else 0,
+                       **features)
         model.build_weights()
         model.compile(optimizer=make_optimizer(config))
     return model

@@ -84,8 +84,8 @@ def subcommands():
 
 
 def test_every_subcommand_is_covered():
-    assert subcommands() == sorted(["ablation", "attention-plot", "demo", "evaluate", "export", "info", "recommend",
-                                    "serve", "shard", "train"])
+    assert subcommands() == sorted(["ablation", "add-items", "attention-plot", "demo", "evaluate", "export", "info",
+                                    "recommend", "serve", "shard", "train"])
 
 
 # Building the parser registers every subcommand, so every case needs what the data flags need.
@@ -97,10 +97,11 @@ def test_help_imports_no_tensorflow(args, active_blockers):
 
 @pytest.mark.parametrize("args, needs", [
     (["train", "--data", "log.csv"], ["data"]),  # --out missing: argparse
+    (["add-items", "--model", "m"], ["data"]),  # --items and --export-base missing: argparse
     (["serve", "--model-base", ".", "--port", "70000"], ["data"]),
     (["export", "--model", "m", "--export-base", "b", "--force"], ["data"]),
     (["train", "--data", "log.csv", "--out", "out", "--eval-every", "0"], ["data", "config"]),
-], ids=["missing-flag", "serve-port", "export-force-without-gate", "eval-every-0"])
+], ids=["missing-flag", "add-items-missing-flags", "serve-port", "export-force-without-gate", "eval-every-0"])
 def test_argument_errors_import_no_tensorflow(args, needs, active_blockers):
     check_without_tensorflow(args, needs, active_blockers, code=2)
 

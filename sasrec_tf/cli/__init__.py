@@ -21,10 +21,11 @@ import sys
 import traceback
 from typing import Sequence
 
-from sasrec_tf.cli import ablation, attention, common, demo, evaluate, export, info, recommend, serve, shard, train
+from sasrec_tf.cli import (ablation, add_items, attention, common, demo, evaluate, export, info, recommend, serve,
+                           shard, train)
 from sasrec_tf.cli.common import UsageError
 
-COMMANDS = (demo, train, evaluate, recommend, ablation, attention, export, info, serve, shard)
+COMMANDS = (demo, train, evaluate, recommend, ablation, attention, export, add_items, info, serve, shard)
 
 __all__ = ["COMMANDS", "UsageError", "build_parser", "main"]
 

@@ -454,3 +454,4 @@ def _with_target_groups(name: str, result: dict[str, Any]) -> list[tuple[str, di
 def write_json(path: str | Path, value: Any) -> None:
     """``value`` as JSON at ``path`` (a reader sees the old file or the whole new one)."""
     atomic_write_json(path, value)
+

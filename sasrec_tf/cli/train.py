@@ -10,6 +10,7 @@ from sasrec_tf import experiment
 from sasrec_tf.cli.common import (UsageError, add_data_flags, add_option_flag, add_train_flags, default_of,
                                   format_config, format_table, read_data, record_data_options, set_flags,
                                   train_options)
+from sasrec_tf.cli.feature_flags import add_item_features_flags, read_item_features_flags
 from sasrec_tf.choices import LAYER_NORM_PLACEMENTS
 from sasrec_tf.config import SASRecConfig
 from sasrec_tf.distribute import STRATEGIES, global_batch_size, is_chief, make_strategy
@@ -49,6 +50,10 @@ def register(subcommands) -> None:
     parser.add_argument("--warm-start", dest="warm_start", metavar="DIR",
                         help="start from this trained model directory (e.g. yesterday's run): known items keep "
                              "their ids and learned rows, new items are added, the encoder is copied")
+    add_item_features_flags(parser, help="item attributes (S3-Rec's item2attributes JSON, or a csv/tsv/parquet "
+                            "table): each item's vector fuses its id embedding with its attributes "
+                            "(--set feature_fusion=sum|concat|gate; sum when not set), and items never trained "
+                            "on are represented by their attributes (sasrec-tf add-items serves new ones)")
     add_config_flags(parser)
     add_train_flags(parser)
     parser.add_argument("--strategy", choices=STRATEGIES, default=default_of(make_strategy, "name"),
@@ -77,6 +82,10 @@ def run(args: argparse.Namespace) -> int:
     pipeline = experiment.load_pipeline(args.config)
     config = resolve_config(args, pipeline)
     options = train_options(args, pipeline)
+    features = read_item_features_flags(args, pipeline)
+    if features is not None and config.feature_fusion == "none":
+        config = config.replace(feature_fusion="sum")
+        print("item features: feature_fusion sum (--set feature_fusion=concat or gate for another fusion)")
     strategy, config = _distribution(args, config)  # before TensorFlow runs anything (multi_worker)
     shards = None
     if args.data_format == "tfrecord":
@@ -90,11 +99,16 @@ def run(args: argparse.Namespace) -> int:
     else:
         data = read_data(args, pipeline)
     print(f"data: {data.num_users} users, {data.num_items} items, {int(data.lengths().sum())} interactions")
+    if features is not None:
+        aligned = features.aligned(data.vocab)
+        print(f"item features: {features.source}: {len(features)} items, {aligned.num_attributes()} attributes; "
+              f"{aligned.items_without_features} items of the log have none, {features.missing_from(data.vocab)} "
+              "with features have no interactions (not in the vocabulary; sasrec-tf add-items adds them)")
     print(format_config(config, str(Path(args.out) / CONFIG_FILE)))
     verbose = 1 if sys.stdout.isatty() else 2  # a progress bar on a terminal, one line per epoch in a log
     result = experiment.train_and_evaluate(data, config, out_dir=args.out, options=options, overwrite=args.overwrite,
                                            verbose=verbose, strategy=strategy, shards=shards,
-                                           warm_start=args.warm_start)
+                                           warm_start=args.warm_start, item_features=features)
     if is_chief(strategy):
         if shards is None:  # evaluate, recommend and attention-plot read a log as this one was read
             record_data_options(args.out, args, pipeline)

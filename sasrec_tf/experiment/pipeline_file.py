@@ -7,6 +7,9 @@ A pipeline file has three sections, each a typed dataclass that rejects unknown 
 * ``train`` -- :class:`~sasrec_tf.experiment.TrainOptions`: validation cadence, early stopping,
   limits, evaluation.
 
+and optionally ``item_features``: a feature file's path, or ``{"path", "format", "item_column",
+"multi_value_sep"}`` (:func:`sasrec_tf.data.item_features.read_item_features`).
+
 The file, command-line flags and ``--set NAME=VALUE`` all set options through
 :meth:`PipelineFile.set` (:func:`sasrec_tf.config.parse_option`): JSON values must have the
 field's type, flag and ``--set`` text is parsed by it, and an error names the value's source.
@@ -44,6 +47,7 @@ class PipelineFile:
     data: dict[str, Any] = dataclasses.field(default_factory=dict)
     train: dict[str, Any] = dataclasses.field(default_factory=dict)
     description: str = ""
+    item_features: dict[str, Any] | None = None  # read_item_features' path and options
     sources: dict[str, str] = dataclasses.field(default_factory=dict)  # "section.name" -> where it was set
 
     def set(self, section: str, name: str, value: Any, source: str, *, text: bool = False) -> None:
@@ -108,10 +112,11 @@ def load_pipeline(path: str | Path | None) -> PipelineFile:
                          f"{list(PIPELINE_SECTIONS)}") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a JSON object with sections {list(PIPELINE_SECTIONS)}")
-    unknown = sorted(set(raw) - set(PIPELINE_SECTIONS) - {"description"})
+    unknown = sorted(set(raw) - set(PIPELINE_SECTIONS) - {"description", "item_features"})
     if unknown:
         raise ValueError(f"{path}: unknown section(s) {unknown}; expected {list(PIPELINE_SECTIONS)}")
-    pipeline = PipelineFile(description=str(raw.get("description", "")))
+    pipeline = PipelineFile(description=str(raw.get("description", "")),
+                            item_features=_item_features_entry(path, raw.get("item_features")))
     for section in PIPELINE_SECTIONS:
         values = raw.get(section, {})
         if not isinstance(values, dict):
@@ -120,6 +125,21 @@ def load_pipeline(path: str | Path | None) -> PipelineFile:
             pipeline.set(section, name, value, f"{path}: {section}.{name}")
         pipeline.build(section)  # a file must be valid on its own, whatever flags later override
     return pipeline
+
+
+_FEATURE_KEYS = ("path", "format", "item_column", "multi_value_sep")
+
+
+def _item_features_entry(path, value) -> dict[str, Any] | None:
+    """A pipeline file's ``item_features``: a path, or an object of :data:`_FEATURE_KEYS` (strings)."""
+    if value is None:
+        return None
+    entry = {"path": value} if isinstance(value, str) else value
+    if (not isinstance(entry, dict) or set(entry) - set(_FEATURE_KEYS) or "path" not in entry
+            or not all(isinstance(v, str) for v in entry.values())):
+        raise ValueError(f"{path}: item_features must be a path or an object with a 'path' and optionally "
+                         f"{list(_FEATURE_KEYS[1:])}, all strings; got {value!r}")
+    return dict(entry)
 
 
 def apply_overrides(values: Mapping[str, Any], assignments: Iterable[str] = ()) -> dict[str, Any]:

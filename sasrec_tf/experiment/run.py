@@ -29,7 +29,7 @@ import numpy as np
 from sasrec_tf import artifacts, card, distribute, evaluation, plots, training
 from sasrec_tf.choices import PROTOCOLS, STAGES
 from sasrec_tf.data.cold_start import hold_out_items
-from sasrec_tf.evaluation.baselines import ContentBaseline, MostPopular, feature_arrays
+from sasrec_tf.evaluation.baselines import ContentBaseline, MostPopular
 from sasrec_tf.config import OBJECTIVE_SPECS, OptionError, SASRecConfig
 from sasrec_tf.data.sequences import leave_one_out
 from sasrec_tf.evaluation.callback import users_progress
@@ -131,6 +131,8 @@ class _Run:
     progress: dict[str, Any] = dataclasses.field(default_factory=dict)  # of the interrupted run resumed
     inherited: Any = None  # the warm start's WarmStart
     cold: Any = None  # the cold-start protocol's ColdStart (options.cold_items > 0)
+    features: Any = None  # the item features aligned to the vocabulary (AlignedFeatures), if any
+    features_summary: dict[str, Any] | None = None  # metrics.json's "item_features"
 
 
 @dataclasses.dataclass
@@ -144,13 +146,12 @@ class _Fitted:
 def _prepare(data, config: SASRecConfig, options: TrainOptions, *, out_dir, overwrite: bool, strategy, shards,
              warm_start, item_features=None) -> _Run:
     """Everything before ``fit``; nothing is written before the checks pass."""
-    if item_features is not None:  # the content baseline reads them after training: check them now
-        feature_arrays(item_features, data.num_items)
     parent = None
     if warm_start is not None:
         if shards is not None:
             raise ValueError("warm start reads an interaction log, not shards (--data-format log)")
         parent = artifacts.load_trained(warm_start)
+    aligned = _align_features(item_features, data, config, parent)
     check_trainable(data, config)
     split = leave_one_out(data)
     check_evaluable(data, split, options)
@@ -173,16 +174,50 @@ def _prepare(data, config: SASRecConfig, options: TrainOptions, *, out_dir, over
                 run.fingerprint["data"].update(cold_items=cold.fraction, cold_seed=cold.seed)
             if warm_start is not None:
                 run.fingerprint["parent"] = str(Path(warm_start).absolute())
+            if aligned is not None:
+                run.fingerprint["item_features"] = str(Path(item_features.source).absolute())
             run.progress = run_dir.prepare_out_dir(run.out_dir, run.fingerprint, overwrite)
-    run.model = training.build_model(config, data.num_items, run.num_users, strategy=strategy)
+    sizes = ({} if aligned is None else
+             {"num_attributes": aligned.num_attributes(), "max_item_attributes": aligned.max_attributes()})
+    run.model = training.build_model(config, data.num_items, run.num_users, strategy=strategy, **sizes)
     run.item_counts = (shards.train_item_counts() if shards
                        else evaluation.training_item_counts(split.train, data.num_items))
+    if aligned is not None:
+        run.features = aligned
+        trained = np.asarray(run.item_counts) > 0
+        run.model.set_item_features(aligned.padded(), trained)
+        run.features_summary = {
+            "source": item_features.source, "fusion": config.feature_fusion,
+            "attributes": aligned.num_attributes(), "items_with_features": data.num_items - aligned.items_without_features,
+            "items_without_features": aligned.items_without_features,
+            "features_without_interactions": item_features.missing_from(data.vocab),
+            "items_not_trained_on": int(np.count_nonzero(~trained[1:]))}
     if parent is not None:
         run.inherited = copy_parent(run.model, parent, data.vocab, item_counts=run.item_counts,
-                                    parent_path=str(warm_start))
+                                    parent_path=str(warm_start),
+                                    attribute_names=aligned.attribute_names if aligned is not None else None)
     if run.model.target_counts is not None:
         run.model.set_item_counts(run.item_counts)
     return run
+
+
+def _align_features(item_features, data, config: SASRecConfig, parent):
+    """The item features by dense id (None without), checked against the configuration and a
+    warm-start parent (whose attribute ids they keep)."""
+    if item_features is None:
+        if config.feature_fusion != "none":
+            raise OptionError("feature_fusion", f"SASRecConfig.feature_fusion={config.feature_fusion!r} needs item "
+                              "features (--item-features, or item_features in the --config file)")
+        return None
+    if config.feature_fusion == "none":
+        raise OptionError("feature_fusion", "item features need SASRecConfig.feature_fusion 'sum', 'concat' or "
+                          "'gate' (it is 'none')")
+    names = None
+    if parent is not None:
+        names = parent.attribute_names
+        if names is None:
+            raise ValueError("the warm-start parent has no item features: train from scratch to add them")
+    return item_features.aligned(data.vocab, attribute_names=names, grow=True)
 
 
 def _sharded_input(run: _Run) -> dict[str, Any]:
@@ -235,7 +270,8 @@ def _save(run: _Run, staging: Path | None, strategy) -> None:
     data, shards = run.data, run.shards
     with distribute.writable_dir(staging or run.out_dir, strategy) as target:
         artifacts.save_trained(target, run.model, data.vocab, shards.user_ids() if shards else data.user_ids,
-                               item_counts=run.item_counts)
+                               item_counts=run.item_counts,
+                               attribute_names=run.features.attribute_names if run.features is not None else None)
 
 
 def _evaluate_stage(model, split, stage: str, seed: int, protocol: dict[str, Any], verbose, *,
@@ -269,7 +305,7 @@ def _evaluate_stage(model, split, stage: str, seed: int, protocol: dict[str, Any
     return result
 
 
-def _evaluate(run: _Run, fitted: _Fitted, options: TrainOptions, *, baseline: bool, item_features=None,
+def _evaluate(run: _Run, fitted: _Fitted, options: TrainOptions, *, baseline: bool,
               verbose=0) -> dict[str, Any]:
     """The run's ``metrics.json``: valid and test (full ranking and the sampled protocol; cold and
     warm targets under the cold-start protocol), how they were evaluated, how training went, the
@@ -289,6 +325,8 @@ def _evaluate(run: _Run, fitted: _Fitted, options: TrainOptions, *, baseline: bo
     metrics["training"] = fitted.training
     if run.inherited is not None:
         metrics["parent"] = run.inherited.to_dict()
+    if run.features_summary is not None:
+        metrics["item_features"] = run.features_summary
     metrics["dataset"] = {"users": run.num_users, "items": data.num_items,
                           "interactions": shards.num_interactions if shards else int(data.lengths().sum()),
                           "evaluated_users": int(len(split.test_targets)),
@@ -299,9 +337,9 @@ def _evaluate(run: _Run, fitted: _Fitted, options: TrainOptions, *, baseline: bo
         popular = MostPopular(split.train, data.num_items, run.config.max_len)
         metrics["baseline_most_popular"] = {"test": _evaluate_stage(popular, split, "test", seed, protocol, verbose,
                                                                     name="most popular, test")}
-        if item_features is not None:
+        if run.features is not None:
             longest = max(1, max(map(len, split.test_inputs), default=1))  # the content of the whole history
-            content = ContentBaseline(item_features, data.num_items, max_len=longest)
+            content = ContentBaseline(run.features, data.num_items, max_len=longest)
             metrics["baseline_content"] = {"test": _evaluate_stage(content, split, "test", seed, protocol, verbose,
                                                                    name="content, test")}
     return metrics
@@ -353,8 +391,7 @@ def train_and_evaluate(
     training split's exact counts. With a ``tf.distribute`` ``strategy`` every worker of a cluster
     runs this and only the chief writes. With ``shards`` (:func:`read_shards`) training streams
     from TFRecord shards and ``data`` holds only the users that are evaluated. ``baseline`` adds
-    the most-popular baseline's test metrics, and with ``item_features`` (``values``,
-    ``row_splits`` and ``num_attributes`` of items ``0..N``) the content baseline's
+    the most-popular baseline's test metrics, and with ``item_features`` the content baseline's
     (:class:`~sasrec_tf.evaluation.ContentBaseline`).
 
     ``options.cold_items`` (a fraction of the catalogue, seeded by ``options.cold_seed``) runs the
@@ -368,6 +405,10 @@ def train_and_evaluate(
     weights (:mod:`sasrec_tf.warmstart`) and ``metrics.json`` records it under ``parent``. ``data``
     must have been read with the parent's vocabulary grown by the new items
     (``DataOptions.read(path, vocab=parent_vocab, grow=True)``), so known items keep their ids.
+
+    ``item_features`` (:func:`sasrec_tf.data.item_features.read_item_features`) go into the model
+    with ``config.feature_fusion`` (not ``"none"``); items without training interactions are
+    represented by their features alone; ``metrics.json`` counts them under ``item_features``.
 
     Returns:
       A :class:`Result`.
@@ -394,7 +435,7 @@ def train_and_evaluate(
             _save(run, staging, strategy)
             if staging is not None and _single_process(strategy):
                 run_dir.record_trained(run.out_dir, run.fingerprint, staging, fitted.training)
-        metrics = _evaluate(run, fitted, options, baseline=baseline, item_features=item_features, verbose=verbose)
+        metrics = _evaluate(run, fitted, options, baseline=baseline, verbose=verbose)
         if staging is not None:
             _publish(run, staging, metrics)
     except Exception:  # a failure, not a kill: nothing of this run is kept for a rerun

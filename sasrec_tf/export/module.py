@@ -72,6 +72,10 @@ class SASRecServingModule(tf.Module):
         )
         self.model_variables = list(model.variables)
         self._item_matrix = model.item_embeddings()  # [N + 1, d], row 0 = padding (one of model_variables)
+        if getattr(model, "uses_item_features", False):
+            # Item features: the fused table, computed once here from the model's weights (the
+            # attribute table included), so serving runs plain gathers and matmuls.
+            self._item_matrix = tf.Variable(self._item_matrix, trainable=False, name="item_matrix")
 
         self.popularity = tf.Variable(popularity_scores(item_counts, num_items), trainable=False, name="popularity")
         # Scoring matrix [d + 1, N + 1]: the item matrix transposed (the fast layout for a

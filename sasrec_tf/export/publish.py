@@ -71,6 +71,8 @@ def export_saved_model(
     gate_tolerance: float = 0.0,
     force: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
+    card_from: str | os.PathLike[str] | None = None,
+    notes: dict[str, Any] | None = None,
 ) -> Path:
     """Export a trained model to ``export_base/name/<version>/`` and return that path.
 
@@ -100,6 +102,9 @@ def export_saved_model(
         progress: called as ``progress(what, done, total)`` after each step: the model loaded,
             the SavedModel traced and saved, the warmup requests written (with ``warmup``), the
             version published.
+        card_from: with a ``TrainedModel``, the model directory whose card it carries (e.g. the
+            model it was grown from by ``sasrec-tf add-items``).
+        notes: more entries for ``sasrec_export.json`` (e.g. ``cold_items``).
 
     Raises:
         FileExistsError: the version exists already.
@@ -125,7 +130,8 @@ def export_saved_model(
     if final.exists():
         raise FileExistsError(f"{final} exists: versions are immutable; pick another --version")
     # The card and the gate before the model loads: a refusal is quick and writes nothing.
-    source = None if isinstance(model, TrainedModel) else str(Path(model).absolute())
+    source = (None if isinstance(model, TrainedModel) else str(Path(model).absolute())) if card_from is None \
+        else str(Path(card_from).absolute())
     card = (model_card.model_card(source) if source is not None
             else model_card.build_card(model.model.config, versions={}))
     gate = _gate(card, root, gate_on, gate_tolerance, force) if gate_on is not None else None
@@ -170,6 +176,7 @@ def export_saved_model(
             "unknown_score": UNKNOWN_SCORE,
             "signatures": list(SIGNATURE_REGISTRY),
             "config": trained.model.config.to_dict(),
+            **(notes or {}),
         }
         (extra / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         card = model_card.export_card(card, model_name=name, version=version, source=source, gate=gate)

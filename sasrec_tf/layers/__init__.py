@@ -11,11 +11,12 @@ as ``sasrec_tf>ClassName`` whichever module defines them.
 
 Modules: :mod:`~sasrec_tf.layers.positional`, :mod:`~sasrec_tf.layers.feed_forward`,
 :mod:`~sasrec_tf.layers.frequency`, :mod:`~sasrec_tf.layers.self_attention`,
-:mod:`~sasrec_tf.layers.encoder`; import the names from ``sasrec_tf.layers``.
+:mod:`~sasrec_tf.layers.encoder`, :mod:`~sasrec_tf.layers.item_representation`; import the names from ``sasrec_tf.layers``.
 """
 
 from sasrec_tf.layers.encoder import SASRecEncoder
 from sasrec_tf.layers.feed_forward import PointWiseFeedForward
+from sasrec_tf.layers.item_representation import ItemRepresentation
 from sasrec_tf.layers.frequency import CausalFrequencyFilter, lowpass_kernel_matrix
 from sasrec_tf.layers.positional import PositionalEmbedding
 from sasrec_tf.layers.self_attention import CausalSelfAttentionBlock, causal_attention_mask
@@ -23,6 +24,7 @@ from sasrec_tf.layers.self_attention import CausalSelfAttentionBlock, causal_att
 __all__ = [
     "CausalFrequencyFilter",
     "CausalSelfAttentionBlock",
+    "ItemRepresentation",
     "PointWiseFeedForward",
     "PositionalEmbedding",
     "SASRecEncoder",
