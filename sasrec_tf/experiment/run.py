@@ -127,6 +127,7 @@ class _Run:
     fingerprint: dict[str, Any] | None = None  # the chief's, with out_dir
     progress: dict[str, Any] = dataclasses.field(default_factory=dict)  # of the interrupted run resumed
     inherited: Any = None  # the warm start's WarmStart
+    staging: Path | None = None  # the chief's: the run's logs, then its finished files (run_dir.run_staging)
 
 
 @dataclasses.dataclass
@@ -158,6 +159,7 @@ def _prepare(data, config: SASRecConfig, options: TrainOptions, *, out_dir, over
             if warm_start is not None:
                 run.fingerprint["parent"] = str(Path(warm_start).absolute())
             run.progress = run_dir.prepare_out_dir(run.out_dir, run.fingerprint, overwrite)
+            run.staging = run_dir.run_staging(run.out_dir)
     run.model = training.build_model(config, data.num_items, run.num_users, strategy=strategy)
     run.item_counts = (shards.train_item_counts() if shards
                        else evaluation.training_item_counts(split.train, data.num_items))
@@ -195,11 +197,15 @@ def _fit(run: _Run, options: TrainOptions, *, callbacks: Sequence[Any], verbose,
     if options.max_minutes is not None:
         limit = TimeLimit(options.max_minutes * 60)
         extra.append(limit)
+    # The logs go to the staging (an old run in out_dir keeps its own); the backup outlives fit
+    # until the saved model is recorded (run_dir.record_trained), so a kill in between costs nothing.
+    staged = {"log_dir": run.staging / run_dir.LOGS_DIR, "keep_backup": _single_process(strategy)} \
+        if run.staging is not None else {}
     started = time.perf_counter()
     history = training.fit(run.model, run.split, out_dir=run.out_dir, eval_every=options.eval_every,
                            patience=options.patience, monitor=options.monitor, max_eval_users=options.max_eval_users,
                            repeated_targets=options.repeated_targets, callbacks=[*extra, *callbacks],
-                           verbose=verbose, strategy=strategy, **_sharded_input(run))
+                           verbose=verbose, strategy=strategy, **staged, **_sharded_input(run))
     train_seconds = time.perf_counter() - started
     # The whole run's epochs: a resumed fit numbers its epochs from the interrupted run's.
     epochs_run = history.epoch[-1] + 1 if history.epoch else int(run.progress.get("epochs", 0))
@@ -351,7 +357,8 @@ def train_and_evaluate(
         logger.warning("training had finished before the interruption: evaluating and publishing its saved model")
     else:
         fitted = _fit(run, options, callbacks=callbacks, verbose=verbose, strategy=strategy)
-        staging = run_dir.new_staging(run.out_dir) if run.out_dir is not None and run.chief else None
+        staging = run.staging or (run_dir.new_staging(run.out_dir) if run.out_dir is not None and run.chief
+                                  else None)
     try:
         if run.out_dir is not None and not resumed_trained:
             _save(run, staging, strategy)
