@@ -56,12 +56,16 @@ def read_shards(directory: str, config: SASRecConfig, options: TrainOptions):
     from the shards, and ``data`` holds the users to evaluate in memory (all of them, or a seeded
     sample of ``options.max_eval_users``, on which the reported metrics then are).
 
+    The shards are checked against their manifest first (:meth:`ShardedSequences.verify`).
+
     Raises:
       ValueError: a user-embedding model with a sample of users to evaluate.
+      sasrec_tf.data.errors.DataError: a shard is missing, truncated or corrupted (named).
     """
     from sasrec_tf.data.tfrecord import ShardedSequences
 
     shards = ShardedSequences(directory)
+    shards.verify()
     users = None
     if options.max_eval_users is not None and options.max_eval_users < shards.num_users:
         if config.use_user_embedding:
@@ -202,10 +206,15 @@ def _fit(run: _Run, options: TrainOptions, *, callbacks: Sequence[Any], verbose,
     staged = {"log_dir": run.staging / run_dir.LOGS_DIR, "keep_backup": _single_process(strategy)} \
         if run.staging is not None else {}
     started = time.perf_counter()
-    history = training.fit(run.model, run.split, out_dir=run.out_dir, eval_every=options.eval_every,
-                           patience=options.patience, monitor=options.monitor, max_eval_users=options.max_eval_users,
-                           repeated_targets=options.repeated_targets, callbacks=[*extra, *callbacks],
-                           verbose=verbose, strategy=strategy, **staged, **_sharded_input(run))
+    try:
+        history = training.fit(run.model, run.split, out_dir=run.out_dir, eval_every=options.eval_every,
+                               patience=options.patience, monitor=options.monitor,
+                               max_eval_users=options.max_eval_users, repeated_targets=options.repeated_targets,
+                               callbacks=[*extra, *callbacks], verbose=verbose, strategy=strategy, **staged,
+                               **_sharded_input(run))
+    except Exception as err:
+        _name_the_bad_shard(run, err)
+        raise
     train_seconds = time.perf_counter() - started
     # The whole run's epochs: a resumed fit numbers its epochs from the interrupted run's.
     epochs_run = history.epoch[-1] + 1 if history.epoch else int(run.progress.get("epochs", 0))
@@ -217,6 +226,20 @@ def _fit(run: _Run, options: TrainOptions, *, callbacks: Sequence[Any], verbose,
     return _Fitted(history=history, training={
         "epochs": epochs_run, "resumed_at_epoch": first_epoch, "best_epoch": best.best_epoch, "stopped": stopped,
         "wall_seconds": round(train_seconds, 2), "seconds_per_epoch": round(train_seconds / max(epochs_run, 1), 3)})
+
+
+def _name_the_bad_shard(run: _Run, err: Exception) -> None:
+    """A shard damaged after the check before training surfaces as TensorFlow's DataLossError,
+    which names no file: check the shards again and raise the DataError that names it."""
+    import tensorflow as tf
+
+    from sasrec_tf.data.errors import DataError
+
+    if run.shards is None or not isinstance(err, tf.errors.DataLossError):
+        return
+    run.shards.verify()
+    raise DataError(f"a shard became unreadable while training ({err.message.split(' [')[0].split('}} ')[-1]}); "
+                    "write the shards again (`sasrec-tf shard --overwrite`)", path=run.shards.directory) from None
 
 
 def _save(run: _Run, staging: Path | None, strategy) -> None:
