@@ -156,6 +156,8 @@ def _prepare(data, config: SASRecConfig, options: TrainOptions, *, out_dir, over
     run = _Run(data=data, config=config, shards=shards, split=split, model=None, item_counts=None,
                num_users=shards.num_users if shards else data.num_users, out_dir=None,
                chief=distribute.is_chief(strategy))
+    # Built before the run directory is touched: a model too large for memory writes nothing.
+    run.model = training.build_model(config, data.num_items, run.num_users, strategy=strategy)
     if out_dir is not None:
         run.out_dir = Path(out_dir).absolute()
         if run.chief:  # the other workers follow the chief's backup
@@ -164,7 +166,6 @@ def _prepare(data, config: SASRecConfig, options: TrainOptions, *, out_dir, over
                 run.fingerprint["parent"] = str(Path(warm_start).absolute())
             run.progress = run_dir.prepare_out_dir(run.out_dir, run.fingerprint, overwrite)
             run.staging = run_dir.run_staging(run.out_dir)
-    run.model = training.build_model(config, data.num_items, run.num_users, strategy=strategy)
     run.item_counts = (shards.train_item_counts() if shards
                        else evaluation.training_item_counts(split.train, data.num_items))
     if parent is not None:
