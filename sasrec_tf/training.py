@@ -108,6 +108,19 @@ def build_model(config: SASRecConfig, num_items: int, num_users: int = 0, *, str
     return model
 
 
+class _KeptBackup(keras.callbacks.BackupAndRestore):
+    """Keras' ``BackupAndRestore`` that keeps its state when training ends, backed up once more
+    with the final weights (after any best-weights restore, which runs before it)."""
+
+    def __init__(self, backup_dir: str) -> None:
+        super().__init__(backup_dir, delete_checkpoint=False)
+
+    def on_train_end(self, logs=None):
+        if hasattr(self, "_current_epoch"):  # some epoch ran in this fit
+            self._backup(epoch=self._current_epoch)
+        super().on_train_end(logs)
+
+
 def fit(
     model: SASRec,
     split: LeaveOneOutSplit,
@@ -125,6 +138,8 @@ def fit(
     per_replica_batch_size: int | None = None,
     dataset: tf.data.Dataset | Callable | None = None,
     steps_per_epoch: int | None = None,
+    log_dir: str | os.PathLike[str] | None = None,
+    keep_backup: bool = False,
 ) -> keras.callbacks.History:
     """Train ``model`` on ``split.train`` and validate on ``split.valid_*`` with full ranking.
 
@@ -153,6 +168,10 @@ def fit(
     ``BackupAndRestore`` keeps the training state in ``out_dir/backup`` after every epoch: a run
     that is interrupted and started again with the same ``out_dir`` resumes after the last
     completed epoch. (Early-stopping patience restarts counting from the resumed epoch.)
+    ``log_dir`` puts the TensorBoard logs elsewhere (a run's staging directory). With
+    ``keep_backup`` the backup outlives training, holding the final weights (with patience the
+    restored best ones), so a process killed before it saved the model resumes without training
+    again; the caller removes it.
     A loss that becomes NaN or infinite stops training (Keras' ``TerminateOnNaN``) and raises
     :class:`TrainingDiverged`; the backup then still holds the last good epoch.
 
@@ -241,8 +260,9 @@ def fit(
     else:
         logger.warning("no user has enough interactions for validation: training without it")
     if out_dir is not None:
-        all_callbacks.append(keras.callbacks.BackupAndRestore(str(out_dir / "backup")))
-        all_callbacks.append(keras.callbacks.TensorBoard(str(out_dir / "logs"), profile_batch=0))
+        backup = _KeptBackup if keep_backup else keras.callbacks.BackupAndRestore
+        all_callbacks.append(backup(str(out_dir / "backup")))
+        all_callbacks.append(keras.callbacks.TensorBoard(str(log_dir or out_dir / "logs"), profile_batch=0))
     all_callbacks.extend(callbacks)
     try:
         return model.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=all_callbacks,

@@ -82,8 +82,9 @@ def test_a_finished_run_is_kept_until_overwrite_and_then_replaced_as_one_unit(da
         patch.setattr(sasrec_tf.evaluation, "evaluate", killed)
         with pytest.raises(KeyboardInterrupt):
             train_and_evaluate(data, TINY.replace(hidden_units=16), out_dir=out, options=OPTIONS, overwrite=True)
-    assert {k: v for k, v in _files(out).items() if not k.startswith(("backup/", "logs/"))} == \
-        {k: v for k, v in finished.items() if not k.startswith("logs/")}
+    # ... its TensorBoard logs too: the new run's are in its staging (issue 28 item 2)
+    assert {k: v for k, v in _files(out).items() if not k.startswith("backup/")} == finished
+    assert list(tmp_path.glob(".run.tmp-new-*/logs/train/*"))
 
     train_and_evaluate(data, TINY.replace(hidden_units=16), out_dir=out, options=OPTIONS, overwrite=True)
     assert json.loads((out / "config.json").read_text())["sasrec_config"]["hidden_units"] == 16
@@ -183,3 +184,20 @@ def test_a_run_killed_after_training_is_finished_by_the_rerun_without_training_a
     assert metrics["valid"] == expected["valid"] and metrics["test"] == expected["test"]
     assert metrics["training"]["epochs"] == 2 and (out / "model.keras").is_file()
     assert not list(tmp_path.glob(".run.tmp-*")) and not (out / "backup").exists()
+
+
+def test_a_model_too_large_to_build_writes_nothing_so_a_smaller_one_is_not_refused(data, tmp_path, monkeypatch):
+    # issue 28 item 6: after "out of memory ... lower --hidden-units", the rerun with a lower value
+    # must not meet "holds an interrupted run with other settings".
+    from sasrec_tf import training
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError
+
+    with monkeypatch.context() as patch:
+        patch.setattr(training, "build_model", out_of_memory)
+        with pytest.raises(MemoryError):
+            train_and_evaluate(data, TINY.replace(hidden_units=4096), out_dir=tmp_path / "run", options=OPTIONS)
+    assert list(tmp_path.iterdir()) == []
+    train_and_evaluate(data, TINY, out_dir=tmp_path / "run", options=OPTIONS)
+    assert (tmp_path / "run" / "metrics.json").is_file()

@@ -77,4 +77,29 @@ def test_a_kill_between_the_two_renames_is_repaired_by_the_next_run(tmp_path, mo
     else:  # the old run is back whole, with the new run's progress: the same command resumes it
         assert run_dir.prepare_out_dir(out, FINGERPRINT, overwrite=False) == {"epochs": 3}
     assert (out / METRICS_FILE).read_text() == survivor
-    assert not list(tmp_path.glob(".out.tmp-*"))
+    # no leftover of the killed publish: only the resumed run's own staging (its logs go there)
+    own = [] if survivor == "new" else [run_dir.run_staging(out)]
+    assert list(tmp_path.glob(".out.tmp-*")) == own
+
+
+def test_a_new_run_keeps_its_logs_in_its_staging_and_the_old_run_keeps_its_own(tmp_path):
+    out = finished(tmp_path / "out", "old")
+    (out / "logs").mkdir()
+    (out / "logs" / "events").write_text("old")
+    assert run_dir.prepare_out_dir(out, FINGERPRINT, overwrite=True) == {}
+    staging = run_dir.run_staging(out)
+    assert staging.parent == tmp_path and (out / "logs" / "events").read_text() == "old"
+    run_dir.record_progress(out, FINGERPRINT, 1, 2.0)  # after an epoch: the staging stays recorded
+    assert run_dir.prepare_out_dir(out, FINGERPRINT, overwrite=False) == {"epochs": 1, "seconds": 2.0}
+    assert run_dir.run_staging(out) == staging and (out / "logs" / "events").read_text() == "old"
+
+
+def test_a_run_interrupted_with_its_logs_in_out_brings_them_to_its_staging_on_resume(tmp_path):
+    out = tmp_path / "out"  # as runs interrupted before the staging held the logs left it
+    (out / BACKUP_DIR).mkdir(parents=True)
+    (out / BACKUP_DIR / "run.json").write_text(json.dumps({"fingerprint": FINGERPRINT, "progress": {"epochs": 2}}))
+    (out / "logs").mkdir()
+    (out / "logs" / "events").write_text("first session")
+    assert run_dir.prepare_out_dir(out, FINGERPRINT, overwrite=False) == {"epochs": 2}
+    assert (run_dir.run_staging(out) / "logs" / "events").read_text() == "first session"
+    assert not (out / "logs").exists()

@@ -59,12 +59,16 @@ def read_shards(directory: str, config: SASRecConfig, options: TrainOptions):
     from the shards, and ``data`` holds the users to evaluate in memory (all of them, or a seeded
     sample of ``options.max_eval_users``, on which the reported metrics then are).
 
+    The shards are checked against their manifest first (:meth:`ShardedSequences.verify`).
+
     Raises:
       ValueError: a user-embedding model with a sample of users to evaluate.
+      sasrec_tf.data.errors.DataError: a shard is missing, truncated or corrupted (named).
     """
     from sasrec_tf.data.tfrecord import ShardedSequences
 
     shards = ShardedSequences(directory)
+    shards.verify()
     users = None
     if options.max_eval_users is not None and options.max_eval_users < shards.num_users:
         if config.use_user_embedding:
@@ -133,6 +137,7 @@ class _Run:
     cold: Any = None  # the cold-start protocol's ColdStart (options.cold_items > 0)
     features: Any = None  # the item features aligned to the vocabulary (AlignedFeatures), if any
     features_summary: dict[str, Any] | None = None  # metrics.json's "item_features"
+    staging: Path | None = None  # the chief's: the run's logs, then its finished files (run_dir.run_staging)
 
 
 @dataclasses.dataclass
@@ -166,6 +171,10 @@ def _prepare(data, config: SASRecConfig, options: TrainOptions, *, out_dir, over
     run = _Run(data=data, config=config, shards=shards, split=split, model=None, item_counts=None,
                num_users=shards.num_users if shards else data.num_users, out_dir=None,
                chief=distribute.is_chief(strategy), cold=cold)
+    # Built before the run directory is touched: a model too large for memory writes nothing.
+    sizes = ({} if aligned is None else
+             {"num_attributes": aligned.num_attributes(), "max_item_attributes": aligned.max_attributes()})
+    run.model = training.build_model(config, data.num_items, run.num_users, strategy=strategy, **sizes)
     if out_dir is not None:
         run.out_dir = Path(out_dir).absolute()
         if run.chief:  # the other workers follow the chief's backup
@@ -177,9 +186,7 @@ def _prepare(data, config: SASRecConfig, options: TrainOptions, *, out_dir, over
             if aligned is not None:
                 run.fingerprint["item_features"] = str(Path(item_features.source).absolute())
             run.progress = run_dir.prepare_out_dir(run.out_dir, run.fingerprint, overwrite)
-    sizes = ({} if aligned is None else
-             {"num_attributes": aligned.num_attributes(), "max_item_attributes": aligned.max_attributes()})
-    run.model = training.build_model(config, data.num_items, run.num_users, strategy=strategy, **sizes)
+            run.staging = run_dir.run_staging(run.out_dir)
     run.item_counts = (shards.train_item_counts() if shards
                        else evaluation.training_item_counts(split.train, data.num_items))
     if aligned is not None:
@@ -246,11 +253,20 @@ def _fit(run: _Run, options: TrainOptions, *, callbacks: Sequence[Any], verbose,
     if options.max_minutes is not None:
         limit = TimeLimit(options.max_minutes * 60)
         extra.append(limit)
+    # The logs go to the staging (an old run in out_dir keeps its own); the backup outlives fit
+    # until the saved model is recorded (run_dir.record_trained), so a kill in between costs nothing.
+    staged = {"log_dir": run.staging / run_dir.LOGS_DIR, "keep_backup": _single_process(strategy)} \
+        if run.staging is not None else {}
     started = time.perf_counter()
-    history = training.fit(run.model, run.split, out_dir=run.out_dir, eval_every=options.eval_every,
-                           patience=options.patience, monitor=options.monitor, max_eval_users=options.max_eval_users,
-                           repeated_targets=options.repeated_targets, callbacks=[*extra, *callbacks],
-                           verbose=verbose, strategy=strategy, **_sharded_input(run))
+    try:
+        history = training.fit(run.model, run.split, out_dir=run.out_dir, eval_every=options.eval_every,
+                               patience=options.patience, monitor=options.monitor,
+                               max_eval_users=options.max_eval_users, repeated_targets=options.repeated_targets,
+                               callbacks=[*extra, *callbacks], verbose=verbose, strategy=strategy, **staged,
+                               **_sharded_input(run))
+    except Exception as err:
+        _name_the_bad_shard(run, err)
+        raise
     train_seconds = time.perf_counter() - started
     # The whole run's epochs: a resumed fit numbers its epochs from the interrupted run's.
     epochs_run = history.epoch[-1] + 1 if history.epoch else int(run.progress.get("epochs", 0))
@@ -262,6 +278,20 @@ def _fit(run: _Run, options: TrainOptions, *, callbacks: Sequence[Any], verbose,
     return _Fitted(history=history, training={
         "epochs": epochs_run, "resumed_at_epoch": first_epoch, "best_epoch": best.best_epoch, "stopped": stopped,
         "wall_seconds": round(train_seconds, 2), "seconds_per_epoch": round(train_seconds / max(epochs_run, 1), 3)})
+
+
+def _name_the_bad_shard(run: _Run, err: Exception) -> None:
+    """A shard damaged after the check before training surfaces as TensorFlow's DataLossError,
+    which names no file: check the shards again and raise the DataError that names it."""
+    import tensorflow as tf
+
+    from sasrec_tf.data.errors import DataError
+
+    if run.shards is None or not isinstance(err, tf.errors.DataLossError):
+        return
+    run.shards.verify()
+    raise DataError(f"a shard became unreadable while training ({err.message.split(' [')[0].split('}} ')[-1]}); "
+                    "write the shards again (`sasrec-tf shard --overwrite`)", path=run.shards.directory) from None
 
 
 def _save(run: _Run, staging: Path | None, strategy) -> None:
@@ -429,7 +459,8 @@ def train_and_evaluate(
         logger.warning("training had finished before the interruption: evaluating and publishing its saved model")
     else:
         fitted = _fit(run, options, callbacks=callbacks, verbose=verbose, strategy=strategy)
-        staging = run_dir.new_staging(run.out_dir) if run.out_dir is not None and run.chief else None
+        staging = run.staging or (run_dir.new_staging(run.out_dir) if run.out_dir is not None and run.chief
+                                  else None)
     try:
         if run.out_dir is not None and not resumed_trained:
             _save(run, staging, strategy)

@@ -1,15 +1,13 @@
 """A run's output directory: its fingerprint, the resume of an interrupted run, and the publish.
 
-Layout of ``OUT`` while a run is unfinished::
-
-    backup/     Keras' BackupAndRestore state, and run.json (the fingerprint and progress)
-    logs/       TensorBoard
-
-and once it is finished: the model directory (:mod:`sasrec_tf.artifacts`), ``metrics.json``,
-``card.json`` and ``logs/``. The finished files are written into a hidden staging sibling
-(``.OUT.tmp-new-*``) that then replaces ``OUT`` in one atomic exchange where the system has one,
-else by two renames that the next run repairs if a kill falls between them (:func:`publish`): a
-reader sees the old run or the new one, never a mix. TensorFlow-free.
+While a run is unfinished, ``OUT/backup/`` holds Keras' BackupAndRestore state and ``run.json``
+(the fingerprint, the progress, and the name of the run's staging directory), and everything else
+of the new run lives in that hidden staging sibling ``.OUT.tmp-new-*``: its TensorBoard ``logs/``
+from the first epoch on, then the model directory (:mod:`sasrec_tf.artifacts`), ``metrics.json``
+and ``card.json``. A finished run already in ``OUT`` (``--overwrite``) stays whole, logs included,
+until the staging replaces ``OUT`` in one atomic exchange where the system has one, else by two
+renames that the next run repairs if a kill falls between them (:func:`publish`): a reader sees
+the old run or the new one, never a mix. TensorFlow-free.
 """
 
 from __future__ import annotations
@@ -30,7 +28,8 @@ from sasrec_tf.files import atomic_write_json
 from sasrec_tf.layout import BACKUP_DIR, LOGS_DIR, METRICS_FILE, MODEL_FILE, RUN_FILE
 
 __all__ = ["BACKUP_DIR", "LOGS_DIR", "METRICS_FILE", "RUN_FILE", "discard", "new_staging", "prepare_out_dir",
-           "publish", "record_progress", "record_trained", "recover_publish", "run_fingerprint", "trained_staging"]
+           "publish", "record_progress", "record_trained", "recover_publish", "run_fingerprint", "run_staging",
+           "trained_staging"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +66,8 @@ def prepare_out_dir(out_dir: Path, fingerprint: dict[str, Any], overwrite: bool)
     The rules: a directory holding an interrupted run (``backup/run.json``) is resumed if the
     fingerprints match and refused otherwise; any other non-empty directory (a finished run, or
     anything else) is refused. ``overwrite`` starts over in any case; the old finished run, if
-    any, stays until the new one replaces it (:func:`publish`).
+    any, stays whole (its logs too) until the new one replaces it (:func:`publish`). Either way the
+    run then has its staging directory (:func:`run_staging`), recorded in ``run.json``.
 
     Raises:
       ValueError: ``out_dir`` is a file, or holds an interrupted run with other settings (the
@@ -77,11 +77,10 @@ def prepare_out_dir(out_dir: Path, fingerprint: dict[str, Any], overwrite: bool)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {out_dir} is a file; expected a directory (new, or one to resume or overwrite)")
     run_file = out_dir / BACKUP_DIR / RUN_FILE
-    recover_publish(out_dir, keep=None if overwrite else _trained_staging(run_file))  # a killed publish
+    recover_publish(out_dir, keep=None if overwrite else _recorded_staging(run_file))  # a killed publish
     start_over = "start over with --overwrite, or choose a new --out"
-    if overwrite:
-        for name in (BACKUP_DIR, LOGS_DIR):
-            shutil.rmtree(out_dir / name, ignore_errors=True)
+    if overwrite:  # the new run's state; the old run's logs stay with it until the publish
+        shutil.rmtree(out_dir / BACKUP_DIR, ignore_errors=True)
     elif run_file.exists():
         try:
             saved = json.loads(run_file.read_text(encoding="utf-8"))
@@ -94,14 +93,61 @@ def prepare_out_dir(out_dir: Path, fingerprint: dict[str, Any], overwrite: bool)
                              f"({_differences(saved_fingerprint, fingerprint)}): rerun it with its "
                              f"settings to resume it, or {start_over}")
         logger.info("resuming the interrupted run in %s", out_dir)
+        _ensure_staging(out_dir, saved, resumed=True)
         return saved.get("progress", {})
     elif out_dir.exists() and any(out_dir.iterdir()):
         what = ("a finished run (metrics.json)" if (out_dir / METRICS_FILE).exists()
                 else "files, but no interrupted run to resume")
         raise FileExistsError(f"--out {out_dir} already holds {what}: pass --overwrite to replace it, "
                               "or choose a new --out")
-    atomic_write_json(run_file, {"fingerprint": fingerprint, "progress": {}})
+    _ensure_staging(out_dir, {"fingerprint": fingerprint, "progress": {}}, resumed=False)
     return {}
+
+
+def _ensure_staging(out_dir: Path, saved: dict[str, Any], *, resumed: bool) -> None:
+    """Give the run in ``out_dir`` (``saved``: its ``run.json``) its staging directory: the
+    recorded one if it is still there, else a new one, recorded. A resumed run interrupted
+    before the staging held the logs has them in ``OUT/logs``: they move in."""
+    name = saved.get("staging")
+    staging = out_dir.parent / name if isinstance(name, str) and "/" not in name else None
+    if staging is None or not staging.is_dir():
+        staging = new_staging(out_dir)
+        atomic_write_json(out_dir / BACKUP_DIR / RUN_FILE, {**saved, "staging": staging.name})
+    if resumed and (out_dir / LOGS_DIR).is_dir() and not (out_dir / METRICS_FILE).exists() \
+            and not (staging / LOGS_DIR).exists():
+        os.rename(out_dir / LOGS_DIR, staging / LOGS_DIR)
+
+
+def run_staging(out_dir: Path) -> Path | None:
+    """The staging directory of the unfinished run in ``out_dir`` (after :func:`prepare_out_dir`):
+    where its TensorBoard logs go, then its finished files. None if there is no such run."""
+    name = _recorded_staging(out_dir / BACKUP_DIR / RUN_FILE)
+    staging = out_dir.parent / name if name is not None else None
+    return staging if staging is not None and staging.is_dir() else None
+
+
+def _read_run(run_file: Path) -> dict[str, Any]:
+    """``run.json`` as a dict (empty if missing or unreadable)."""
+    try:
+        saved = json.loads(run_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return saved if isinstance(saved, dict) else {}
+
+
+def _recorded_staging(run_file: Path) -> str | None:
+    """The staging directory name ``run.json`` records (the run's, or its trained model's)."""
+    saved = _read_run(run_file)
+    name = saved.get("staging")
+    return name if isinstance(name, str) and "/" not in name else _staging_name(saved.get("progress"))
+
+
+def _write_run(out_dir: Path, fingerprint: dict[str, Any], progress: dict[str, Any]) -> None:
+    """Write ``run.json`` with new progress, keeping the staging directory it records."""
+    run_file = out_dir / BACKUP_DIR / RUN_FILE
+    staging = _read_run(run_file).get("staging")
+    atomic_write_json(run_file, {"fingerprint": fingerprint, "progress": progress,
+                                 **({"staging": staging} if isinstance(staging, str) else {})})
 
 
 def _staging_name(progress: Any) -> str | None:
@@ -109,14 +155,6 @@ def _staging_name(progress: Any) -> str | None:
     trained = progress.get("trained") if isinstance(progress, dict) else None
     name = trained.get("staging") if isinstance(trained, dict) else None
     return name if isinstance(name, str) and "/" not in name else None
-
-
-def _trained_staging(run_file: Path) -> str | None:
-    """:func:`_staging_name` of the progress in ``run.json`` (None if it is missing or unreadable)."""
-    try:
-        return _staging_name(json.loads(run_file.read_text(encoding="utf-8")).get("progress"))
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def trained_staging(out_dir: Path, progress: dict[str, Any]) -> Path | None:
@@ -135,7 +173,7 @@ def record_trained(out_dir: Path, fingerprint: dict[str, Any], staging: Path, tr
     its final evaluation or publish is finished by the next run without training again."""
     progress = {"epochs": training.get("epochs"), "seconds": training.get("wall_seconds"),
                 "trained": {"staging": staging.name, "training": training}}
-    atomic_write_json(out_dir / BACKUP_DIR / RUN_FILE, {"fingerprint": fingerprint, "progress": progress})
+    _write_run(out_dir, fingerprint, progress)
 
 
 def _with_new_defaults(fingerprint: dict[str, Any]) -> dict[str, Any]:
@@ -165,13 +203,13 @@ def _differences(saved: dict[str, Any], current: dict[str, Any]) -> str:
 
 def record_progress(out_dir: Path, fingerprint: dict[str, Any], epochs: int, seconds: float) -> None:
     """Record in ``backup/run.json`` the epochs done and the training time so far (for a resume)."""
-    atomic_write_json(out_dir / BACKUP_DIR / RUN_FILE,
-                      {"fingerprint": fingerprint, "progress": {"epochs": epochs, "seconds": seconds}})
+    _write_run(out_dir, fingerprint, {"epochs": epochs, "seconds": seconds})
 
 
 def new_staging(out_dir: Path) -> Path:
     """A new, empty staging directory beside ``out_dir`` for the finished run's files."""
     staging = _sibling(out_dir, "new")
+    staging.parent.mkdir(parents=True, exist_ok=True)
     staging.mkdir()
     return staging
 
@@ -183,16 +221,14 @@ def discard(staging: Path | None) -> None:
 
 
 def publish(out_dir: Path, staging: Path) -> None:
-    """Move the run's TensorBoard logs into ``staging``, then replace ``out_dir`` by ``staging``
-    as one unit: a reader sees the old run or the new one, never a mix.
+    """Replace ``out_dir`` by ``staging`` (the new run, its logs included) as one unit: a reader
+    sees the old run or the new one, never a mix.
 
     Where the system can swap two directories in one step (Linux ``renameat2(RENAME_EXCHANGE)``),
     ``OUT`` is never missing, whatever the moment of a kill. Elsewhere two renames are used, and a
     kill between them (``OUT`` missing, the old run in ``.OUT.tmp-old-*``, the complete new one in
     ``.OUT.tmp-new-*``) is repaired by the next run (:func:`recover_publish`).
     """
-    if (out_dir / LOGS_DIR).exists():
-        os.rename(out_dir / LOGS_DIR, staging / LOGS_DIR)
     if not out_dir.exists():
         os.rename(staging, out_dir)
     elif _exchange(staging, out_dir):

@@ -6,7 +6,9 @@ sharded files instead of one in-memory array. A shard directory holds::
     sequences-00000-of-00008.tfrecord   one tf.train.Example per user (see below), users in
     ...                                 contiguous index ranges, ~equal record counts per shard
     manifest.json                       counts: users, items, interactions, per-shard records,
-                                        sequence-length histogram (gives steps per epoch)
+                                        bytes and SHA-256 (checked before training:
+                                        verify_shards), sequence-length histogram (gives
+                                        steps per epoch)
     vocab.txt                           ItemVocabulary.save: line i = raw id of dense item i
     users.txt                           line i = raw id of user index i
     train_item_counts.npy               interactions per dense item in the leave-one-out
@@ -50,16 +52,18 @@ The package, bottom up: :mod:`~sasrec_tf.data.tfrecord.schema` (file names, :fun
 compressions: the format the others share), :mod:`~sasrec_tf.data.tfrecord.writer`
 (:func:`write_shards`, the record encoding), :mod:`~sasrec_tf.data.tfrecord.reader`
 (:func:`tfrecord_training_dataset`, the record parsing) and
+:mod:`~sasrec_tf.data.tfrecord.verify` (:func:`verify_shards`: the files against the manifest) and
 :mod:`~sasrec_tf.data.tfrecord.directory` (:class:`ShardedSequences`, which reads through the
 reader). The leave-one-out, window and item-count rules they apply are those of the in-memory
 pipeline, from :mod:`sasrec_tf.data.sequence_rules`.
 """
 
 # Every public name of the submodules, so callers import them from the package.
-from sasrec_tf.data.tfrecord import directory, reader, schema, writer
+from sasrec_tf.data.tfrecord import directory, reader, schema, verify, writer
 from sasrec_tf.data.tfrecord.directory import *  # noqa: F401,F403
 from sasrec_tf.data.tfrecord.reader import *  # noqa: F401,F403
 from sasrec_tf.data.tfrecord.schema import *  # noqa: F401,F403
+from sasrec_tf.data.tfrecord.verify import *  # noqa: F401,F403
 from sasrec_tf.data.tfrecord.writer import *  # noqa: F401,F403
 
-__all__ = [*schema.__all__, *directory.__all__, *reader.__all__, *writer.__all__]
+__all__ = [*schema.__all__, *directory.__all__, *reader.__all__, *verify.__all__, *writer.__all__]

@@ -16,6 +16,7 @@ from sasrec_tf.data import sequence_rules
 from sasrec_tf.data.sequences import SequenceData
 from sasrec_tf.data.tfrecord.reader import parse_records, tfrecord_training_dataset
 from sasrec_tf.data.tfrecord.schema import USERS_FILE, VOCAB_FILE, read_manifest, train_length_histogram
+from sasrec_tf.data.tfrecord.verify import verify_shards
 from sasrec_tf.data.vocab import ItemVocabulary
 
 __all__ = ["ShardedSequences"]
@@ -50,6 +51,11 @@ class ShardedSequences:
         """Raw user ids by user index (object array of str)."""
         text = self._read_text(self.manifest.get("users", USERS_FILE))
         return np.array(text.splitlines(), dtype=object)
+
+    def verify(self) -> None:
+        """Check every shard against the manifest (size, checksum or record count); raises
+        :class:`~sasrec_tf.data.errors.DataError` naming the first bad one (:func:`verify_shards`)."""
+        verify_shards(self.directory, self.manifest)
 
     def train_item_counts(self) -> np.ndarray:
         """Interactions per dense item in the leave-one-out training part, ``[num_items + 1]``."""

@@ -23,6 +23,7 @@ from sasrec_tf.data.tfrecord.schema import (
     VOCAB_FILE,
     resolve_compression,
 )
+from sasrec_tf.data.tfrecord.verify import file_sha256
 from sasrec_tf.files import atomic_write_text, write_with
 
 __all__ = ["write_shards"]
@@ -96,6 +97,7 @@ def write_shards(
             "interactions": int(lengths[users].sum()),
             "first_user_index": int(users[0]),
             "bytes": int((out / name).stat().st_size),
+            "sha256": file_sha256(out / name),  # checked before training (verify_shards)
         })
 
     data.vocab.save(out / VOCAB_FILE)
