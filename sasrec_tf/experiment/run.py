@@ -31,7 +31,7 @@ from sasrec_tf.config import OBJECTIVE_SPECS, OptionError, SASRecConfig
 from sasrec_tf.data.sequences import leave_one_out
 from sasrec_tf.evaluation.callback import users_progress
 from sasrec_tf.experiment import run_dir
-from sasrec_tf.experiment.run_callbacks import BestEpoch, RunProgress, TimeLimit
+from sasrec_tf.experiment.run_callbacks import BestEpoch, RunEarlyStopping, RunProgress, TimeLimit
 from sasrec_tf.files import atomic_write_json
 from sasrec_tf.run_options import TrainOptions
 from sasrec_tf.warmstart import warm_start as copy_parent
@@ -185,10 +185,15 @@ def _sharded_input(run: _Run) -> dict[str, Any]:
 
 
 def _fit(run: _Run, options: TrainOptions, *, callbacks: Sequence[Any], verbose, strategy) -> _Fitted:
-    """Train; with ``patience`` the run selects its model on validation: ``fit`` restores the best
-    validated weights however training ends. Without it, the final weights are the model."""
+    """Train; with ``patience`` the run selects its model on validation: :class:`RunEarlyStopping`
+    restores the best validated weights however training ends. Without it, the final weights are
+    the model."""
     best = BestEpoch(f"val_{options.monitor}")
     extra: list[Any] = [best]
+    if options.patience is not None and len(run.split.valid_targets):
+        extra.append(RunEarlyStopping(f"val_{options.monitor}", options.patience, min_delta=options.min_delta,
+                                      smoothing=options.smoothing, min_epochs=options.min_epochs,
+                                      verbose=1 if verbose else 0))
     if run.out_dir is not None and run.chief:
         extra.append(RunProgress(run.out_dir, run.fingerprint, run.progress))
     limit = None
@@ -197,7 +202,7 @@ def _fit(run: _Run, options: TrainOptions, *, callbacks: Sequence[Any], verbose,
         extra.append(limit)
     started = time.perf_counter()
     history = training.fit(run.model, run.split, out_dir=run.out_dir, eval_every=options.eval_every,
-                           patience=options.patience, monitor=options.monitor, max_eval_users=options.max_eval_users,
+                           monitor=options.monitor, max_eval_users=options.max_eval_users,
                            repeated_targets=options.repeated_targets, callbacks=[*extra, *callbacks],
                            verbose=verbose, strategy=strategy, **_sharded_input(run))
     train_seconds = time.perf_counter() - started
