@@ -21,10 +21,10 @@ import sys
 import traceback
 from typing import Sequence
 
-from sasrec_tf.cli import ablation, attention, common, demo, evaluate, export, info, recommend, serve, shard, train
+from sasrec_tf.cli import ablation, attention, common, demo, evaluate, export, info, recommend, serve, shard, train, tune
 from sasrec_tf.cli.common import UsageError
 
-COMMANDS = (demo, train, evaluate, recommend, ablation, attention, export, info, serve, shard)
+COMMANDS = (demo, train, tune, evaluate, recommend, ablation, attention, export, info, serve, shard)
 
 __all__ = ["COMMANDS", "UsageError", "build_parser", "main"]
 

@@ -258,17 +258,19 @@ def _evaluate_stage(model, split, stage: str, seed: int, protocol: dict[str, Any
     return result
 
 
-def _evaluate(run: _Run, fitted: _Fitted, options: TrainOptions, *, baseline: bool, verbose=0) -> dict[str, Any]:
-    """The run's ``metrics.json``: valid and test (full ranking and the sampled protocol), how
-    they were evaluated, how training went, the warm-start parent, the data, and the baseline."""
+def _evaluate(run: _Run, fitted: _Fitted, options: TrainOptions, *, baseline: bool, verbose=0,
+              stages: Sequence[str] = STAGES) -> dict[str, Any]:
+    """The run's ``metrics.json``: the ``stages`` (valid and test; full ranking and the sampled
+    protocol), how they were evaluated, how training went, the warm-start parent, the data, and
+    the baseline."""
     split, data, shards, seed = run.split, run.data, run.shards, run.config.seed
     protocol = {"num_negatives": options.eval_negatives, "repeated_targets": options.repeated_targets}
     metrics: dict[str, Any] = {stage: _evaluate_stage(run.model, split, stage, seed, protocol, verbose)
-                               for stage in STAGES}
+                               for stage in stages}
     metrics["evaluation"] = {
         "repeated_targets": options.repeated_targets,
         **{f"{stage}_targets_in_history": int(evaluation.repeated_targets_mask(
-            getattr(split, f"{stage}_inputs"), getattr(split, f"{stage}_targets")).sum()) for stage in STAGES},
+            getattr(split, f"{stage}_inputs"), getattr(split, f"{stage}_targets")).sum()) for stage in stages},
         "sampled_negatives": options.eval_negatives,
     }
     metrics["training"] = fitted.training
@@ -278,7 +280,7 @@ def _evaluate(run: _Run, fitted: _Fitted, options: TrainOptions, *, baseline: bo
                           "interactions": shards.num_interactions if shards else int(data.lengths().sum()),
                           "evaluated_users": int(len(split.test_targets)),
                           "short_users": int(split.num_short_users)}
-    if baseline:
+    if baseline and "test" in stages:
         popular = MostPopular(split.train, data.num_items, run.config.max_len)
         metrics["baseline_most_popular"] = {"test": _evaluate_stage(popular, split, "test", seed, protocol, verbose,
                                                                     name="most popular, test")}
@@ -313,6 +315,7 @@ def train_and_evaluate(
     shards=None,
     callbacks: Sequence[Any] = (),
     warm_start: str | Path | None = None,
+    stages: Sequence[str] = STAGES,
 ) -> Result:
     """Split ``data`` leave-one-out, train ``config`` on it, evaluate valid and test (full ranking
     and the paper's sampled protocol), and with ``out_dir`` write the model directory and
@@ -330,7 +333,9 @@ def train_and_evaluate(
     training split's exact counts. With a ``tf.distribute`` ``strategy`` every worker of a cluster
     runs this and only the chief writes. With ``shards`` (:func:`read_shards`) training streams
     from TFRecord shards and ``data`` holds only the users that are evaluated. ``baseline`` adds
-    the most-popular baseline's test metrics.
+    the most-popular baseline's test metrics. ``stages`` are those the final evaluation measures:
+    ``("valid",)`` computes no test metric at all (``sasrec-tf tune``'s trials), and needs no
+    ``out_dir`` (a published run has both).
 
     ``warm_start`` names a parent model directory (yesterday's run): training starts from its
     weights (:mod:`sasrec_tf.warmstart`) and ``metrics.json`` records it under ``parent``. ``data``
@@ -346,6 +351,10 @@ def train_and_evaluate(
       sasrec_tf.training.TrainingDiverged: the loss became NaN or infinite.
     """
     options = options or TrainOptions()
+    if not set(stages) <= set(STAGES) or not stages:
+        raise ValueError(f"stages must be some of {STAGES}, got {tuple(stages)}")
+    if out_dir is not None and tuple(stages) != STAGES:
+        raise ValueError("a run written to out_dir evaluates every stage: drop stages or out_dir")
     run = _prepare(data, config, options, out_dir=out_dir, overwrite=overwrite, strategy=strategy, shards=shards,
                    warm_start=warm_start)
     staging = _finished_training(run, strategy)
@@ -362,7 +371,7 @@ def train_and_evaluate(
             _save(run, staging, strategy)
             if staging is not None and _single_process(strategy):
                 run_dir.record_trained(run.out_dir, run.fingerprint, staging, fitted.training)
-        metrics = _evaluate(run, fitted, options, baseline=baseline, verbose=verbose)
+        metrics = _evaluate(run, fitted, options, baseline=baseline, verbose=verbose, stages=stages)
         if staging is not None:
             _publish(run, staging, metrics)
     except Exception:  # a failure, not a kill: nothing of this run is kept for a rerun
