@@ -266,3 +266,28 @@ def test_the_command_refuses_an_unknown_field_in_one_line(tmp_path, log, capsys)
     assert code == 2
     assert err.strip().splitlines() == [f"sasrec-tf: error: {space}: model.hiden_units: unknown SASRecConfig field "
                                         "'hiden_units'"]
+
+
+def test_a_diverging_trial_fails_alone_and_is_not_run_again(tmp_path, log):
+    from sasrec_tf._compat import keras
+    from sasrec_tf.training import TrainingDiverged
+    from sasrec_tf.tune import tune
+    from sasrec_tf.tune.space import load_space as load
+
+    trainings = []
+
+    class DivergeFirst(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            trainings.append(1)
+
+        def on_epoch_end(self, epoch, logs=None):
+            if len(trainings) == 1:
+                raise TrainingDiverged("the training loss became nan in epoch 1: training stopped")
+
+    space = load(_write(tmp_path / "space.json", SPACE))
+    lines = []
+    result = tune(log[1], _pipeline(), space, out_dir=tmp_path / "study", trials=2, pruner="none",
+                  callbacks=[DivergeFirst()], final_run=False, report=lines.append)
+    assert _states(result.study) == ["FAIL", "COMPLETE"]
+    assert "the training loss became nan in epoch 1" in lines[0]
+    assert result.best_trial.number == 1

@@ -31,6 +31,7 @@ from sasrec_tf._compat import keras
 from sasrec_tf.config import OptionError
 from sasrec_tf.experiment import PipelineFile, train_and_evaluate
 from sasrec_tf.files import atomic_write_json
+from sasrec_tf.training import TrainingDiverged
 from sasrec_tf.tune import report as reports
 from sasrec_tf.tune.space import TUNABLE_SECTIONS, SearchSpace
 
@@ -82,7 +83,7 @@ def best_run_dir(out_dir: Path, trial_number: int) -> Path:
 def _retry_interrupted(study, trial) -> None:
     """Run an interrupted trial again with the same values, once (not a trial whose
     configuration was refused: that would fail the same way)."""
-    if "error" in trial.user_attrs or "retry_of" in trial.user_attrs:
+    if "error" in trial.user_attrs or "retry_of" in trial.user_attrs:  # refused or diverged; a retry failed
         return
     if any(t.user_attrs.get("retry_of") == trial.number for t in study.get_trials(deepcopy=False)):
         return
@@ -133,8 +134,12 @@ def _objective(data, pipeline: PipelineFile, space: SearchSpace, callbacks: Sequ
             trial.set_user_attr("error", str(err))
             raise
         started = time.perf_counter()
-        result = train_and_evaluate(data, config, options=options, stages=("valid",),
-                                    callbacks=[PruneOnValidation(trial, options.monitor), *callbacks], verbose=0)
+        try:
+            result = train_and_evaluate(data, config, options=options, stages=("valid",),
+                                        callbacks=[PruneOnValidation(trial, options.monitor), *callbacks], verbose=0)
+        except TrainingDiverged as err:  # e.g. too high a learning rate: a result of the search, not its end
+            trial.set_user_attr("error", str(err).split(":")[0])
+            raise
         training = result.metrics["training"]
         trial.set_user_attr("epochs", training["epochs"])
         trial.set_user_attr("best_epoch", training["best_epoch"])
@@ -193,7 +198,8 @@ def tune(data, pipeline: PipelineFile, space: SearchSpace, *, out_dir: str | Pat
         reports.write_trials(study, out_dir)
 
     if done < trials:
-        study.optimize(_objective(data, pipeline, space, callbacks), n_trials=trials - done, catch=(OptionError,),
+        study.optimize(_objective(data, pipeline, space, callbacks), n_trials=trials - done,
+                       catch=(OptionError, TrainingDiverged),
                        callbacks=[optuna.study.MaxTrialsCallback(trials, states=FINISHED), progress],
                        gc_after_trial=True)
     completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
