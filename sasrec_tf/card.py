@@ -13,12 +13,16 @@ warmup file, so the card cannot disturb serving). Its fields::
                  and sequences that a resumed run must match (experiment.run_fingerprint);
                  null when unknown (a model trained before cards existed)
     config       the SASRecConfig
-    metrics      the run's metrics.json "valid" / "test": {"full": {...}, "sampled": {...}}
+    metrics      the run's metrics.json "valid" / "test": {"full": {...}, "sampled": {...}}, and
+                 under the cold-start protocol "cold" / "warm" (full ranking on those targets,
+                 with their number, "targets")
     training     the run's metrics.json "training" (epochs, wall_seconds, how it stopped)
     parent       the warm-start parent: {"path", and what was carried over (``WarmStart``:
                  known_items, new_items, retired_items, copied_weights)}, or null (cold start)
     versions     python, sasrec_tf, tensorflow, tf_keras
     export       (export copies only) model name, version, source directory, export time
+    cold_start   (cold-start runs only) the hold-out: fraction, seed, items held out, removed
+                 interactions, cold targets per stage (metrics.json's "cold_start")
 
 :func:`write_card` writes one atomically, :func:`read_card` reads and :func:`validate_card`
 checks one, and :func:`model_card` gives the card of a model directory (building it from
@@ -43,7 +47,7 @@ from sasrec_tf.config import SASRecConfig
 from sasrec_tf.files import atomic_write_json
 from sasrec_tf.gate import GateDecision, GateRefused, gate_decision, gate_value
 from sasrec_tf.layout import ASSETS_EXTRA_DIR, CONFIG_FILE, METRICS_FILE
-from sasrec_tf.choices import PROTOCOLS, STAGES
+from sasrec_tf.choices import PROTOCOLS, STAGES, TARGET_GROUPS
 
 __all__ = ["CARD_FILE", "CARD_FORMAT", "GateDecision", "GateRefused", "build_card", "compare", "data_statistics",
            "export_card", "find_card", "gate_decision", "gate_value", "model_card", "read_card", "validate_card",
@@ -137,6 +141,8 @@ def build_card(
         "parent": _parent(parent if parent is not None else metrics.get("parent")),
         "versions": dict(versions) if versions is not None else _versions(),
     }
+    if metrics.get("cold_start") is not None:
+        card["cold_start"] = dict(metrics["cold_start"])
     return validate_card(card)
 
 
@@ -253,11 +259,14 @@ def validate_card(card: Any) -> dict[str, Any]:
         if stage not in STAGES or not isinstance(protocols, dict):
             raise ValueError(f"metrics.{stage}: expected stages {STAGES} of {{protocol: {{metric: value}}}}")
         for protocol, values in protocols.items():
-            if protocol not in PROTOCOLS or not isinstance(values, dict):
-                raise ValueError(f"metrics.{stage}.{protocol}: expected protocols {PROTOCOLS} of {{metric: value}}")
+            if protocol not in PROTOCOLS + TARGET_GROUPS or not isinstance(values, dict):
+                raise ValueError(f"metrics.{stage}.{protocol}: expected protocols {PROTOCOLS} (or target groups "
+                                 f"{TARGET_GROUPS}) of {{metric: value}}")
             for metric, value in values.items():
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                     raise ValueError(f"metrics.{stage}.{protocol}.{metric} must be a finite number, got {value!r}")
+    if card.get("cold_start") is not None and not isinstance(card["cold_start"], dict):
+        raise ValueError(f"cold_start must be an object, got {card['cold_start']!r}")
     if not isinstance(card["versions"], dict):
         raise ValueError(f"versions must be an object, got {card['versions']!r}")
     return card

@@ -17,7 +17,7 @@ from typing import Mapping
 
 __all__ = ["OBJECTIVE_SPECS", "OPTIMIZER_SPECS", "ObjectiveSpec", "OptimizerSpec", "check_registry",
            "LAYER_NORM_PLACEMENTS", "TRAINING_WINDOWS", "FFN_ACTIVATIONS", "EMBEDDING_INITIALIZERS",
-           "NEGATIVE_SAMPLING", "REPEATED_TARGETS", "STAGES", "PROTOCOLS"]
+           "NEGATIVE_SAMPLING", "REPEATED_TARGETS", "STAGES", "PROTOCOLS", "TARGET_GROUPS"]
 
 # The layer-norm placement of each block: the paper's code, Pre-LN, Post-LN, eSASRec's LiGR.
 LAYER_NORM_PLACEMENTS = ("original", "pre", "post", "ligr")
@@ -36,6 +36,9 @@ REPEATED_TARGETS = ("miss", "drop", "rank")
 # the publish gate are keyed by these names.
 STAGES = ("valid", "test")
 PROTOCOLS = ("full", "sampled")
+# The cold-start protocol's targets (sasrec_tf.data.cold_start), each ranked by full ranking:
+# held-out items never trained on, and the rest. metrics.json and the card key them by stage.
+TARGET_GROUPS = ("cold", "warm")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -89,6 +89,9 @@ class TrainOptions:
     already in the user's history: ``"miss"`` (what the served model, which excludes history, can
     return), ``"drop"`` (those users left out, as RecTools) or ``"rank"`` (kept as a candidate);
     see :func:`sasrec_tf.evaluation.evaluate_full`.
+    ``cold_items`` runs the cold-start protocol: that fraction of the catalogue (chosen with
+    ``cold_seed``, independent of the model's seed) is held out of training and reported as cold
+    targets (:mod:`sasrec_tf.data.cold_start`); 0 trains on every item.
     """
 
     eval_every: int = 5
@@ -101,9 +104,14 @@ class TrainOptions:
     max_minutes: float | None = None
     eval_negatives: int = 100
     repeated_targets: str = "miss"
+    cold_items: float = 0.0
+    cold_seed: int = 0
 
     def __post_init__(self) -> None:
         check_option_types(self)
+        if not (math.isfinite(self.cold_items) and 0 <= self.cold_items < 1):
+            raise OptionError("cold_items", f"TrainOptions.cold_items must be a fraction in [0, 1), got "
+                                            f"{self.cold_items!r}")
         for name in ("eval_every", "patience", "max_eval_users", "eval_negatives", "smoothing"):
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from sasrec_tf.card import CARD_FILE
-from sasrec_tf.choices import PROTOCOLS
+from sasrec_tf.choices import PROTOCOLS, TARGET_GROUPS
 from sasrec_tf.config import REPEATED_TARGETS, SASRecConfig, option_types
 from sasrec_tf.experiment import MONITORS, DataOptions, Pipeline, TrainOptions
 from sasrec_tf.files import atomic_write_json
@@ -388,6 +388,11 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
                          f"{default_of(TrainOptions, 'eval_negatives')}; each evaluated user needs that many "
                          "items they never interacted with)")
     add_repeated_targets_flag(parser)
+    add_option_flag(parser, TrainOptions, "cold_items", metavar="FRACTION",
+                    help="the cold-start protocol: hold this fraction of the items out of training (and of the "
+                         "evaluation histories), keep them as targets, and report full ranking on cold and warm "
+                         "targets apart (default: 0, train on every item)")
+    add_option_flag(parser, TrainOptions, "cold_seed", help="seed of the items --cold-items holds out")
 
 
 def add_repeated_targets_flag(parser: argparse.ArgumentParser) -> None:
@@ -424,13 +429,26 @@ def _shown(value: Any) -> str:
 
 
 def format_table(rows: Sequence[tuple[str, dict[str, dict[str, float]]]]) -> str:
-    """HR@10, NDCG@10 and MRR under both protocols, one line per named result."""
+    """HR@10, NDCG@10 and MRR under both protocols, one line per named result; a result with
+    cold and warm targets (the cold-start protocol) adds a full-ranking line for each group, a
+    value not measured shows ``-``."""
     keys = ("hr@10", "ndcg@10", "mrr")
     header = f"{'':<28}" + "".join(f"{p + ' ' + k:>16}" for p in PROTOCOLS for k in keys)
     lines = [header]
     for name, result in rows:
-        lines.append(f"{name:<28}" + "".join(f"{result[p][k]:>16.4f}" for p in PROTOCOLS for k in keys))
+        for label, values in _with_target_groups(name, result):
+            cells = [values.get(p, {}).get(k) for p in PROTOCOLS for k in keys]
+            lines.append(f"{label:<28}" + "".join(f"{v:>16.4f}" if v is not None else f"{'-':>16}" for v in cells))
     return "\n".join(lines)
+
+
+def _with_target_groups(name: str, result: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """``(name, result)``, then ``("  cold (N targets)", {"full": ...})`` per target group it has."""
+    rows = [(name, result)]
+    for group in TARGET_GROUPS:
+        if group in result:
+            rows.append((f"  {group} ({result[group]['targets']} targets)", {"full": result[group]}))
+    return rows
 
 
 def write_json(path: str | Path, value: Any) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sasrec_tf import card as model_card
-from sasrec_tf.choices import PROTOCOLS, STAGES
+from sasrec_tf.choices import PROTOCOLS, STAGES, TARGET_GROUPS
 from sasrec_tf.cli.common import UsageError
 from sasrec_tf.export import list_versions
 
@@ -87,8 +87,10 @@ def render(card: dict[str, Any], where: str) -> str:
     out += ["", f"{'metrics':<8}" + "".join(f"{p + ' ' + k:>16}" for p, k in columns)]
     for stage in STAGES:
         values = metrics.get(stage, {})
-        cells = [values.get(p, {}).get(k) for p, k in columns]
-        out.append(f"{stage:<8}" + "".join(f"{v:>16.4f}" if v is not None else f"{'-':>16}" for v in cells))
+        rows = [(stage, values)] + [(f" {group}", {"full": values[group]}) for group in TARGET_GROUPS if group in values]
+        for name, row in rows:  # the cold-start protocol's cold and warm targets under their stage
+            cells = [row.get(p, {}).get(k) for p, k in columns]
+            out.append(f"{name:<8}" + "".join(f"{v:>16.4f}" if v is not None else f"{'-':>16}" for v in cells))
     return "\n".join(out)
 
 

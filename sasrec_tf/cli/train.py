@@ -34,6 +34,10 @@ CONFIG_FLAGS = {
 }
 
 
+# The baselines a run may report (metrics.json keys), with their names in the result table.
+BASELINES = (("most popular", "baseline_most_popular"), ("content", "baseline_content"))
+
+
 def register(subcommands) -> None:
     parser = subcommands.add_parser("train", help="train on an interaction log; writes the model and metrics.json")
     add_data_flags(parser)
@@ -105,7 +109,10 @@ def run(args: argparse.Namespace) -> int:
     if is_chief(strategy):
         if shards is None:  # evaluate, recommend and attention-plot read a log as this one was read
             record_data_options(args.out, args, pipeline)
-        print(format_table([("valid", result.metrics["valid"]), ("test", result.metrics["test"])]))
+        rows = [("valid", result.metrics["valid"]), ("test", result.metrics["test"])]
+        rows += [(f"{name} baseline (test)", result.metrics[key]["test"]) for name, key in BASELINES
+                 if key in result.metrics]
+        print(format_table(rows))
         print(f"wrote {args.out}/metrics.json")
     return 0
 

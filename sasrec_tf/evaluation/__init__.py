@@ -9,12 +9,13 @@
 - :mod:`~sasrec_tf.evaluation.keras_validation` — the same metrics in ``compile`` / ``evaluate`` /
   ``fit(validation_data=...)``;
 - :mod:`~sasrec_tf.evaluation.callback` — validation inside ``fit`` (:class:`RankingMetricsCallback`);
-- :mod:`~sasrec_tf.evaluation.baselines` — the most-popular baseline, ranked the same way.
+- :mod:`~sasrec_tf.evaluation.baselines` — the most-popular and content (attribute similarity)
+  baselines, ranked the same way.
 
 Every ranking goes through the one kernel, :mod:`sasrec_tf.ranking`.
 """
 
-from sasrec_tf.evaluation.baselines import MostPopular
+from sasrec_tf.evaluation.baselines import ContentBaseline, MostPopular
 from sasrec_tf.evaluation.callback import RankingMetricsCallback
 from sasrec_tf.evaluation.inputs import EvaluationInputs, prepare_inputs
 from sasrec_tf.evaluation.keras_validation import QueryModel, validation_dataset
@@ -22,7 +23,7 @@ from sasrec_tf.evaluation.metrics import DEFAULT_KS, MRR, NDCG, HitRate, full_ra
 from sasrec_tf.evaluation.negatives import sample_evaluation_negatives, sample_negatives
 from sasrec_tf.evaluation.protocols import (PROTOCOLS, REPEATED_TARGETS, STAGES, evaluate, evaluate_full,
                                             evaluate_sampled, metrics_of_ranks, repeated_targets_mask,
-                                            training_item_counts)
+                                            target_group_metrics, training_item_counts)
 from sasrec_tf.evaluation.rankings import FullRanking, SampledRanking
 from sasrec_tf.ranking.rules import NOT_A_CANDIDATE
 
@@ -31,5 +32,6 @@ __all__ = [
     "prepare_inputs", "sample_evaluation_negatives", "sample_negatives", "metrics_of_ranks",
     "repeated_targets_mask", "training_item_counts", "ranking_metrics", "metric_names", "full_ranks", "HitRate",
     "NDCG", "MRR", "DEFAULT_KS", "NOT_A_CANDIDATE", "REPEATED_TARGETS", "STAGES", "PROTOCOLS",
-    "RankingMetricsCallback", "QueryModel", "validation_dataset", "MostPopular",
+    "RankingMetricsCallback", "QueryModel", "validation_dataset", "MostPopular", "ContentBaseline",
+    "target_group_metrics",
 ]

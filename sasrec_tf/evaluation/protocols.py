@@ -41,6 +41,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from sasrec_tf.data.cold_start import TARGET_GROUPS, cold_target_mask
 from sasrec_tf.data.sequence_rules import item_counts
 from sasrec_tf.evaluation.metrics import DEFAULT_KS, ranking_metrics
 from sasrec_tf.evaluation.negatives import history_keys
@@ -49,7 +50,7 @@ from sasrec_tf.choices import PROTOCOLS, STAGES
 from sasrec_tf.ranking.rules import REPEATED_TARGETS, check_repeated_targets
 
 __all__ = ["REPEATED_TARGETS", "STAGES", "PROTOCOLS", "evaluate", "evaluate_full", "evaluate_sampled",
-           "metrics_of_ranks", "repeated_targets_mask", "training_item_counts"]
+           "metrics_of_ranks", "repeated_targets_mask", "target_group_metrics", "training_item_counts"]
 
 
 
@@ -60,6 +61,23 @@ def metrics_of_ranks(ranks: np.ndarray, ks: Sequence[int]) -> dict[str, float]:
     if not ranked.size:
         raise ValueError("no user left to evaluate: every target was left out (repeated_targets='drop'?)")
     return ranking_metrics(ranked, ks)
+
+
+def target_group_metrics(ranks: np.ndarray, targets: Any, cold_items: Any, ks: Sequence[int]) -> dict[str, dict]:
+    """The cold-start protocol's split of one ranking: ``{"cold": {...}, "warm": {...}}``, each
+    :func:`metrics_of_ranks` of the users whose target is (not) one of ``cold_items`` plus
+    ``"targets"``, how many targets the group has (the two add up to every target). A group
+    without a ranked user has only ``"targets"``. ``ranks`` are computed once, for every user."""
+    ranks = np.asarray(ranks).reshape(-1)
+    cold = cold_target_mask(targets, cold_items)
+    if len(cold) != len(ranks):
+        raise ValueError(f"got {len(ranks)} ranks but {len(cold)} targets")
+    groups = {}
+    for group, members in zip(TARGET_GROUPS, (cold, ~cold)):
+        ranked = ranks[members]
+        groups[group] = {**(metrics_of_ranks(ranked, ks) if (ranked > 0).any() else {}),
+                         "targets": int(members.sum())}
+    return groups
 
 
 def _finish(ranks: np.ndarray, ks: Sequence[int], return_ranks: bool):
@@ -160,6 +178,7 @@ def evaluate(
     seed: int = 0,
     batch_size: int = 1024,
     ks: Sequence[int] = DEFAULT_KS,
+    cold_items: Any = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Evaluate ``model`` on a ``LeaveOneOutSplit`` stage with the given protocols.
@@ -170,10 +189,15 @@ def evaluate(
     always ranks every user. ``exclude_history`` and ``repeated_targets`` apply to the full
     protocol (see :func:`evaluate_full`).
 
+    ``cold_items`` (the dense ids held out by :func:`sasrec_tf.data.cold_start.hold_out_items`)
+    adds the full ranking split by target: ``"cold"`` and ``"warm"``
+    (:func:`target_group_metrics`), from the same ranks as ``"full"``.
+
     ``progress(protocol, users_done, users_total)`` is called after every batch of each protocol.
 
     Returns:
-      ``{"full": {...}, "sampled": {...}}`` with one entry per requested protocol.
+      ``{"full": {...}, "sampled": {...}}`` with one entry per requested protocol (and with
+      ``cold_items``, ``"cold": {...}, "warm": {...}``).
     """
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
@@ -182,17 +206,25 @@ def evaluate(
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if unknown or not protocols:
         raise ValueError(f"protocols must be a non-empty subset of {PROTOCOLS}, got {protocols!r}")
+    if cold_items is not None and "full" not in protocols:
+        raise ValueError("cold_items splits the full ranking by target: include the 'full' protocol")
     inputs = getattr(split, f"{stage}_inputs")
     targets = getattr(split, f"{stage}_targets")
     user_ids = np.asarray(getattr(split, f"{stage}_users")) + 1
     results: dict[str, dict[str, float]] = {}
+    groups: dict[str, dict[str, float]] = {}
     for protocol in protocols:
         if protocol == "full":
-            results["full"] = evaluate_full(
+            full = evaluate_full(
                 model, inputs, targets, user_ids=user_ids, exclude_history=exclude_history,
-                repeated_targets=repeated_targets, batch_size=batch_size, ks=ks,
+                repeated_targets=repeated_targets, batch_size=batch_size, ks=ks, return_ranks=cold_items is not None,
                 progress=None if progress is None else lambda done, total: progress("full", done, total),
             )
+            if cold_items is None:
+                results["full"] = full
+            else:
+                results["full"], ranks = full
+                groups = target_group_metrics(ranks, targets, cold_items, ks)
         else:
             item_counts = None
             if sampling == "popularity":
@@ -203,7 +235,7 @@ def evaluate(
                 batch_size=batch_size, ks=ks,
                 progress=None if progress is None else lambda done, total: progress("sampled", done, total),
             )
-    return results
+    return {**results, **groups}
 
 
 def repeated_targets_mask(inputs: Sequence[np.ndarray], targets: Any) -> np.ndarray:

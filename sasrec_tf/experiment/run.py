@@ -3,12 +3,14 @@
 ``sasrec-tf train``, ``sasrec-tf ablation``, the demo and ``benchmarks/quality.py`` all train
 through :func:`train_and_evaluate`, so a number in a benchmark table is what the CLI gives.
 
-* **prepare** (:func:`_prepare`): split leave-one-out, check the evaluation can run, ready the
+* **prepare** (:func:`_prepare`): split leave-one-out (holding out ``cold_items`` of the
+  catalogue for the cold-start protocol, :mod:`sasrec_tf.data.cold_start`), check the evaluation can run, ready the
   run directory (:mod:`~sasrec_tf.experiment.run_dir`: new, resumed, or overwritten), build the
   model, give it the training item counts, copy a warm-start parent in;
 * **fit** (:func:`_fit`): :func:`sasrec_tf.training.fit` with the run's callbacks
   (:mod:`~sasrec_tf.experiment.run_callbacks`), and what the run's epochs and time were;
-* **evaluate** (:func:`_evaluate`): valid and test, full ranking and the sampled protocol, into
+* **evaluate** (:func:`_evaluate`): valid and test, full ranking and the sampled protocol (and
+  full ranking on cold and warm targets under the cold-start protocol), and the baselines, into
   the dictionary written as ``metrics.json``;
 * **publish** (:func:`_publish`): ``metrics.json`` and ``card.json`` beside the saved model in the
   staging directory, which then replaces the run directory.
@@ -26,7 +28,8 @@ import numpy as np
 
 from sasrec_tf import artifacts, card, distribute, evaluation, plots, training
 from sasrec_tf.choices import PROTOCOLS, STAGES
-from sasrec_tf.evaluation.baselines import MostPopular
+from sasrec_tf.data.cold_start import hold_out_items
+from sasrec_tf.evaluation.baselines import ContentBaseline, MostPopular, feature_arrays
 from sasrec_tf.config import OBJECTIVE_SPECS, OptionError, SASRecConfig
 from sasrec_tf.data.sequences import leave_one_out
 from sasrec_tf.evaluation.callback import users_progress
@@ -127,6 +130,7 @@ class _Run:
     fingerprint: dict[str, Any] | None = None  # the chief's, with out_dir
     progress: dict[str, Any] = dataclasses.field(default_factory=dict)  # of the interrupted run resumed
     inherited: Any = None  # the warm start's WarmStart
+    cold: Any = None  # the cold-start protocol's ColdStart (options.cold_items > 0)
 
 
 @dataclasses.dataclass
@@ -138,8 +142,10 @@ class _Fitted:
 
 
 def _prepare(data, config: SASRecConfig, options: TrainOptions, *, out_dir, overwrite: bool, strategy, shards,
-             warm_start) -> _Run:
+             warm_start, item_features=None) -> _Run:
     """Everything before ``fit``; nothing is written before the checks pass."""
+    if item_features is not None:  # the content baseline reads them after training: check them now
+        feature_arrays(item_features, data.num_items)
     parent = None
     if warm_start is not None:
         if shards is not None:
@@ -148,13 +154,23 @@ def _prepare(data, config: SASRecConfig, options: TrainOptions, *, out_dir, over
     check_trainable(data, config)
     split = leave_one_out(data)
     check_evaluable(data, split, options)
+    cold = None
+    if options.cold_items:
+        if shards is not None:
+            raise ValueError("the cold-start protocol (cold_items) holds items out of an interaction log, not of "
+                             "shards (--data-format log)")
+        split, cold = hold_out_items(split, options.cold_items, options.cold_seed)
+        logger.info("cold start: %d of %d items held out of training (%d training interactions removed)",
+                    len(cold.items), data.num_items, cold.removed_training_interactions)
     run = _Run(data=data, config=config, shards=shards, split=split, model=None, item_counts=None,
                num_users=shards.num_users if shards else data.num_users, out_dir=None,
-               chief=distribute.is_chief(strategy))
+               chief=distribute.is_chief(strategy), cold=cold)
     if out_dir is not None:
         run.out_dir = Path(out_dir).absolute()
         if run.chief:  # the other workers follow the chief's backup
             run.fingerprint = run_dir.run_fingerprint(data, config, shards)
+            if cold is not None:  # other training data: a resume must hold out the same items
+                run.fingerprint["data"].update(cold_items=cold.fraction, cold_seed=cold.seed)
             if warm_start is not None:
                 run.fingerprint["parent"] = str(Path(warm_start).absolute())
             run.progress = run_dir.prepare_out_dir(run.out_dir, run.fingerprint, overwrite)
@@ -258,13 +274,16 @@ def _evaluate_stage(model, split, stage: str, seed: int, protocol: dict[str, Any
     return result
 
 
-def _evaluate(run: _Run, fitted: _Fitted, options: TrainOptions, *, baseline: bool, verbose=0,
-              stages: Sequence[str] = STAGES) -> dict[str, Any]:
+def _evaluate(run: _Run, fitted: _Fitted, options: TrainOptions, *, baseline: bool, item_features=None,
+              verbose=0, stages: Sequence[str] = STAGES) -> dict[str, Any]:
     """The run's ``metrics.json``: the ``stages`` (valid and test; full ranking and the sampled
-    protocol), how they were evaluated, how training went, the warm-start parent, the data, and
-    the baseline."""
+    protocol; cold and warm targets under the cold-start protocol), how they were evaluated, how
+    training went, the warm-start parent, the data, and the baselines (on test: only when
+    ``stages`` has it)."""
     split, data, shards, seed = run.split, run.data, run.shards, run.config.seed
     protocol = {"num_negatives": options.eval_negatives, "repeated_targets": options.repeated_targets}
+    if run.cold is not None:
+        protocol["cold_items"] = run.cold.items
     metrics: dict[str, Any] = {stage: _evaluate_stage(run.model, split, stage, seed, protocol, verbose)
                                for stage in stages}
     metrics["evaluation"] = {
@@ -280,10 +299,17 @@ def _evaluate(run: _Run, fitted: _Fitted, options: TrainOptions, *, baseline: bo
                           "interactions": shards.num_interactions if shards else int(data.lengths().sum()),
                           "evaluated_users": int(len(split.test_targets)),
                           "short_users": int(split.num_short_users)}
-    if baseline and "test" in stages:
+    if run.cold is not None:
+        metrics["cold_start"] = run.cold.to_dict()
+    if (baseline or run.cold is not None) and "test" in stages:  # cold start: read against them
         popular = MostPopular(split.train, data.num_items, run.config.max_len)
         metrics["baseline_most_popular"] = {"test": _evaluate_stage(popular, split, "test", seed, protocol, verbose,
                                                                     name="most popular, test")}
+        if item_features is not None:
+            longest = max(1, max(map(len, split.test_inputs), default=1))  # the content of the whole history
+            content = ContentBaseline(item_features, data.num_items, max_len=longest)
+            metrics["baseline_content"] = {"test": _evaluate_stage(content, split, "test", seed, protocol, verbose,
+                                                                   name="content, test")}
     return metrics
 
 
@@ -315,6 +341,7 @@ def train_and_evaluate(
     shards=None,
     callbacks: Sequence[Any] = (),
     warm_start: str | Path | None = None,
+    item_features: Any = None,
     stages: Sequence[str] = STAGES,
 ) -> Result:
     """Split ``data`` leave-one-out, train ``config`` on it, evaluate valid and test (full ranking
@@ -333,7 +360,16 @@ def train_and_evaluate(
     training split's exact counts. With a ``tf.distribute`` ``strategy`` every worker of a cluster
     runs this and only the chief writes. With ``shards`` (:func:`read_shards`) training streams
     from TFRecord shards and ``data`` holds only the users that are evaluated. ``baseline`` adds
-    the most-popular baseline's test metrics. ``stages`` are those the final evaluation measures:
+    the most-popular baseline's test metrics, and with ``item_features`` (``values``,
+    ``row_splits`` and ``num_attributes`` of items ``0..N``) the content baseline's
+    (:class:`~sasrec_tf.evaluation.ContentBaseline`).
+
+    ``options.cold_items`` (a fraction of the catalogue, seeded by ``options.cold_seed``) runs the
+    cold-start protocol (:func:`sasrec_tf.data.cold_start.hold_out_items`): those items are held
+    out of training and of the evaluation histories, stay targets, and every stage reports full
+    ranking on cold and warm targets (``metrics[stage]["cold"]`` / ``["warm"]``) beside the usual
+    numbers; the baselines are then always reported, and ``metrics["cold_start"]`` records the
+    hold-out. ``stages`` are those the final evaluation measures:
     ``("valid",)`` computes no test metric at all (``sasrec-tf tune``'s trials), and needs no
     ``out_dir`` (a published run has both).
 
@@ -356,7 +392,7 @@ def train_and_evaluate(
     if out_dir is not None and tuple(stages) != STAGES:
         raise ValueError("a run written to out_dir evaluates every stage: drop stages or out_dir")
     run = _prepare(data, config, options, out_dir=out_dir, overwrite=overwrite, strategy=strategy, shards=shards,
-                   warm_start=warm_start)
+                   warm_start=warm_start, item_features=item_features)
     staging = _finished_training(run, strategy)
     resumed_trained = staging is not None
     if resumed_trained:  # killed after training, in the final evaluation or publish: finish that
@@ -371,7 +407,8 @@ def train_and_evaluate(
             _save(run, staging, strategy)
             if staging is not None and _single_process(strategy):
                 run_dir.record_trained(run.out_dir, run.fingerprint, staging, fitted.training)
-        metrics = _evaluate(run, fitted, options, baseline=baseline, verbose=verbose, stages=stages)
+        metrics = _evaluate(run, fitted, options, baseline=baseline, item_features=item_features, verbose=verbose,
+                            stages=stages)
         if staging is not None:
             _publish(run, staging, metrics)
     except Exception:  # a failure, not a kill: nothing of this run is kept for a rerun
