@@ -291,3 +291,20 @@ def test_a_diverging_trial_fails_alone_and_is_not_run_again(tmp_path, log):
     assert _states(result.study) == ["FAIL", "COMPLETE"]
     assert "the training loss became nan in epoch 1" in lines[0]
     assert result.best_trial.number == 1
+
+
+def test_the_median_pruner_waits_for_the_warmup_epochs(tmp_path):
+    from sasrec_tf.tune.study import open_study
+
+    study = open_study(tmp_path, storage=None, study_name="s", pruner="median", prune_after=1, seed=0,
+                       prune_warmup=2)
+    good = study.ask()
+    for epoch in (1, 2, 3):
+        good.report(0.5, step=epoch)
+    study.tell(good, 0.5)
+    poor = study.ask()
+    verdicts = []
+    for epoch in (1, 2, 3):
+        poor.report(0.1, step=epoch)
+        verdicts.append(poor.should_prune())
+    assert verdicts == [False, True, True]  # no pruning before epoch 2

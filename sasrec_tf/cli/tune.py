@@ -37,6 +37,8 @@ def register(subcommands) -> None:
                              "the same epoch")
     parser.add_argument("--prune-after", dest="prune_after", type=int, default=5, metavar="TRIALS",
                         help="trials that finish before the pruner starts judging")
+    parser.add_argument("--prune-warmup", dest="prune_warmup", type=int, metavar="EPOCHS",
+                        help="no trial is pruned before this epoch (default: 2 x --eval-every)")
     parser.add_argument("--sampler-seed", dest="sampler_seed", type=int, default=0, help="the seed of the sampler (TPE)")
     parser.add_argument("--no-final-run", dest="final_run", action="store_false",
                         help="do not train the best configuration in full (no test metric at all)")
@@ -48,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.trials < 1:
         raise UsageError(f"--trials must be >= 1, got {args.trials}")
+    if args.prune_warmup is not None and args.prune_warmup < 0:
+        raise UsageError(f"--prune-warmup must be >= 0, got {args.prune_warmup}")
     if args.prune_after < 0:
         raise UsageError(f"--prune-after must be >= 0, got {args.prune_after}")
     pipeline = experiment.load_pipeline(args.config)
@@ -62,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
           f"validation {pipeline.build('train').monitor} (full ranking)", flush=True)
     command = "sasrec-tf " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["tune"] else None
     tune(data, pipeline, space, out_dir=args.out, trials=args.trials, storage=args.storage,
-         study_name=args.study_name, pruner=args.pruner, prune_after=args.prune_after, seed=args.sampler_seed,
+         study_name=args.study_name, pruner=args.pruner, prune_after=args.prune_after,
+         prune_warmup=args.prune_warmup, seed=args.sampler_seed,
          final_run=args.final_run, command=command,
          report=lambda line: print(line, flush=True))
     print(f"wrote {args.out}/trials.csv, {args.out}/best.json, {args.out}/tune.png")

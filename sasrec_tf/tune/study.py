@@ -90,7 +90,8 @@ def _retry_interrupted(study, trial) -> None:
     study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
 
 
-def open_study(out_dir: Path, *, storage: str | None, study_name: str, pruner: str, prune_after: int, seed: int):
+def open_study(out_dir: Path, *, storage: str | None, study_name: str, pruner: str, prune_after: int, seed: int,
+               prune_warmup: int = 0):
     """The study (created or loaded), with the interrupted trials of an earlier run queued again.
 
     With the default storage (``out_dir/study.db``, one process per ``out_dir``) a trial still
@@ -103,7 +104,8 @@ def open_study(out_dir: Path, *, storage: str | None, study_name: str, pruner: s
     rdb = optuna.storages.RDBStorage(url, **({} if own else {
         "heartbeat_interval": _HEARTBEAT_SECONDS, "grace_period": _GRACE_SECONDS,
         "failed_trial_callback": _retry_interrupted}))
-    chosen = (optuna.pruners.MedianPruner(n_startup_trials=prune_after) if pruner == "median"
+    chosen = (optuna.pruners.MedianPruner(n_startup_trials=prune_after, n_warmup_steps=prune_warmup)
+              if pruner == "median"
               else optuna.pruners.NopPruner())
     study = optuna.create_study(storage=rdb, study_name=study_name, direction="maximize", load_if_exists=True,
                                 sampler=optuna.samplers.TPESampler(seed=seed), pruner=chosen)
@@ -151,7 +153,7 @@ def _objective(data, pipeline: PipelineFile, space: SearchSpace, callbacks: Sequ
 
 def tune(data, pipeline: PipelineFile, space: SearchSpace, *, out_dir: str | Path, trials: int,
          storage: str | None = None, study_name: str = "sasrec", pruner: str = "median", prune_after: int = 5,
-         seed: int = 0, final_run: bool = True, command: str | None = None, callbacks: Sequence[Any] = (),
+         prune_warmup: int | None = None, seed: int = 0, final_run: bool = True, command: str | None = None, callbacks: Sequence[Any] = (),
          report: Callable[[str], None] = print) -> TuneResult:
     """Search ``space`` on top of ``pipeline`` for ``data`` until the study holds ``trials``
     finished trials; write ``trials.csv``, ``best.json`` and ``tune.png`` in ``out_dir``; train
@@ -167,6 +169,8 @@ def tune(data, pipeline: PipelineFile, space: SearchSpace, *, out_dir: str | Pat
       trials: finished trials (complete or pruned) the study should hold.
       storage: an Optuna RDB URL for a study shared by several machines (default: ``study.db``).
       pruner: ``"median"`` (Optuna's ``MedianPruner`` after ``prune_after`` trials) or ``"none"``.
+      prune_warmup: epochs during which no trial is pruned (default: two validation intervals,
+        ``2 * train.eval_every``: the first validations say little about the last).
       seed: the sampler's seed (TPE).
       command: the command line, recorded in ``best.json``'s description.
       callbacks: extra Keras callbacks for every trial's ``fit`` (tests).
@@ -186,8 +190,10 @@ def tune(data, pipeline: PipelineFile, space: SearchSpace, *, out_dir: str | Pat
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if prune_warmup is None:
+        prune_warmup = 2 * pipeline.build("train").eval_every
     study = open_study(out_dir, storage=storage, study_name=study_name, pruner=pruner, prune_after=prune_after,
-                       seed=seed)
+                       seed=seed, prune_warmup=prune_warmup)
     metric = pipeline.build("train").monitor
     done = len(study.get_trials(deepcopy=False, states=FINISHED))
     if done:
