@@ -76,7 +76,10 @@ class TrainOptions:
     :func:`sasrec_tf.training.fit`, whose defaults are these) and evaluates.
 
     ``eval_every`` validates (full ranking) every N epochs; ``patience`` stops after that many
-    validations without improvement of ``val_<monitor>`` and restores the best weights;
+    validations without improvement of ``val_<monitor>`` and restores the best weights; with it,
+    ``smoothing`` judges improvement on the mean of the last that many validations, ``min_delta``
+    is the least gain that counts, and ``min_epochs`` forbids a stop before that epoch (see
+    :class:`~sasrec_tf.experiment.run_callbacks.RunEarlyStopping`; their defaults are Keras' rule);
     ``max_eval_users`` validates on a seeded sample; ``max_minutes`` stops training after that
     much wall time. With ``patience`` the best validated weights are the result however training
     ends (early, on the epoch limit or on the time limit); without it, the final weights.
@@ -94,6 +97,9 @@ class TrainOptions:
     eval_every: int = 5
     patience: int | None = None
     monitor: str = "ndcg@10"
+    min_delta: float = 0.0
+    smoothing: int = 1
+    min_epochs: int = 0
     max_eval_users: int | None = None
     max_minutes: float | None = None
     eval_negatives: int = 100
@@ -106,13 +112,17 @@ class TrainOptions:
         if not (math.isfinite(self.cold_items) and 0 <= self.cold_items < 1):
             raise OptionError("cold_items", f"TrainOptions.cold_items must be a fraction in [0, 1), got "
                                             f"{self.cold_items!r}")
-        for name in ("eval_every", "patience", "max_eval_users", "eval_negatives"):
+        for name in ("eval_every", "patience", "max_eval_users", "eval_negatives", "smoothing"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise OptionError(name, f"TrainOptions.{name} must be a positive integer, got {value!r}")
         if self.max_minutes is not None and not (math.isfinite(self.max_minutes) and self.max_minutes > 0):
             raise OptionError("max_minutes",
                               f"TrainOptions.max_minutes must be a finite number > 0, got {self.max_minutes!r}")
+        if not (math.isfinite(self.min_delta) and self.min_delta >= 0):
+            raise OptionError("min_delta", f"TrainOptions.min_delta must be a finite number >= 0, got {self.min_delta!r}")
+        if self.min_epochs < 0:
+            raise OptionError("min_epochs", f"TrainOptions.min_epochs must be >= 0, got {self.min_epochs!r}")
         if self.repeated_targets not in REPEATED_TARGETS:
             raise OptionError("repeated_targets", f"TrainOptions.repeated_targets must be one of {REPEATED_TARGETS}, "
                                                   f"got {self.repeated_targets!r}")

@@ -140,6 +140,7 @@ def fit(
     steps_per_epoch: int | None = None,
     log_dir: str | os.PathLike[str] | None = None,
     keep_backup: bool = False,
+    early_stopping: keras.callbacks.Callback | None = None,
 ) -> keras.callbacks.History:
     """Train ``model`` on ``split.train`` and validate on ``split.valid_*`` with full ranking.
 
@@ -171,7 +172,9 @@ def fit(
     ``log_dir`` puts the TensorBoard logs elsewhere (a run's staging directory). With
     ``keep_backup`` the backup outlives training, holding the final weights (with patience the
     restored best ones), so a process killed before it saved the model resumes without training
-    again; the caller removes it.
+    again; the caller removes it. ``early_stopping`` (e.g. the run's
+    :class:`~sasrec_tf.experiment.run_callbacks.RunEarlyStopping`) runs before that backup, so the
+    weights it restores are the ones kept.
     A loss that becomes NaN or infinite stops training (Keras' ``TerminateOnNaN``) and raises
     :class:`TrainingDiverged`; the backup then still holds the last good epoch.
 
@@ -257,6 +260,8 @@ def fit(
                     restore_best_weights=True, verbose=1 if verbose else 0,
                 )
             )
+        if early_stopping is not None:  # before the backup, whose last save must hold the restored weights
+            all_callbacks.append(early_stopping)
     else:
         logger.warning("no user has enough interactions for validation: training without it")
     if out_dir is not None:

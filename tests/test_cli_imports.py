@@ -85,7 +85,7 @@ def subcommands():
 
 def test_every_subcommand_is_covered():
     assert subcommands() == sorted(["ablation", "add-items", "attention-plot", "demo", "evaluate", "export", "info",
-                                    "recommend", "serve", "shard", "train"])
+                                    "recommend", "serve", "shard", "train", "tune"])
 
 
 # Building the parser registers every subcommand, so every case needs what the data flags need.
@@ -101,7 +101,9 @@ def test_help_imports_no_tensorflow(args, active_blockers):
     (["serve", "--model-base", ".", "--port", "70000"], ["data"]),
     (["export", "--model", "m", "--export-base", "b", "--force"], ["data"]),
     (["train", "--data", "log.csv", "--out", "out", "--eval-every", "0"], ["data", "config"]),
-], ids=["missing-flag", "add-items-missing-flags", "serve-port", "export-force-without-gate", "eval-every-0"])
+    (["tune", "--data", "log.csv", "--space", "space.json", "--trials", "0", "--out", "out"], ["data"]),
+], ids=["missing-flag", "add-items-missing-flags", "serve-port", "export-force-without-gate", "eval-every-0",
+        "tune-trials-0"])
 def test_argument_errors_import_no_tensorflow(args, needs, active_blockers):
     check_without_tensorflow(args, needs, active_blockers, code=2)
 

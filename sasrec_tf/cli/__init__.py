@@ -22,10 +22,10 @@ import traceback
 from typing import Sequence
 
 from sasrec_tf.cli import (ablation, add_items, attention, common, demo, evaluate, export, info, recommend, serve,
-                           shard, train)
+                           shard, train, tune)
 from sasrec_tf.cli.common import UsageError
 
-COMMANDS = (demo, train, evaluate, recommend, ablation, attention, export, add_items, info, serve, shard)
+COMMANDS = (demo, train, tune, evaluate, recommend, ablation, attention, export, add_items, info, serve, shard)
 
 __all__ = ["COMMANDS", "UsageError", "build_parser", "main"]
 

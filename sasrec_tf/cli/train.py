@@ -13,6 +13,7 @@ from sasrec_tf.cli.common import (UsageError, add_data_flags, add_option_flag, a
 from sasrec_tf.cli.feature_flags import add_item_features_flags, read_item_features_flags
 from sasrec_tf.choices import LAYER_NORM_PLACEMENTS
 from sasrec_tf.config import SASRecConfig
+from sasrec_tf.run_options import TrainOptions
 from sasrec_tf.distribute import STRATEGIES, global_batch_size, is_chief, make_strategy
 from sasrec_tf.layout import CONFIG_FILE
 
@@ -56,6 +57,7 @@ def register(subcommands) -> None:
                             "on are represented by their attributes (sasrec-tf add-items serves new ones)")
     add_config_flags(parser)
     add_train_flags(parser)
+    add_early_stopping_flags(parser)
     parser.add_argument("--strategy", choices=STRATEGIES, default=default_of(make_strategy, "name"),
                         help="tf.distribute strategy: one device, the GPUs of this machine, or the workers in "
                              "TF_CONFIG")
@@ -64,6 +66,15 @@ def register(subcommands) -> None:
     parser.add_argument("--data-format", dest="data_format", choices=("log", "tfrecord"), default="log",
                         help="log: --data is an interaction log (--format); tfrecord: a `sasrec-tf shard` directory")
     parser.set_defaults(func=run)
+
+
+def add_early_stopping_flags(parser: argparse.ArgumentParser) -> None:
+    """What makes early stopping (``--patience``) robust to one noisy validation."""
+    add_option_flag(parser, TrainOptions, "smoothing",
+                    help="with --patience: judge improvement on the mean of the last N validations")
+    add_option_flag(parser, TrainOptions, "min_delta",
+                    help="with --patience: the least gain of the validation metric that counts as an improvement")
+    add_option_flag(parser, TrainOptions, "min_epochs", help="with --patience: never stop before this epoch")
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:

@@ -34,7 +34,7 @@ from sasrec_tf.config import OBJECTIVE_SPECS, OptionError, SASRecConfig
 from sasrec_tf.data.sequences import leave_one_out
 from sasrec_tf.evaluation.callback import users_progress
 from sasrec_tf.experiment import run_dir
-from sasrec_tf.experiment.run_callbacks import BestEpoch, RunProgress, TimeLimit
+from sasrec_tf.experiment.run_callbacks import BestEpoch, RunEarlyStopping, RunProgress, TimeLimit
 from sasrec_tf.files import atomic_write_json
 from sasrec_tf.run_options import TrainOptions
 from sasrec_tf.warmstart import warm_start as copy_parent
@@ -243,10 +243,16 @@ def _sharded_input(run: _Run) -> dict[str, Any]:
 
 
 def _fit(run: _Run, options: TrainOptions, *, callbacks: Sequence[Any], verbose, strategy) -> _Fitted:
-    """Train; with ``patience`` the run selects its model on validation: ``fit`` restores the best
-    validated weights however training ends. Without it, the final weights are the model."""
+    """Train; with ``patience`` the run selects its model on validation: :class:`RunEarlyStopping`
+    restores the best validated weights however training ends. Without it, the final weights are
+    the model."""
     best = BestEpoch(f"val_{options.monitor}")
     extra: list[Any] = [best]
+    stopping = None
+    if options.patience is not None and len(run.split.valid_targets):
+        stopping = RunEarlyStopping(f"val_{options.monitor}", options.patience, min_delta=options.min_delta,
+                                    smoothing=options.smoothing, min_epochs=options.min_epochs,
+                                    verbose=1 if verbose else 0)
     if run.out_dir is not None and run.chief:
         extra.append(RunProgress(run.out_dir, run.fingerprint, run.progress))
     limit = None
@@ -260,9 +266,9 @@ def _fit(run: _Run, options: TrainOptions, *, callbacks: Sequence[Any], verbose,
     started = time.perf_counter()
     try:
         history = training.fit(run.model, run.split, out_dir=run.out_dir, eval_every=options.eval_every,
-                               patience=options.patience, monitor=options.monitor,
-                               max_eval_users=options.max_eval_users, repeated_targets=options.repeated_targets,
-                               callbacks=[*extra, *callbacks], verbose=verbose, strategy=strategy, **staged,
+                               monitor=options.monitor, max_eval_users=options.max_eval_users,
+                               repeated_targets=options.repeated_targets, callbacks=[*extra, *callbacks],
+                               verbose=verbose, strategy=strategy, early_stopping=stopping, **staged,
                                **_sharded_input(run))
     except Exception as err:
         _name_the_bad_shard(run, err)
@@ -336,20 +342,21 @@ def _evaluate_stage(model, split, stage: str, seed: int, protocol: dict[str, Any
 
 
 def _evaluate(run: _Run, fitted: _Fitted, options: TrainOptions, *, baseline: bool,
-              verbose=0) -> dict[str, Any]:
-    """The run's ``metrics.json``: valid and test (full ranking and the sampled protocol; cold and
-    warm targets under the cold-start protocol), how they were evaluated, how training went, the
-    warm-start parent, the data, and the baselines."""
+              verbose=0, stages: Sequence[str] = STAGES) -> dict[str, Any]:
+    """The run's ``metrics.json``: the ``stages`` (valid and test; full ranking and the sampled
+    protocol; cold and warm targets under the cold-start protocol), how they were evaluated, how
+    training went, the warm-start parent, the data, and the baselines (on test: only when
+    ``stages`` has it)."""
     split, data, shards, seed = run.split, run.data, run.shards, run.config.seed
     protocol = {"num_negatives": options.eval_negatives, "repeated_targets": options.repeated_targets}
     if run.cold is not None:
         protocol["cold_items"] = run.cold.items
     metrics: dict[str, Any] = {stage: _evaluate_stage(run.model, split, stage, seed, protocol, verbose)
-                               for stage in STAGES}
+                               for stage in stages}
     metrics["evaluation"] = {
         "repeated_targets": options.repeated_targets,
         **{f"{stage}_targets_in_history": int(evaluation.repeated_targets_mask(
-            getattr(split, f"{stage}_inputs"), getattr(split, f"{stage}_targets")).sum()) for stage in STAGES},
+            getattr(split, f"{stage}_inputs"), getattr(split, f"{stage}_targets")).sum()) for stage in stages},
         "sampled_negatives": options.eval_negatives,
     }
     metrics["training"] = fitted.training
@@ -363,7 +370,7 @@ def _evaluate(run: _Run, fitted: _Fitted, options: TrainOptions, *, baseline: bo
                           "short_users": int(split.num_short_users)}
     if run.cold is not None:
         metrics["cold_start"] = run.cold.to_dict()
-    if baseline or run.cold is not None:  # the cold-start protocol is read against its baselines
+    if (baseline or run.cold is not None) and "test" in stages:  # cold start: read against them
         popular = MostPopular(split.train, data.num_items, run.config.max_len)
         metrics["baseline_most_popular"] = {"test": _evaluate_stage(popular, split, "test", seed, protocol, verbose,
                                                                     name="most popular, test")}
@@ -404,6 +411,7 @@ def train_and_evaluate(
     callbacks: Sequence[Any] = (),
     warm_start: str | Path | None = None,
     item_features: Any = None,
+    stages: Sequence[str] = STAGES,
 ) -> Result:
     """Split ``data`` leave-one-out, train ``config`` on it, evaluate valid and test (full ranking
     and the paper's sampled protocol), and with ``out_dir`` write the model directory and
@@ -429,7 +437,9 @@ def train_and_evaluate(
     out of training and of the evaluation histories, stay targets, and every stage reports full
     ranking on cold and warm targets (``metrics[stage]["cold"]`` / ``["warm"]``) beside the usual
     numbers; the baselines are then always reported, and ``metrics["cold_start"]`` records the
-    hold-out.
+    hold-out. ``stages`` are those the final evaluation measures:
+    ``("valid",)`` computes no test metric at all (``sasrec-tf tune``'s trials), and needs no
+    ``out_dir`` (a published run has both).
 
     ``warm_start`` names a parent model directory (yesterday's run): training starts from its
     weights (:mod:`sasrec_tf.warmstart`) and ``metrics.json`` records it under ``parent``. ``data``
@@ -449,6 +459,10 @@ def train_and_evaluate(
       sasrec_tf.training.TrainingDiverged: the loss became NaN or infinite.
     """
     options = options or TrainOptions()
+    if not set(stages) <= set(STAGES) or not stages:
+        raise ValueError(f"stages must be some of {STAGES}, got {tuple(stages)}")
+    if out_dir is not None and tuple(stages) != STAGES:
+        raise ValueError("a run written to out_dir evaluates every stage: drop stages or out_dir")
     run = _prepare(data, config, options, out_dir=out_dir, overwrite=overwrite, strategy=strategy, shards=shards,
                    warm_start=warm_start, item_features=item_features)
     staging = _finished_training(run, strategy)
@@ -466,7 +480,7 @@ def train_and_evaluate(
             _save(run, staging, strategy)
             if staging is not None and _single_process(strategy):
                 run_dir.record_trained(run.out_dir, run.fingerprint, staging, fitted.training)
-        metrics = _evaluate(run, fitted, options, baseline=baseline, verbose=verbose)
+        metrics = _evaluate(run, fitted, options, baseline=baseline, verbose=verbose, stages=stages)
         if staging is not None:
             _publish(run, staging, metrics)
     except Exception:  # a failure, not a kill: nothing of this run is kept for a rerun
