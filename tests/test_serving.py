@@ -29,13 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def base(trained, tmp_path_factory):
-    """``sasrec`` (version 1), ``live`` (gets a version 2 during a test), an empty and a broken model."""
+    """``sasrec`` (version 1) and ``live`` (gets a version 2 during a test). Models without a loadable
+    version stop a start, as on TF Serving, so tests that need them add them to their own base."""
     base = tmp_path_factory.mktemp("serving")
     first = export_saved_model(trained, base, "sasrec", k=K)
     shutil.copytree(first, base / "live" / "1")
-    (base / "empty").mkdir()
-    (base / "broken" / "1").mkdir(parents=True)
-    (base / "broken" / "1" / "saved_model.pb").write_bytes(b"not a SavedModel")
     return base
 
 
@@ -234,13 +232,18 @@ def test_unknown_model_and_version_are_not_found_and_an_unknown_label_is_invalid
     assert client.recommend([["a"]], label="stable").item_ids.shape == (1, K)
 
 
-def test_models_without_an_available_version_are_not_found_and_status_reports_the_load_error(server):
-    with PredictionClient(server.address, "empty") as empty:
+def test_models_without_an_available_version_are_not_found_and_status_reports_the_load_error(base, tmp_path):
+    shutil.copytree(base / "sasrec" / "1", tmp_path / "sasrec" / "1")
+    with LocalModelServer(tmp_path, port=0, poll_seconds=0, load_retries=0) as server, \
+            PredictionClient(server.address, "empty") as empty, PredictionClient(server.address, "broken") as broken:
+        (tmp_path / "empty").mkdir()  # models added at run time are served as far as they can be
+        (tmp_path / "broken" / "1").mkdir(parents=True)
+        (tmp_path / "broken" / "1" / "saved_model.pb").write_bytes(b"not a SavedModel")
+        server.manager.poll()
         error = codes(lambda: empty.recommend([["a"]]))
         assert error.code == grpc.StatusCode.NOT_FOUND and "Servable not found for request" in error.details
         error = codes(empty.status)
         assert error.code == grpc.StatusCode.NOT_FOUND and "Could not find any versions" in error.details
-    with PredictionClient(server.address, "broken") as broken:
         error = codes(lambda: broken.recommend([["a"]]))
         assert error.code == grpc.StatusCode.NOT_FOUND and "failed to load" in error.details
         [status] = broken.status()
@@ -338,8 +341,10 @@ def test_the_deployment_models_config_drives_labels_locally(base):
     sources = read_model_config(ROOT / "serving" / "models.config", model_base=base)
     [source] = [s for s in sources if s.name == "sasrec"]
     assert source.base_path == base / "sasrec" and dict(source.labels) == {"stable": 1}
-    with LocalModelServer(base, model_config_file=ROOT / "serving" / "models.config", port=0,
-                          poll_seconds=0) as configured:
+    with pytest.raises(ValueError, match="Failed to start server: Request to assign label 'stable' to version 1"):
+        LocalModelServer(base, model_config_file=ROOT / "serving" / "models.config", port=0, poll_seconds=0).start()
+    with LocalModelServer(base, model_config_file=ROOT / "serving" / "models.config", port=0, poll_seconds=0,
+                          allow_version_labels_for_unavailable_models=True) as configured:  # as shipped
         with PredictionClient(configured.address, "sasrec", label="stable", timeout=30) as stable:
             assert stable.recommend([["sku-3"]]).item_ids.shape == (1, K)
             assert stable.status()[0]["version"] == 1
@@ -436,7 +441,7 @@ def test_batcher_merges_concurrent_requests_pads_like_tf_serving_and_splits_resu
     wait_for(lambda: len(calls) == 1)  # the first request runs alone and is held at the gate
     for thread in threads[1:]:
         thread.start()
-    wait_for(lambda: len(batcher._pending) == 4)
+    wait_for(lambda: sum(len(batch) for batch in batcher._batches) == 4)
     gate.set()
     for thread in threads:
         thread.join(timeout=10)
@@ -483,6 +488,9 @@ def test_batcher_gives_every_request_of_a_failed_batch_the_error():
     (["--num-batch-threads", "-2"], "--num-batch-threads must be at least 1"),
     (["--workers", "0"], "--workers must be at least 1"),
     (["--max-request-elements", "0"], "--max-request-elements must be at least 1"),
+    (["--max-request-cells", "0"], "--max-request-cells must be at least 1"),
+    (["--rest-max-connections", "0"], "--rest-max-connections must be at least 1"),
+    (["--max-enqueued-batches", "0"], "--max-enqueued-batches must be at least 1"),
     (["--intra-op-threads", "-1"], "--intra-op-threads must be at least 0"),
     (["--poll-seconds", "nan"], "--poll-seconds must be a number of seconds >= 0"),
     (["--poll-seconds", "-1"], "--poll-seconds must be"),
@@ -499,18 +507,16 @@ def test_sasrec_tf_serve_refuses_impossible_settings_in_one_line(flags, message,
     assert err == f"sasrec-tf: error: {err.split('error: ', 1)[1]}" and err.count("\n") == 1 and message in err
 
 
-def test_with_batching_histories_not_starting_with_the_padding_token_and_oversize_requests_are_refused(
-        batching_server, trained):
+def test_with_batching_fixed_width_histories_are_served_and_oversize_requests_are_refused(batching_server, trained):
     import tensorflow as tf
 
     stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(batching_server.address))
     request = predict_pb2.PredictRequest()
     request.model_spec.name = "sasrec"
-    request.inputs["history"].CopyFrom(tf.make_tensor_proto([["sku-4", "sku-5"]]))  # no leading ""
-    with pytest.raises(grpc.RpcError) as info:
-        stub.Predict(request, timeout=30)
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "must start with" in info.value.details() and "pad_variable_length_inputs" in info.value.details()
+    request.inputs["history"].CopyFrom(tf.make_tensor_proto([["sku-4", "sku-5"]]))  # no leading "": as TF Serving,
+    reply = stub.Predict(request, timeout=30)  # served (padding happens only where merged widths differ)
+    ids = [[x.decode() for x in row] for row in tf.make_ndarray(reply.outputs["item_ids"])]
+    check_top_k(trained, [["sku-4", "sku-5"]], ids, tf.make_ndarray(reply.outputs["scores"]))
     histories = sample_histories(trained, count=20, seed=61)  # the server's max_batch_size is 16
     with PredictionClient(batching_server.address, "sasrec", timeout=30, max_batch_size=None) as whole:
         error = codes(lambda: whole.recommend(histories))
@@ -550,49 +556,35 @@ def _state(client, version):
         return err.code.name
 
 
-def test_a_corrupt_latest_version_is_retried_then_served_once_repaired_or_removed(base, tmp_path):
+def test_a_version_failing_at_run_time_is_retried_then_end_while_the_old_one_serves(base, tmp_path):
+    """TF Serving's availability-preserving policy (availability_preserving_policy.cc ~65-75) keeps the
+    old version while the new one retries and fails; the error is END with TensorFlow's code."""
     good = base / "sasrec" / "1"
     models = tmp_path / "models"
     shutil.copytree(good, models / "m" / "1")
-
-    def corrupt(version):
-        (models / "m" / str(version)).mkdir()
-        (models / "m" / str(version) / "saved_model.pb").write_bytes(b"corrupt")
-
-    corrupt(2)
-    with LocalModelServer(models, port=0, poll_seconds=0.05, load_retries=2, load_retry_seconds=0.2) as server, \
+    with LocalModelServer(models, port=0, poll_seconds=0, load_retries=1, load_retry_seconds=0) as server, \
             PredictionClient(server.address, "m", timeout=30) as m:
-        # As TF Serving's latest {1}: version 2 is retried, nothing is served meanwhile, then END.
-        assert _state(m, 2) == "LOADING"
-        assert codes(lambda: m.recommend([["sku-1"]])).code == grpc.StatusCode.NOT_FOUND
-        _wait(lambda: _state(m, 2) == "END")
+        (models / "m" / "2").mkdir()
+        (models / "m" / "2" / "saved_model.pb").write_bytes(b"corrupt")
+        server.manager.poll()  # the first attempt fails, one retry left
+        assert _state(m, 2) == "LOADING" and m.recommend([["sku-1"]]).item_ids.shape == (1, K)
+        server.manager.poll()
         [status] = m.status(version=2)
-        assert status["error_code"] == grpc.StatusCode.DATA_LOSS.value[0] and "parse" in status["error_message"]
-        assert codes(lambda: m.recommend([["sku-1"]])).code == grpc.StatusCode.NOT_FOUND
-        # The operator repairs version 2 (replaces the directory): served without a restart.
-        shutil.rmtree(models / "m" / "2")
-        shutil.copytree(good, models / "m" / "2")
-        _wait(lambda: _state(m, 2) == "AVAILABLE")
-        assert m.recommend([["sku-1"]]).item_ids.shape == (1, K)
-        # A corrupt version 3 while 2 is served: 2 stays until 3 is fixed or removed.
-        corrupt(3)
-        _wait(lambda: _state(m, 3) == "END")
-        assert m.recommend([["sku-1"]]).item_ids.shape == (1, K) and m.status(version=2)[0]["state"] == "AVAILABLE"
-        shutil.rmtree(models / "m" / "3")
-        shutil.rmtree(models / "m" / "2")  # removing the bad and the served version: back to 1
-        _wait(lambda: _state(m, 1) == "AVAILABLE")
-        assert m.recommend([["sku-1"]]).item_ids.shape == (1, K)
+        assert status["state"] == "END" and status["error_code"] == grpc.StatusCode.DATA_LOSS.value[0]
+        assert "parse" in status["error_message"]
+        assert m.recommend([["sku-1"]]).item_ids.shape == (1, K) and _state(m, 1) == "AVAILABLE"
 
 
-def test_latest_n_serves_the_other_versions_while_the_newest_is_corrupt(base, tmp_path):
+def test_latest_n_serves_the_other_versions_while_the_newest_fails_at_run_time(base, tmp_path):
     shutil.copytree(base / "sasrec" / "1", tmp_path / "m" / "1")
-    (tmp_path / "m" / "2").mkdir()
-    (tmp_path / "m" / "2" / "saved_model.pb").write_bytes(b"corrupt")
     config = tmp_path / "models.config"
-    config.write_text('model_config_list { config { name: "m" base_path: "m" '
-                      'model_version_policy { latest { num_versions: 2 } } } }')
+    config.write_text(f'model_config_list {{ config {{ name: "m" base_path: "{tmp_path / "m"}" '
+                      'model_platform: "tensorflow" model_version_policy { latest { num_versions: 2 } } } }')
     with LocalModelServer(model_config_file=config, port=0, poll_seconds=0, load_retries=0) as server, \
             PredictionClient(server.address, "m", timeout=30) as m:
+        (tmp_path / "m" / "2").mkdir()
+        (tmp_path / "m" / "2" / "saved_model.pb").write_bytes(b"corrupt")
+        server.manager.poll()
         assert m.recommend([["sku-1"]]).item_ids.shape == (1, K)
         assert [(s["version"], s["state"]) for s in m.status()] == [(2, "END"), (1, "AVAILABLE")]
 
@@ -752,10 +744,13 @@ def test_warmup_fails_the_load_beyond_1000_records_or_on_a_log_it_cannot_replay(
     assert Servable("sasrec", 1, good).warmup() == len(records)
 
 
-def test_a_server_whose_labels_name_unavailable_versions_does_not_start(base, tmp_path):
+def test_a_server_with_labels_starts_only_with_the_flag_and_a_new_label_may_wait_for_its_version(base, tmp_path):
+    """server_core.cc ~514, ~576-583: at start-up labels are assigned before anything loads, so any
+    label needs --allow_version_labels_for_unavailable_models (main.cc ~342-345 "Failed to start server")."""
     shutil.copytree(base / "sasrec" / "1", tmp_path / "m" / "1")
-    with pytest.raises(ValueError, match="label 'canary' to version 2 of model 'm', which is not currently available"):
-        LocalModelServer(tmp_path, port=0, poll_seconds=0, labels={"m": {"stable": 1, "canary": 2}}).start()
+    with pytest.raises(ValueError, match="Failed to start server: Request to assign label 'stable' to version 1 "
+                                         "of model 'm', which is not currently available"):
+        LocalModelServer(tmp_path, port=0, poll_seconds=0, labels={"m": {"stable": 1}}).start()
     with LocalModelServer(tmp_path, port=0, poll_seconds=0, labels={"m": {"stable": 1, "canary": 2}},
                           allow_version_labels_for_unavailable_models=True) as allowed, \
             PredictionClient(allowed.address, "m", timeout=30) as m:  # a new label may wait for its version
@@ -775,15 +770,15 @@ def test_local_model_server_refuses_impossible_settings(settings, message, tmp_p
         LocalModelServer(tmp_path, **settings)
 
 
-def test_a_batching_parameters_file_needs_padding_and_positive_sizes(tmp_path):
-    from sasrec_tf.serving.batching import read_batching_parameters
+def test_a_batching_parameters_file_is_read_as_tf_servings_proto_with_its_defaults(tmp_path):
+    from sasrec_tf.serving.batching import BATCHING_DEFAULTS, read_batching_parameters
 
     path = tmp_path / "batching_parameters.txt"
-    path.write_text("max_batch_size { value: 8 }\n# pad_variable_length_inputs: true\n")
-    with pytest.raises(ValueError, match="pad_variable_length_inputs"):
-        read_batching_parameters(path)
     path.write_text("max_batch_size { value: 0 }\npad_variable_length_inputs: true\n")
     with pytest.raises(ValueError, match="must be >= 1"):
         read_batching_parameters(path)
-    path.write_text("num_batch_threads { value: 3 }  # per core\npad_variable_length_inputs: true\n")
-    assert read_batching_parameters(path) == {"num_batch_threads": 3}
+    path.write_text("num_batch_threads { value: 3 }  # per core\n")
+    assert read_batching_parameters(path) == {**BATCHING_DEFAULTS, "num_batch_threads": 3}
+    assert BATCHING_DEFAULTS["max_batch_size"] == 1000 and BATCHING_DEFAULTS["max_enqueued_batches"] == 10
+    assert read_batching_parameters(ROOT / "serving" / "batching_parameters.txt") == {
+        "max_batch_size": 64, "num_batch_threads": 2, "max_enqueued_batches": 256, "pad_variable_length_inputs": True}

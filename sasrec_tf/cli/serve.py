@@ -17,15 +17,19 @@ def register(subcommands) -> None:
         "serve", help="serve exports over TF Serving's gRPC API (local development server)",
         description="Serve every model under --model-base (its latest version, as tensorflow_model_server's "
                     "--model_base_path) or those of --model-config-file (their version policies and labels) "
-                    "over TF Serving's PredictionService/ModelService. New versions are picked up without "
-                    "restart. For production use tensorflow_model_server (see serving/README.md).")
+                    "over TF Serving's PredictionService/ModelService. Starts as tensorflow_model_server does: the "
+                    "ports open once every model's newest version is AVAILABLE (a model without versions is "
+                    "waited for; one that fails to load stops the start, exit 2). New versions are picked up "
+                    "without restart. For production use tensorflow_model_server (see serving/README.md).")
     parser.add_argument("--model-base", dest="model_base", help="export base: BASE/NAME/<version>/")
     parser.add_argument("--model-config-file", dest="model_config_file",
                         help="TF Serving models.config (version policy, labels); with --model-base, base "
                              "paths become MODEL_BASE/NAME")
     parser.add_argument("--allow-version-labels-for-unavailable-models", dest="allow_unavailable_labels",
-                        action="store_true", help="as TF Serving's flag: a new label may name a version that is "
-                                                  "not loaded yet (moving an existing one there is still refused)")
+                        action="store_true",
+                        help="as TF Serving's flag, which any version_labels need to start (labels are assigned "
+                             "before anything loads): a new or unchanged label may name a version that is not "
+                             "loaded (moving an existing label there is still refused)")
     parser.add_argument("--max-num-load-retries", dest="load_retries", type=int, default=DEFAULTS.load_retries,
                         help=f"retries of a failed version load (TF Serving's default {DEFAULTS.load_retries})")
     parser.add_argument("--load-retry-interval-seconds", dest="load_retry_seconds", type=float,
@@ -44,6 +48,15 @@ def register(subcommands) -> None:
                         default=DEFAULTS.max_request_elements,
                         help="most string ids one Predict may carry, all inputs together (rows x width); "
                              f"larger requests are INVALID_ARGUMENT (default {DEFAULTS.max_request_elements:,})")
+    parser.add_argument("--max-request-cells", dest="max_request_cells", type=int,
+                        default=DEFAULTS.max_request_cells,
+                        help="most float32 values one Predict may compute in its largest intermediate (rows x "
+                             "(catalogue + 1) for serving_default); larger requests are INVALID_ARGUMENT before "
+                             f"anything runs (default {DEFAULTS.max_request_cells:,})")
+    parser.add_argument("--rest-max-connections", dest="rest_max_connections", type=int,
+                        default=DEFAULTS.rest_max_connections,
+                        help="REST connections served at once; more are answered 503 and closed "
+                             f"(default {DEFAULTS.rest_max_connections})")
     parser.add_argument("--poll-seconds", dest="poll_seconds", type=float, default=DEFAULTS.poll_seconds,
                         help=f"how often to look for new versions (default {DEFAULTS.poll_seconds:g})")
     parser.add_argument("--workers", type=int, default=DEFAULTS.max_workers,
@@ -58,7 +71,12 @@ def register(subcommands) -> None:
                         help="with batching, the most rows one request may have (larger: INVALID_ARGUMENT, as "
                              f"TF Serving) and the largest merged batch (default {DEFAULTS.max_batch_size})")
     parser.add_argument("--num-batch-threads", dest="num_batch_threads", type=int,
-                        default=DEFAULTS.num_batch_threads)
+                        default=DEFAULTS.num_batch_threads,
+                        help=f"with batching, threads running batches (default {DEFAULTS.num_batch_threads})")
+    parser.add_argument("--max-enqueued-batches", dest="max_enqueued_batches", type=int,
+                        default=DEFAULTS.max_enqueued_batches,
+                        help="with batching, the most batches waiting per signature; more requests are "
+                             f"UNAVAILABLE (TF Serving's default {DEFAULTS.max_enqueued_batches})")
     parser.add_argument("--intra-op-threads", dest="intra_op_threads", type=int, default=0,
                         help="threads one TensorFlow op may use (0: TensorFlow's default, all cores); 1 "
                              "often lowers tail latency with many concurrent small requests")
@@ -74,6 +92,9 @@ def check_settings(args: argparse.Namespace) -> None:
             raise UsageError(f"{flag} must be a TCP port, 1-65535 (or 0 for any free port), got {port}")
     at_least = [("--max-batch-size", args.max_batch_size, 1), ("--num-batch-threads", args.num_batch_threads, 1),
                 ("--workers", args.workers, 1), ("--max-request-elements", args.max_request_elements, 1),
+                ("--max-request-cells", args.max_request_cells, 1),
+                ("--rest-max-connections", args.rest_max_connections, 1),
+                ("--max-enqueued-batches", args.max_enqueued_batches, 1),
                 ("--intra-op-threads", args.intra_op_threads, 0), ("--max-num-load-retries", args.load_retries, 0)]
     for flag, value, least in at_least:
         if value < least:
@@ -98,19 +119,24 @@ def run(args: argparse.Namespace) -> int:
     if args.intra_op_threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
 
-    if args.batching_parameters_file:
+    pad = {}
+    if args.batching_parameters_file:  # its values win over the flags, as the file is TF Serving's
         from sasrec_tf.serving.batching import read_batching_parameters
 
         for name, value in read_batching_parameters(args.batching_parameters_file).items():
             setattr(args, name, value)
+        pad = {"pad_variable_length_inputs": args.pad_variable_length_inputs}
     server = LocalModelServer(args.model_base, model_config_file=args.model_config_file, host=args.host,
                               port=args.port, rest_port=args.rest_port, poll_seconds=args.poll_seconds,
                               max_workers=args.workers, max_request_elements=args.max_request_elements,
+                              max_request_cells=args.max_request_cells,
                               rest_read_timeout=args.rest_read_timeout,
+                              rest_max_connections=args.rest_max_connections,
                               allow_version_labels_for_unavailable_models=args.allow_unavailable_labels,
                               load_retries=args.load_retries, load_retry_seconds=args.load_retry_seconds,
                               enable_batching=args.enable_batching,
-                              max_batch_size=args.max_batch_size, num_batch_threads=args.num_batch_threads)
+                              max_batch_size=args.max_batch_size, num_batch_threads=args.num_batch_threads,
+                              max_enqueued_batches=args.max_enqueued_batches, **pad)
     server.start()  # OSError (port taken) and ValueError (bad config) become one-line errors
     models = ", ".join(server.manager.model_names()) or "none yet"
     rest = f"; REST on {args.host}:{server.rest_port}" if server.rest_port is not None else ""

@@ -1,32 +1,38 @@
 """Server-side batching for the local server: concurrent requests to one signature run as one batch.
 
 Work-conserving, like TF Serving's batching with ``batch_timeout_micros: 0``: ``num_batch_threads``
-threads run batches; each takes every waiting request (up to ``max_batch_size`` rows) as soon as
-it is free. An idle server runs a request at once (no batching delay); under load, requests that
-arrive while a batch runs merge into the next one, so the per-request cost falls.
+threads run batches; each takes the oldest queued batch as soon as it is free. An idle server runs
+a request at once (no batching delay); under load, requests that arrive while a batch runs merge
+into the next one, so the per-request cost falls.
 
-Inputs are concatenated along the batch dimension. Inputs of different widths are padded at the
-end as TF Serving does with ``pad_variable_length_inputs``: with the tensor's first element (the
-clients of this package start every history with ``""``, so the padding is the ignored token).
+The queue is TF Serving's (``SharedBatchScheduler``, tensorflow/core/kernels/batching_util/
+shared_batch_scheduler.h ``Schedule``): a request joins the open batch if its rows fit, else it
+opens a new one; with ``max_enqueued_batches`` batches already waiting it is refused
+``UNAVAILABLE`` "The batch scheduling queue to which this task was submitted is full" (a batch a
+thread runs has left the queue). A request with more rows than ``max_batch_size`` is refused
+INVALID_ARGUMENT "Task size N is larger than maximum input batch size M" before anything is queued
+(also with ``enable_large_batch_splitting``, whose size check comes first).
+
+Inputs are concatenated along the batch dimension. Where the widths of merged requests differ,
+they are padded at the end with each request's first element when ``pad_variable_length_inputs``
+is set (``batching_session.cc`` ~500-545; the clients of this package start every history with
+``""``, so the padding is the ignored token); without it the whole batch fails FAILED_PRECONDITION,
+as any failure of a merged batch fails every request in it. A request padded with an element
+other than ``""`` may be answered wrongly, on TF Serving as here: the stand-in logs it once.
 Outputs are split along the batch dimension; an output whose width follows a padded input (the
 ``score`` signature's) comes back at the padded width, as from TF Serving.
 
-Two rules make mistakes visible instead of silently wrong (INVALID_ARGUMENT):
-
-* a request with more rows than ``max_batch_size`` is refused with TF Serving's message ("Task
-  size N is larger than maximum input batch size M"; TF Serving splits only with
-  ``enable_large_batch_splitting``, which the shipped ``batching_parameters.txt`` leaves off):
-  clients split large requests (``PredictionClient(max_batch_size=...)``);
-* a string tensor of rank 2 or more whose first element is not ``""`` is refused: merged with a
-  wider request it would be padded with that element, a real item, and answered wrongly. TF
-  Serving cannot tell; the stand-in names the rule.
+:func:`read_batching_parameters` parses ``batching_parameters.txt`` as the ``BatchingParameters``
+text proto it is (``servables/tensorflow/session_bundle_config.proto``; tensorflow-serving-api does
+not ship its Python module, so the message is declared here with the proto's field names and
+numbers): an unknown field is refused, absent fields take TF Serving's defaults.
 """
 
 from __future__ import annotations
 
 import collections
+import logging
 import os
-import re
 import threading
 from pathlib import Path
 from typing import Callable, Mapping
@@ -37,7 +43,14 @@ import numpy as np
 from sasrec_tf.serving.errors import StatusError
 from sasrec_tf.serving.options import DEFAULTS
 
-__all__ = ["Batcher", "read_batching_parameters"]
+__all__ = ["Batcher", "read_batching_parameters", "BATCHING_DEFAULTS"]
+
+logger = logging.getLogger(__name__)
+
+# What TF Serving uses for a field the file does not set (SharedBatchScheduler's QueueOptions and
+# Options; pad_variable_length_inputs is a proto3 bool, false).
+BATCHING_DEFAULTS = {"max_batch_size": 1000, "num_batch_threads": os.cpu_count() or 1, "max_enqueued_batches": 10,
+                     "pad_variable_length_inputs": False}
 
 Run = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
 
@@ -61,13 +74,20 @@ class Batcher:
     """
 
     def __init__(self, run: Run, max_batch_size: int = DEFAULTS.max_batch_size,
-                 num_batch_threads: int = DEFAULTS.num_batch_threads, name: str = "batcher"):
-        if max_batch_size < 1 or num_batch_threads < 1:
-            raise ValueError("max_batch_size and num_batch_threads must be >= 1")
+                 num_batch_threads: int = DEFAULTS.num_batch_threads, name: str = "batcher", *,
+                 max_enqueued_batches: int = DEFAULTS.max_enqueued_batches,
+                 pad_variable_length_inputs: bool = DEFAULTS.pad_variable_length_inputs):
+        if max_batch_size < 1 or num_batch_threads < 1 or max_enqueued_batches < 1:
+            raise ValueError("max_batch_size, num_batch_threads and max_enqueued_batches must be >= 1")
         self._run = run
         self.max_batch_size = int(max_batch_size)
+        self.max_enqueued_batches = int(max_enqueued_batches)
+        self.pad = bool(pad_variable_length_inputs)
+        self._name = name
+        self._warned = False
         self._ready = threading.Condition()
-        self._pending: collections.deque[_Task] = collections.deque()
+        self._batches: collections.deque[list[_Task]] = collections.deque()  # the last one is open
+        self._open_rows = 0
         self._closed = False
         self._threads = [threading.Thread(target=self._loop, daemon=True, name=f"{name}-{i}")
                          for i in range(int(num_batch_threads))]
@@ -82,18 +102,20 @@ class Batcher:
             raise StatusError(grpc.StatusCode.INVALID_ARGUMENT,
                               f"Task size {rows} is larger than maximum input batch size {self.max_batch_size}: "
                               f"split the request (PredictionClient and RestClient take max_batch_size)")
-        for name, value in inputs.items():
-            if np.ndim(value) >= 2 and value.dtype == object and value.size and value.flat[0] not in (b"", ""):
-                raise StatusError(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"input {name!r} starts with {value.flat[0]!r}: with batching, a string tensor must start with "
-                    f"\"\" because merged requests are padded with their first element (TF Serving's "
-                    f"pad_variable_length_inputs); start every row with \"\" as sasrec_tf's clients do")
         task = _Task(inputs, rows)
         with self._ready:
             if self._closed:
                 return dict(self._run(inputs))
-            self._pending.append(task)
+            if not self._batches or self._open_rows + rows > self.max_batch_size:
+                if len(self._batches) >= self.max_enqueued_batches:
+                    raise StatusError(grpc.StatusCode.UNAVAILABLE,
+                                      "The batch scheduling queue to which this task was submitted is full "
+                                      f"({self.max_enqueued_batches} batches of up to {self.max_batch_size} rows "
+                                      f"wait; max_enqueued_batches): retry later")
+                self._batches.append([])
+                self._open_rows = 0
+            self._batches[-1].append(task)
+            self._open_rows += rows
             self._ready.notify()
         task.done.wait()
         if task.error is not None:
@@ -108,20 +130,18 @@ class Batcher:
     def _loop(self) -> None:
         while True:
             with self._ready:
-                while not self._pending and not self._closed:
+                while not self._batches and not self._closed:
                     self._ready.wait()
-                if not self._pending:
+                if not self._batches:
                     return
-                batch, rows = [], 0
-                while self._pending and (not batch or rows + self._pending[0].rows <= self.max_batch_size):
-                    task = self._pending.popleft()
-                    batch.append(task)
-                    rows += task.rows
+                batch = self._batches.popleft()  # a running batch has left the queue
+                if not self._batches:
+                    self._open_rows = 0
             self._execute(batch)
 
     def _execute(self, batch: list[_Task]) -> None:
         try:
-            outputs = self._run(_merge([task.inputs for task in batch])) if len(batch) > 1 else \
+            outputs = self._run(self._merge([task.inputs for task in batch])) if len(batch) > 1 else \
                 self._run(batch[0].inputs)
             start = 0
             for task in batch:
@@ -134,16 +154,27 @@ class Batcher:
             for task in batch:
                 task.done.set()
 
-
-def _merge(requests: list[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    merged = {}
-    for name in requests[0]:
-        arrays = [np.asarray(request[name]) for request in requests]
-        if arrays[0].ndim > 1:
-            width = [max(a.shape[axis] for a in arrays) for axis in range(1, arrays[0].ndim)]
-            arrays = [_pad_end(a, width) for a in arrays]
-        merged[name] = np.concatenate(arrays, axis=0)
-    return merged
+    def _merge(self, requests: list[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        merged = {}
+        for name in requests[0]:
+            arrays = [np.asarray(request[name]) for request in requests]
+            if arrays[0].ndim > 1 and len({a.shape[1:] for a in arrays}) > 1:
+                if not self.pad:
+                    raise StatusError(
+                        grpc.StatusCode.FAILED_PRECONDITION,
+                        f"Tensors with name '{name}' from different tasks have different shapes and padding is "
+                        f"turned off. Set pad_variable_length_inputs to true, or ensure that all tensors with the "
+                        f"same name have equal dimensions starting with the first dim.")
+                width = [max(a.shape[axis] for a in arrays) for axis in range(1, arrays[0].ndim)]
+                padded = [a for a in arrays if list(a.shape[1:]) != width]
+                if not self._warned and any(a.size and a.flat[0] not in (b"", "") for a in padded):
+                    self._warned = True
+                    logger.warning("%s: a request whose %r does not start with \"\" was padded with its first "
+                                   "element (TF Serving's pad_variable_length_inputs): its answer may be wrong; "
+                                   "start every row with \"\" as sasrec_tf's clients do", self._name, name)
+                arrays = [_pad_end(a, width) for a in arrays]
+            merged[name] = np.concatenate(arrays, axis=0)
+        return merged
 
 
 def _pad_end(array: np.ndarray, width: list[int]) -> np.ndarray:
@@ -156,21 +187,60 @@ def _pad_end(array: np.ndarray, width: list[int]) -> np.ndarray:
     return out
 
 
-def read_batching_parameters(path: str | os.PathLike[str]) -> dict[str, int]:
-    """``max_batch_size`` and ``num_batch_threads`` of TF Serving's ``batching_parameters.txt``.
+def _batching_parameters_class():
+    """``tensorflow.serving.BatchingParameters`` (session_bundle_config.proto ~149-203), built once."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, wrappers_pb2
 
-    The text proto's other fields configure TF Serving's queueing (timeouts, queue lengths), which
-    this work-conserving batcher has no use for. The stand-in's batching matches TF Serving's only
-    with ``pad_variable_length_inputs: true``, so a file without it is refused.
+    field = descriptor_pb2.FieldDescriptorProto
+    file = descriptor_pb2.FileDescriptorProto(name="sasrec_tf/batching_parameters.proto", package="tensorflow.serving",
+                                              syntax="proto3", dependency=["google/protobuf/wrappers.proto"])
+    message = file.message_type.add(name="BatchingParameters")
+    for name, number, wrapper in [("max_batch_size", 1, "Int64Value"), ("batch_timeout_micros", 2, "Int64Value"),
+                                  ("max_enqueued_batches", 3, "Int64Value"), ("num_batch_threads", 4, "Int64Value"),
+                                  ("thread_pool_name", 5, "StringValue"),
+                                  ("enable_large_batch_splitting", 8, "BoolValue"),
+                                  ("max_execution_batch_size", 9, "Int64Value")]:
+        message.field.add(name=name, number=number, type=field.TYPE_MESSAGE, label=field.LABEL_OPTIONAL,
+                          type_name=f".google.protobuf.{wrapper}")
+    message.field.add(name="allowed_batch_sizes", number=6, type=field.TYPE_INT64, label=field.LABEL_REPEATED)
+    message.field.add(name="pad_variable_length_inputs", number=7, type=field.TYPE_BOOL, label=field.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    wrappers = descriptor_pb2.FileDescriptorProto()
+    wrappers_pb2.DESCRIPTOR.CopyToProto(wrappers)
+    pool.Add(wrappers)
+    pool.Add(file)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.serving.BatchingParameters"))
+
+
+def read_batching_parameters(path: str | os.PathLike[str]) -> dict:
+    """TF Serving's ``batching_parameters.txt`` as the batcher's settings.
+
+    Returns ``max_batch_size``, ``num_batch_threads``, ``max_enqueued_batches`` and
+    ``pad_variable_length_inputs`` (TF Serving's defaults, :data:`BATCHING_DEFAULTS`, for fields not
+    set). Timeouts and the thread pool name configure TF Serving's queueing, which this
+    work-conserving batcher has no use for; they are parsed and checked all the same.
+
+    Raises:
+        ValueError: not a ``BatchingParameters`` text proto (an unknown field included), a size
+            below 1, or ``allowed_batch_sizes`` whose last entry is not ``max_batch_size``
+            (``bundle_factory_util.cc`` ~113-125: TF Serving fails the model's load).
     """
-    text = re.sub(r"#.*", "", Path(path).read_text(encoding="utf-8"))
-    found = {}
-    for field in ("max_batch_size", "num_batch_threads"):
-        match = re.search(rf"\b{field}\s*{{\s*value\s*:\s*(\d+)\s*}}", text)
-        if match:
-            found[field] = int(match.group(1))
-    if not re.search(r"\bpad_variable_length_inputs\s*:\s*true\b", text):
-        raise ValueError(f"{path}: set pad_variable_length_inputs: true (histories have different lengths)")
-    if found.get("max_batch_size", 1) < 1 or found.get("num_batch_threads", 1) < 1:
-        raise ValueError(f"{path}: max_batch_size and num_batch_threads must be >= 1, got {found}")
+    from google.protobuf import text_format
+
+    try:
+        params = text_format.Parse(Path(path).read_text(encoding="utf-8"), _batching_parameters_class()())
+    except text_format.ParseError as err:
+        raise ValueError(f"{path}: not a BatchingParameters text proto: {err}") from None
+    found = dict(BATCHING_DEFAULTS)
+    for name in ("max_batch_size", "num_batch_threads", "max_enqueued_batches"):
+        if params.HasField(name):
+            found[name] = int(getattr(params, name).value)
+    found["pad_variable_length_inputs"] = bool(params.pad_variable_length_inputs)
+    small = {name: found[name] for name in ("max_batch_size", "num_batch_threads", "max_enqueued_batches")
+             if found[name] < 1}
+    if small:
+        raise ValueError(f"{path}: max_batch_size, num_batch_threads and max_enqueued_batches must be >= 1, got {small}")
+    if params.allowed_batch_sizes and params.allowed_batch_sizes[-1] != found["max_batch_size"]:
+        raise ValueError(f"{path}: Last entry in allowed_batch_sizes must match max_batch_size; last entry was "
+                         f"{params.allowed_batch_sizes[-1]}; expected {found['max_batch_size']}")
     return found

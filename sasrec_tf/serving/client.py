@@ -197,7 +197,8 @@ class PredictionClient:
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                 details = f"no answer within {timeout:g} s ({details})"
             elif code == grpc.StatusCode.UNAVAILABLE:
-                details = f"cannot reach the server (is it running at {self.target}?): {details}"
+                details = (f"the server is unreachable (is it running at {self.target}?) or overloaded (its batch "
+                           f"queue is full: retry with backoff): {details}")
             spec = request.model_spec
             choice = spec.WhichOneof("version_choice")
             what = f"{method} {spec.name!r}"

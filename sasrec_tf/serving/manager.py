@@ -1,33 +1,38 @@
 """Which models and versions the local server serves: discovery on disk, version policy, labels.
 
-The rules are TF Serving's (``model_servers/server_core.cc``, the ``AspiredVersionsManager`` with
-its availability-preserving policy), so a mistake that breaks a real deployment shows up here:
+The rules are TF Serving 2.20's (``model_servers/server_core.cc``, ``server.cc``, the
+``AspiredVersionsManager`` with its ``AvailabilityPreservingPolicy`` and the
+``FileSystemStoragePathSource``), so a mistake that breaks a real deployment shows up here:
 
 * ``model_base`` alone: every subdirectory ``BASE/NAME`` (not starting with ``.``) is a model,
-  its numeric subdirectories are versions, served with ``latest { num_versions: 1 }`` — TF
-  Serving's default for ``--model_base_path``: older versions are NOT_FOUND.
-* ``model_config_file``: TF Serving's ``models.config`` (a text ``ModelServerConfig``) gives the
-  names, base paths, version policies (``latest { num_versions }``, ``all``, ``specific
-  { versions }``) and ``version_labels``. With ``model_base`` as well, each model's base path
+  served with ``latest { num_versions: 1 }`` (TF Serving's default for ``--model_base_path``).
+* ``model_config_file``: TF Serving's ``models.config`` (a text ``ModelServerConfig``, see
+  :mod:`sasrec_tf.serving.model_config`). With ``model_base`` as well, each model's base path
   becomes ``model_base/<name>``, so the deployment's ``serving/models.config`` (which names
-  container paths) works locally unchanged. The file is re-read when it changes.
+  container paths) works locally unchanged. The file is re-read at every poll.
 
-Versions: a version directory is served once it holds ``saved_model.pb`` (exports are atomic
-renames). A superseded version is unloaded only once a version the policy wants is available;
-requests already running on it finish on it. A version that fails to load is retried
-``load_retries`` times, ``load_retry_seconds`` apart (TF Serving's ``--max_num_load_retries`` and
-``--load_retry_interval_micros``), then stays in state END with its error; removing it, or
-replacing it (a new directory or ``saved_model.pb``), is noticed at the next poll without a
-restart. As in TF Serving, a restart with a corrupt latest version under ``latest {1}`` serves
-nothing for that model until the operator removes or repairs that version; ``latest { n }``
-with ``n > 1`` still serves the other versions.
+Start-up (``server_core.cc`` ``ReloadConfig``/``ConnectAdaptersToManagerAndAwaitModelLoads``,
+``load_servables_fast.cc``, ``main.cc`` "Failed to start server"): labels are assigned before
+anything is loaded, so without ``allow_version_labels_for_unavailable_models`` any label refuses
+the start; then every model's newest wanted version must become AVAILABLE (after its load
+retries), else the server does not start; a model with no version yet is waited for (the ports
+open only once every model has one). Kinder in one case: with ``poll_seconds=0`` nothing would
+ever appear, so that start fails at once instead of waiting forever.
 
-Labels: set when the configuration is (re)loaded, not per request. A label may point only to an
-AVAILABLE version; with ``allow_version_labels_for_unavailable_models`` a *new* label may point
-to a version not loaded yet, but moving an existing label there is refused
-(FAILED_PRECONDITION). As in ``server_core.cc`` the check runs before a reloaded config's new
-versions are loaded, so an edit that adds version N+1 and moves a label to it in one go is
-refused as a whole: add the version, wait until it is AVAILABLE, then move the label.
+Versions (``file_system_storage_path_source.cc``): every child of the base path whose name is a
+version number is a version (a half-copied ``3/`` too; it fails to load). A superseded version is
+unloaded only once a version the policy wants is available; when the policy wants none (an
+empty base path), everything is unloaded; a missing base path changes nothing. A version that
+fails to load is retried ``load_retries`` times, ``load_retry_seconds`` apart, then stays END
+with its error; it is never retried in place (``main.cc`` does not set
+``enable_reload_servables_with_error``): remove it for at least one poll, or export a new number.
+At run time the version being served meanwhile stays served.
+
+Labels (``UpdateModelVersionLabelMap``): checked at every poll, before the poll's new versions
+load. A label may point only to an AVAILABLE version; with
+``allow_version_labels_for_unavailable_models`` a label that is new or unchanged may point
+anywhere, but moving an existing label to a version not loaded is refused (FAILED_PRECONDITION).
+A refused configuration is not applied (versions and labels stay as they were) and is logged.
 
 Status codes: an unknown model, version or a model with no available version → NOT_FOUND
 ("Servable not found for request"); an unknown label, with or without a known model →
@@ -45,82 +50,26 @@ from pathlib import Path
 from typing import Mapping
 
 import grpc
-import tensorflow as tf
 
-from sasrec_tf.export.contract import parse_version
-from sasrec_tf.serving.errors import StatusError, status_code_from_int
+from sasrec_tf.serving.errors import StatusError
 from sasrec_tf.serving.model_config import ModelSource, read_model_config
 from sasrec_tf.serving.options import DEFAULTS
 from sasrec_tf.serving.servable import Servable
+from sasrec_tf.serving.version_state import (
+    AVAILABLE,
+    END,
+    LOADING,
+    VersionStatus,
+    Failure,
+    ModelState,
+    load_and_warm_up,
+    load_error,
+    versions_on_disk,
+)
 
 __all__ = ["ModelSource", "ModelManager", "VersionStatus", "read_model_config"]
 
 logger = logging.getLogger(__name__)
-
-AVAILABLE, LOADING, END = "AVAILABLE", "LOADING", "END"
-
-
-@dataclasses.dataclass(frozen=True)
-class VersionStatus:
-    """One row of GetModelStatus: the version, its state, and the code and message of its last error."""
-
-    version: int
-    state: str
-    error_code: grpc.StatusCode = grpc.StatusCode.OK
-    error_message: str = ""
-
-
-def _versions_on_disk(base: Path) -> list[int]:
-    try:
-        entries = list(base.iterdir())
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    found = ((parse_version(p.name), p) for p in entries)
-    return sorted(version for version, p in found if version is not None and (p / "saved_model.pb").is_file())
-
-
-def _fingerprint(path: Path) -> tuple:
-    """What changes when a version directory is replaced or repaired (a failed load is then retried)."""
-    marks = []
-    for part in (path, path / "saved_model.pb", path / "variables"):
-        try:
-            stat = part.stat()
-        except OSError:
-            marks.append(None)
-        else:
-            marks.append((stat.st_ino, stat.st_mtime_ns, stat.st_size))
-    return tuple(marks)
-
-
-def _load_error(err: BaseException) -> tuple[grpc.StatusCode, str]:
-    """The canonical code and one-line message of a failed load (TF Serving reports the loader's code)."""
-    if isinstance(err, StatusError):
-        return err.code, err.message
-    message = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-    if isinstance(err, tf.errors.OpError):
-        return status_code_from_int(err.error_code), message
-    if "parse" in message.lower():  # TensorFlow's ReadBinaryProto: DATA_LOSS "Can't parse ... as binary proto"
-        return grpc.StatusCode.DATA_LOSS, message
-    return grpc.StatusCode.UNKNOWN, message
-
-
-@dataclasses.dataclass
-class _Failure:
-    code: grpc.StatusCode
-    message: str
-    attempts: int
-    last_attempt: float
-    fingerprint: tuple
-
-
-@dataclasses.dataclass
-class _ModelState:
-    source: ModelSource
-    loaded: dict[int, Servable] = dataclasses.field(default_factory=dict)
-    failed: dict[int, _Failure] = dataclasses.field(default_factory=dict)
-    states: dict[int, VersionStatus] = dataclasses.field(default_factory=dict)  # every version ever seen
-    labels: dict[str, int] = dataclasses.field(default_factory=dict)  # the label map in force
-
 
 class ModelManager:
     """Loads, swaps and unloads :class:`Servable` versions; resolves a request's model spec.
@@ -151,13 +100,13 @@ class ModelManager:
         self.load_retry_seconds = float(load_retry_seconds)
         self._extra_labels = {name: dict(value) for name, value in (labels or {}).items()}
         self._batching = dict(batching) if batching is not None else None
-        self._models: dict[str, _ModelState] = {}
+        self._models: dict[str, ModelState] = {}
         self._lock = threading.Lock()
         self._load_locks: dict[tuple[str, int], threading.Lock] = {}
         self._config_mtime: float | None = None
         self._config_sources: list[ModelSource] = []
         self._applied: dict[str, ModelSource] | None = None  # the sources in force (None: first poll)
-        self._rejected: str | None = None  # why the last desired configuration was refused
+        self._rejected: str | None = None  # why the last configuration read was refused (None: applied)
         self._poll_error: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -165,10 +114,10 @@ class ModelManager:
     # ----------------------------------------------------------------------------- discovery
     def _sources(self) -> dict[str, ModelSource]:
         if self.model_config_file is not None:
-            mtime = self.model_config_file.stat().st_mtime_ns
-            if mtime != self._config_mtime:
+            stat = self.model_config_file.stat()
+            if (stat.st_mtime_ns, stat.st_size, stat.st_ino) != self._config_mtime:
                 self._config_sources = read_model_config(self.model_config_file, self.model_base)
-                self._config_mtime = mtime
+                self._config_mtime = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
             sources = self._config_sources
         else:
             if not self.model_base.is_dir():
@@ -190,36 +139,95 @@ class ModelManager:
                 available = set(state.loaded) if state is not None else set()
                 current = state.labels if state is not None else {}
                 for label, version in sorted(source.labels.items()):
-                    if version in available or current.get(label) == version:
+                    if version in available:
                         continue
-                    if self.allow_unavailable_labels and label not in current:
-                        continue
+                    if self.allow_unavailable_labels and current.get(label, version) == version:
+                        continue  # a new or unchanged label may wait for its version (server_core.cc ~560-571)
+                    flag = "" if self.allow_unavailable_labels else \
+                        " (or start with --allow_version_labels_for_unavailable_models)"
                     raise StatusError(
                         grpc.StatusCode.FAILED_PRECONDITION,
                         f"Request to assign label {label!r} to version {version} of model {name!r}, which is not "
                         f"currently available for inference: add the version first, wait until it is AVAILABLE, "
-                        f"then move the label")
+                        f"then move the label{flag}")
 
-    def poll(self) -> None:
-        """Scan once: apply a changed configuration, load wanted versions, unload the rest, retry failures.
+    @property
+    def rejected(self) -> str | None:
+        """Why the configuration read at the last poll was not applied, or None when it was."""
+        return self._rejected
+
+    def _initial_load(self, poll_seconds: float) -> None:
+        """Start-up as ``ServerCore::Create``: labels first, then wait for every model's newest version.
 
         Raises:
-            ValueError: on the first poll, a label that cannot be assigned (the server does not start,
-                as ``tensorflow_model_server`` would not).
+            ValueError: a label without the flag, a newest version that did not become AVAILABLE,
+                or (``poll_seconds=0``) a model with no version to wait for.
         """
         desired = self._sources()
-        first = self._applied is None
-        changed = not first and desired != self._applied
-        if changed:
-            try:
-                self._check_labels(desired)  # before anything new loads, as server_core.cc does
-            except StatusError as err:
-                if err.message != self._rejected:
-                    logger.error("configuration not applied, still serving the previous one: %s", err.message)
-                self._rejected = err.message
-                desired, changed = self._applied, False
-            else:
-                self._rejected = None
+        with self._lock:
+            for name, source in desired.items():
+                self._models[name] = ModelState(source)
+        try:
+            self._check_labels(desired)  # server_core.cc ~514: before anything is loaded
+        except StatusError as err:
+            raise ValueError(f"Failed to start server: {err.message}") from None
+        self._set_labels(desired)
+        self._applied = desired
+        waiting_logged: set[str] = set()
+        step = min([s for s in (poll_seconds, self.load_retry_seconds) if s > 0] or [0.05])
+        while True:
+            pending, failed = [], []
+            for name, source in desired.items():
+                self._poll_model(name, source)
+                on_disk = versions_on_disk(source.base_path) or []
+                wanted = source.wanted(on_disk)
+                with self._lock:
+                    state = self._models[name]
+                    if not wanted:
+                        pending.append(name)
+                        if name not in waiting_logged:
+                            logger.warning("no version of model %s under %s yet: waiting for one (the ports open "
+                                           "once every model has one, as tensorflow_model_server's)",
+                                           name, source.base_path)
+                            waiting_logged.add(name)
+                        continue
+                    newest = max(wanted)
+                    failure = state.failed.get(newest)
+                    if newest in state.loaded:
+                        continue
+                    if failure is not None and failure.attempts > self.load_retries:
+                        failed.append(f"{{name: {name} version: {newest}}} due to error: {failure.message}")
+                    else:
+                        pending.append(name)
+            if failed:
+                raise ValueError(f"Failed to start server: {len(failed)} servable(s) did not become available: "
+                                 + "; ".join(failed))
+            if not pending:
+                return
+            if poll_seconds <= 0 and all(name in waiting_logged for name in pending):
+                raise ValueError(f"Failed to start server: no version of {', '.join(sorted(pending))} to load, and "
+                                 f"poll_seconds=0 never looks again (tensorflow_model_server would wait)")
+            if self._stop.wait(step):
+                raise ValueError("stopped before the models loaded")
+
+    def poll(self) -> None:
+        """Scan once (after :meth:`start`): re-check the labels, apply a changed configuration, load
+        wanted versions, unload the rest, retry failures."""
+        if self._applied is None:
+            raise RuntimeError("call start() first: the first load follows the start-up rules")
+        desired = self._sources()
+        try:
+            self._check_labels(desired)  # every poll, before anything new loads (server_core.cc ~514, ~556-584)
+        except StatusError as err:
+            if err.message != self._rejected:
+                logger.error("configuration not applied, still serving the previous one: %s", err.message)
+            self._rejected = err.message
+            desired = self._applied
+        else:
+            if self._rejected is not None:
+                logger.info("configuration applied")
+            self._rejected = None
+        changed = desired != self._applied
         self._applied = desired
         with self._lock:
             for name in list(self._models):
@@ -228,17 +236,11 @@ class ModelManager:
                     for servable in self._models.pop(name).loaded.values():
                         servable.close()
             for name, source in desired.items():
-                self._models.setdefault(name, _ModelState(source)).source = source
+                self._models.setdefault(name, ModelState(source)).source = source
         if changed:
             self._set_labels(desired)
         for name, source in desired.items():
             self._poll_model(name, source)
-        if first:  # at start-up the labels are checked once the models have loaded
-            try:
-                self._check_labels(desired)
-            except StatusError as err:
-                raise ValueError(err.message) from None
-            self._set_labels(desired)
 
     def _set_labels(self, sources: Mapping[str, ModelSource]) -> None:
         with self._lock:
@@ -247,17 +249,17 @@ class ModelManager:
                     self._models[name].labels = dict(source.labels)
 
     def _poll_model(self, name: str, source: ModelSource) -> None:
-        on_disk = _versions_on_disk(source.base_path)
+        on_disk = versions_on_disk(source.base_path)
+        if on_disk is None:  # a missing base path emits nothing: what is loaded stays
+            return
         wanted = source.wanted(on_disk)
         now = time.monotonic()
         with self._lock:
             state = self._models.get(name)
             if state is None:
                 return
-            for version, failure in list(state.failed.items()):
-                if version not in on_disk or _fingerprint(source.base_path / str(version)) != failure.fingerprint:
-                    del state.failed[version]  # removed or replaced: a fresh start
-                    state.states.pop(version, None)
+            for version in [v for v in state.failed if v not in on_disk]:
+                del state.failed[version]  # gone for a poll: it may come back as a fresh version
             to_load = [v for v in sorted(wanted) if v not in state.loaded and self._due(state.failed.get(v), now)]
         for version in to_load:
             self._load(name, version)
@@ -266,14 +268,14 @@ class ModelManager:
             if state is None:
                 return
             keep = set(wanted)
-            if not (keep & set(state.loaded)):  # no wanted version available: keep serving what is loaded
-                keep |= set(state.loaded)
+            if wanted and not (keep & set(state.loaded)):  # availability_preserving_policy.cc ~65-75
+                keep |= set(state.loaded)  # a wanted version is not available yet: keep serving the old one
             for version in [v for v in state.loaded if v not in keep]:
                 logger.info("unloading %s version %d", name, version)
                 state.loaded.pop(version).close()  # running requests keep their reference
                 state.states[version] = VersionStatus(version, END)
 
-    def _due(self, failure: _Failure | None, now: float) -> bool:
+    def _due(self, failure: Failure | None, now: float) -> bool:
         """Whether a version should be (re)tried: never failed, or retries left and the interval passed."""
         if failure is None:
             return True
@@ -289,19 +291,18 @@ class ModelManager:
                     return
                 path = state.source.base_path / str(version)
                 state.states[version] = VersionStatus(version, LOADING)
-            fingerprint = _fingerprint(path)
             logger.info("loading %s version %d from %s", name, version, path)
             try:
-                servable = _load_and_warm_up(name, version, path, self._batching)
+                servable = load_and_warm_up(name, version, path, self._batching)
             except Exception as err:  # noqa: BLE001 - any load failure is reported, not raised
-                code, message = _load_error(err)
+                code, message = load_error(err)
                 with self._lock:
                     state = self._models.get(name)
                     if state is None:
                         return
                     previous = state.failed.get(version)
                     attempts = previous.attempts + 1 if previous is not None else 1
-                    state.failed[version] = _Failure(code, message, attempts, time.monotonic(), fingerprint)
+                    state.failed[version] = Failure(code, message, attempts, time.monotonic())
                     final = attempts > self.load_retries
                     state.states[version] = VersionStatus(version, END, code, message) if final else \
                         VersionStatus(version, LOADING)
@@ -320,8 +321,12 @@ class ModelManager:
 
     # ----------------------------------------------------------------------------- background polling
     def start(self, poll_seconds: float = 1.0) -> None:
-        """Poll now (so that the first request finds the models), then every ``poll_seconds``."""
-        self.poll()
+        """Load as ``tensorflow_model_server`` starts (see the module docstring), then poll every ``poll_seconds``.
+
+        Raises:
+            ValueError: the server would not start (the message says why).
+        """
+        self._initial_load(poll_seconds)
         if poll_seconds > 0 and self._thread is None:
             self._thread = threading.Thread(target=self._poll_loop, args=(poll_seconds,), daemon=True,
                                             name="sasrec-model-poller")
@@ -357,7 +362,7 @@ class ModelManager:
         with self._lock:
             return sorted(self._models)
 
-    def _state(self, name: str) -> _ModelState:
+    def _state(self, name: str) -> ModelState:
         state = self._models.get(name)
         if state is None:
             raise StatusError(grpc.StatusCode.NOT_FOUND,
@@ -390,14 +395,14 @@ class ModelManager:
                               f"{sorted(state.loaded) or 'none'}{self._why(state, version)}")
 
     @staticmethod
-    def _why(state: _ModelState, version: int | None = None) -> str:
+    def _why(state: ModelState, version: int | None = None) -> str:
         """Why nothing (or not ``version``) is served, for the error message."""
         failures = {v: f for v, f in state.failed.items() if version is None or v == version}
         if failures:
             v, failure = max(failures.items())
             return f" (version {v} failed to load: {failure.message})"
         if version is None and not state.states:
-            return f" (no version directory with a saved_model.pb under {state.source.base_path})"
+            return f" (no version directory under {state.source.base_path})"
         return ""
 
     def status(self, name: str, version: int | None = None) -> list[VersionStatus]:
@@ -416,14 +421,3 @@ class ModelManager:
         if not rows:
             raise StatusError(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {name!r}")
         return [rows[v] for v in sorted(rows, reverse=True)]
-
-
-def _load_and_warm_up(name: str, version: int, path: Path, batching: Mapping[str, int] | None) -> Servable:
-    servable = Servable(name, version, path, batching=batching)
-    try:
-        count = servable.warmup()
-    except BaseException:
-        servable.close()
-        raise
-    logger.info("loaded %s version %d (%d warmup requests)", name, version, count)
-    return servable

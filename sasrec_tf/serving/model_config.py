@@ -1,6 +1,14 @@
 """TF Serving's ``models.config`` and the model sources it describes (names, base paths, version
 policies, labels), for :class:`~sasrec_tf.serving.manager.ModelManager`; the rules are in
-:mod:`sasrec_tf.serving.manager`."""
+:mod:`sasrec_tf.serving.manager`.
+
+The file is parsed as the ``ModelServerConfig`` text proto it is (``tensorflow_serving.config``),
+so an unknown field is refused as ``tensorflow_model_server`` refuses it, and the checks of
+``server_core.cc`` apply: model names are unique, every ``base_path`` is absolute
+(``ValidateModelConfigList``, ~130-150) and every model names its ``model_platform``
+(``GetPlatform``, ~78-105; only ``tensorflow`` is served here). With ``model_base`` (the stand-in's
+own option) each base path is replaced by ``model_base/<name>``, relative or not.
+"""
 
 from __future__ import annotations
 
@@ -52,13 +60,19 @@ def read_model_config(path: str | os.PathLike[str],
         raise ValueError(f"{path}: expected a model_config_list")
     sources = []
     for model in config.model_config_list.config:
-        if model.model_platform not in ("", "tensorflow"):
+        if not model.model_platform and not model.model_type:
+            raise ValueError(f"{path}: Illegal setting neither ModelServerConfig::model_type (deprecated) nor "
+                             f"ModelServerConfig::model_platform, model name is {model.name}: add "
+                             f"model_platform: \"tensorflow\"")
+        if (model.model_platform or "tensorflow") != "tensorflow":
             raise ValueError(f"{path}: model {model.name!r}: only model_platform 'tensorflow' is served")
         if model_base is not None:
             base = Path(model_base) / model.name
         else:
             base = Path(model.base_path)
-            base = base if base.is_absolute() else path.parent / base
+            if not base.is_absolute():
+                raise ValueError(f"{path}: Expected model {model.name} to have an absolute path or URI; got "
+                                 f"base_path()={model.base_path}")
         policy = model.model_version_policy
         kind = policy.WhichOneof("policy_choice") or "latest"
         sources.append(ModelSource(

@@ -54,6 +54,15 @@ class ServingOptions:
         max_batch_size: the largest batch, and the most rows a client sends in one request
             (``serving/batching_parameters.txt``).
         num_batch_threads: threads running batches, per signature.
+        max_enqueued_batches: with batching, the most batches waiting per signature; a request that
+            would open one more is ``UNAVAILABLE`` (TF Serving's default when the batching file
+            does not set it; the shipped file sets 256).
+        pad_variable_length_inputs: with batching, pad merged inputs of different widths with each
+            request's first element. TF Serving's default is false (a batch of mixed widths then
+            fails); the stand-in's ``--enable-batching`` without a file pads, because histories
+            differ in width; a batching file's own value always wins.
+        enable_serialization_as_tensor_content: write outputs as ``tensor_content`` instead of the
+            typed value fields (``float_val``, ...), TF Serving's flag of that name (default off).
         timeout: a client call's deadline in seconds.
     """
 
@@ -74,6 +83,9 @@ class ServingOptions:
     enable_batching: bool = False
     max_batch_size: int = 64
     num_batch_threads: int = 1
+    max_enqueued_batches: int = 10
+    pad_variable_length_inputs: bool = True
+    enable_serialization_as_tensor_content: bool = False
     timeout: float = 10.0
 
 

@@ -101,7 +101,10 @@ class RestServer(ThreadingHTTPServer):
         self.shutdown_request(request)
 
 
-_REST_PATH = re.compile(  # TF Serving matches these case-insensitively; anything else is a 400
+# http_rest_api_util.cc ~31-34: the path regexes carry (?i), but http_rest_api_handler.cc ~85-104
+# then compares the verb with "predict"/"classify"/"regress" and the subresource with "metadata"
+# case-sensitively: POST /V1/MODELS/m:PREDICT is a 400, GET /v1/models/m/METADATA is the model status.
+_REST_PATH = re.compile(
     r"^/v1/models/(?P<model>[^/:]+)(?:/versions/(?P<version>[0-9]+)|/labels/(?P<label>[^/:]+))?"
     r"(?::(?P<verb>[a-z]+)|/(?P<metadata>metadata))?$", re.IGNORECASE,
 )
@@ -164,14 +167,15 @@ class RestHandler(BaseHTTPRequestHandler):
         match = _REST_PATH.match(self.path.split("?", 1)[0])
         if match is None:
             raise StatusError(grpc.StatusCode.INVALID_ARGUMENT, f"Malformed request: {method} {self.path}")
-        name, verb = match["model"], (match["verb"] or "").lower() or None
+        name, verb = match["model"], match["verb"]
+        metadata = match["metadata"] == "metadata"
         version = parse_version(match["version"]) if match["version"] else None
         if match["version"] and version is None:
             raise StatusError(grpc.StatusCode.INVALID_ARGUMENT,
                               f"Malformed request: version {match['version']} exceeds an int64")
         label = match["label"]
         server = self.model_server
-        if method == "GET" and verb is None and not match["metadata"]:
+        if method == "GET" and verb is None and not metadata:
             request = get_model_status_pb2.GetModelStatusRequest()
             request.model_spec.name = name
             if version is not None:
@@ -181,7 +185,7 @@ class RestHandler(BaseHTTPRequestHandler):
             return json_format.MessageToDict(server.get_model_status(request), preserving_proto_field_name=True,
                                              always_print_fields_with_no_presence=True)
         servable = server.manager.resolve(name, version, label)
-        if method == "GET" and match["metadata"]:
+        if method == "GET" and metadata:
             signature_map = get_model_metadata_pb2.SignatureDefMap()
             for key, signature_def in servable.all_signature_defs.items():
                 signature_map.signature_def[key].CopyFrom(signature_def)
@@ -224,12 +228,8 @@ class RestHandler(BaseHTTPRequestHandler):
         if not isinstance(signature_name, str):
             raise StatusError(grpc.StatusCode.INVALID_ARGUMENT,
                               f"'signature_name' must be a string, got {type(signature_name).__name__}")
-        output_filter = body.get("output_filter") or []
-        if isinstance(output_filter, str):
-            output_filter = [output_filter]
-        if not isinstance(output_filter, list) or not all(isinstance(name, str) for name in output_filter):
-            raise StatusError(grpc.StatusCode.INVALID_ARGUMENT,
-                              "'output_filter' must be a list of output names (strings)")
+        # "output_filter" is not read: TF Serving's FillPredictRequestFromJson (util/json_tensor.cc
+        # ~490-520) takes only signature_name and instances/inputs, so every output is answered.
         try:
             signature = servable.signature(signature_name)
         except StatusError as err:  # TF Serving's REST answers an unknown signature INVALID_ARGUMENT
@@ -274,5 +274,5 @@ class RestHandler(BaseHTTPRequestHandler):
         servable.check_cost(signature_name, {key: shape for key, (_, shape) in given.items()},
                             max_cells=server_options.max_request_cells,
                             max_reply_bytes=server_options.max_message_bytes)
-        outputs = servable.run(signature_name, arrays, output_filter)
+        outputs = servable.run(signature_name, arrays)
         return rest.encode_outputs(outputs, fmt)

@@ -37,6 +37,7 @@ from sasrec_tf.serving.errors import StatusError
 from sasrec_tf.serving.manager import ModelManager
 from sasrec_tf.serving.options import DEFAULTS, LOOPBACK
 from sasrec_tf.serving.rest_server import RestHandler, RestServer
+from sasrec_tf.serving.tensors import as_proto_field
 
 __all__ = ["LocalModelServer"]
 
@@ -81,7 +82,11 @@ class LocalModelServer:
             (TF Serving's ``--max_num_load_retries`` and ``--load_retry_interval_micros``).
         enable_batching: merge concurrent requests to the same signature into batches of up to
             ``max_batch_size`` rows, run by ``num_batch_threads`` threads per signature
-            (see :mod:`sasrec_tf.serving.batching`; off by default, as in TF Serving).
+            (see :mod:`sasrec_tf.serving.batching`; off by default, as in TF Serving), with at
+            most ``max_enqueued_batches`` batches waiting (then ``UNAVAILABLE``), padding merged
+            inputs of different widths when ``pad_variable_length_inputs``.
+        enable_serialization_as_tensor_content: outputs as ``tensor_content``, not typed value
+            fields (TF Serving's flag; off by default, as there).
 
     Use as a context manager, or ``start()`` / ``stop()``.
     """
@@ -108,6 +113,9 @@ class LocalModelServer:
         enable_batching: bool = DEFAULTS.enable_batching,
         max_batch_size: int = DEFAULTS.max_batch_size,
         num_batch_threads: int = DEFAULTS.num_batch_threads,
+        max_enqueued_batches: int = DEFAULTS.max_enqueued_batches,
+        pad_variable_length_inputs: bool = DEFAULTS.pad_variable_length_inputs,
+        enable_serialization_as_tensor_content: bool = DEFAULTS.enable_serialization_as_tensor_content,
         clock: Callable[[], float] = time.monotonic,
     ):
         for name, value in (("port", port), ("rest_port", 0 if rest_port is None else rest_port)):
@@ -116,14 +124,16 @@ class LocalModelServer:
         positive = {"max_batch_size": max_batch_size, "num_batch_threads": num_batch_threads,
                     "max_workers": max_workers, "max_message_bytes": max_message_bytes,
                     "max_request_elements": max_request_elements, "max_request_cells": max_request_cells,
-                    "rest_max_connections": rest_max_connections}
+                    "rest_max_connections": rest_max_connections, "max_enqueued_batches": max_enqueued_batches}
         for name, value in positive.items():
             if int(value) < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
         if not rest_read_timeout > 0:
             raise ValueError(f"rest_read_timeout must be > 0 seconds, got {rest_read_timeout}")
-        batching = ({"max_batch_size": max_batch_size, "num_batch_threads": num_batch_threads}
-                    if enable_batching else None)
+        batching = ({"max_batch_size": max_batch_size, "num_batch_threads": num_batch_threads,
+                     "max_enqueued_batches": max_enqueued_batches,
+                     "pad_variable_length_inputs": bool(pad_variable_length_inputs)} if enable_batching else None)
+        self.tensor_content = bool(enable_serialization_as_tensor_content)
         self.manager = ModelManager(
             model_base, model_config_file, labels, batching=batching,
             allow_version_labels_for_unavailable_models=allow_version_labels_for_unavailable_models,
@@ -234,7 +244,7 @@ class LocalModelServer:
         response.model_spec.version.value = servable.version
         response.model_spec.signature_name = signature
         for name, value in outputs.items():
-            response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
+            response.outputs[name].CopyFrom(as_proto_field(value, tensor_content=self.tensor_content))
         return response
 
     def get_model_metadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest):

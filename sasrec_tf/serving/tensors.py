@@ -29,7 +29,7 @@ from sasrec_tf.serving.errors import StatusError
 from sasrec_tf.serving.options import DEFAULT_MAX_REQUEST_ELEMENTS
 
 __all__ = ["DEFAULT_MAX_REQUEST_ELEMENTS", "proto_shape", "check_request_protos", "check_request_arrays",
-           "to_ndarray"]
+           "to_ndarray", "as_proto_field"]
 
 # dtype → (the repeated field holding its values, values per element). tensor_content is the
 # alternative for every fixed-size type; strings have only string_val.
@@ -137,3 +137,21 @@ def to_ndarray(name: str, proto: tensor_pb2.TensorProto) -> np.ndarray:
         return tf.make_ndarray(proto)
     except (TypeError, ValueError) as err:
         raise _invalid(f"input {name!r}: malformed tensor: {err}") from None
+
+
+def as_proto_field(value: np.ndarray, *, tensor_content: bool = False) -> tensor_pb2.TensorProto:
+    """An output as TF Serving writes it: every value in the dtype's typed field (``float_val``, ...).
+
+    ``predict_util.cc`` (~174-187) calls ``Tensor::AsProtoField`` unless the server runs with
+    ``--enable_serialization_as_tensor_content`` (``tensor_content=True`` here); a non-Python client
+    that reads only one of the two forms then reads the same data from either server.
+    """
+    array = np.asarray(value)
+    proto = tf.make_tensor_proto(array)
+    if tensor_content or not proto.tensor_content:
+        return proto
+    field, _ = _VALUE_FIELDS[proto.dtype]
+    proto.ClearField("tensor_content")
+    flat = array.reshape(-1)
+    getattr(proto, field).extend(flat.view(np.uint16) if proto.dtype == types_pb2.DT_HALF else flat)
+    return proto
