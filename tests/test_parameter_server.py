@@ -94,7 +94,7 @@ def cluster_run(tmp_path_factory):
     log, out = root / "log.csv", root / "out"
     generate_interactions(**LOG).to_csv(log, index=False)
     run = run_parameter_server_cluster(_train_argv(log, out, "--strategy", "parameter_server"), 2, 2, timeout=240,
-                                       env=_env(), kill_worker=1, kill_when="Epoch 2/")
+                                       env=_env(), kill=("worker", 1), kill_when="Epoch 2/")
     assert run.chief.returncode == 0, f"chief failed ({run.chief.returncode}):\n{run.chief.output[-6000:]}"
     return {"run": run, "out": out, "metrics": json.loads((out / "metrics.json").read_text())}
 
@@ -111,7 +111,7 @@ def test_each_ps_task_holds_a_part_of_the_item_table(cluster_run):
 
 def test_training_survives_a_killed_worker_and_runs_every_epoch(cluster_run):
     run = cluster_run["run"]
-    assert run.killed_worker == 1 and run.workers[1].returncode is None
+    assert run.killed == ("worker", 1) and run.workers[1].returncode is None
     training = cluster_run["metrics"]["training"]
     assert training["epochs"] == EPOCHS and training["stopped"] == "max_epochs"
     assert f"Epoch {EPOCHS}/{EPOCHS}" in run.chief.output

@@ -99,9 +99,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"data: {data.num_users} users, {data.num_items} items, {int(data.lengths().sum())} interactions")
     print(format_config(config, str(Path(args.out) / CONFIG_FILE)))
     verbose = 1 if sys.stdout.isatty() else 2  # a progress bar on a terminal, one line per epoch in a log
-    result = experiment.train_and_evaluate(data, config, out_dir=args.out, options=options, overwrite=args.overwrite,
-                                           verbose=verbose, strategy=strategy, shards=shards,
-                                           warm_start=args.warm_start)
+    try:
+        result = experiment.train_and_evaluate(data, config, out_dir=args.out, options=options,
+                                               overwrite=args.overwrite, verbose=verbose, strategy=strategy,
+                                               shards=shards, warm_start=args.warm_start)
+    except Exception as err:
+        if args.strategy == "parameter_server" and type(err).__name__ in ("UnavailableError", "AbortedError"):
+            raise UsageError(f"a ps task (or every worker) of the cluster was lost ({type(err).__name__}): start "
+                             f"the lost tasks and the chief again with the same command; the chief resumes from "
+                             f"{args.out}/backup after the last finished epoch") from None
+        raise
     if is_chief(strategy):
         if shards is None:  # evaluate, recommend and attention-plot read a log as this one was read
             record_data_options(args.out, args, pipeline)

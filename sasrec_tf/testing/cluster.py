@@ -2,8 +2,9 @@
 
 :func:`run_local_cluster` starts one program as the workers of a ``MultiWorkerMirroredStrategy``
 cluster on this machine, each with its own ``TF_CONFIG`` (:func:`sasrec_tf.distribute.tf_config`)
-on free ports, and always cleans them up; :func:`run_parameter_server_cluster` does the same for a
-chief, workers and ps tasks (``ParameterServerStrategy``), and can kill a worker mid-run. Real clusters are started by a scheduler (see the README).
+on free ports, and always cleans them up; :func:`run_parameter_server_cluster` does the same for
+a chief, workers and ps tasks (``ParameterServerStrategy``) and can kill a task mid-run. Real
+clusters are started by a scheduler (see the README).
 """
 
 from __future__ import annotations
@@ -46,11 +47,13 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
 
 @dataclass
 class WorkerResult:
-    """One worker process of :func:`run_local_cluster`: exit code (None: killed at the deadline) and output."""
+    """One worker process of :func:`run_local_cluster`: exit code (None: killed at the deadline) and
+    output; for a task that :func:`run_parameter_server_cluster` stopped, its peak RSS (MiB) then."""
 
     index: int
     returncode: int | None
     output: str
+    peak_rss_mib: float | None = None
 
 
 _PORT_ERRORS = ("Address already in use", "Failed to add port", "Could not start gRPC server")
@@ -144,12 +147,12 @@ def _kill_group(process: subprocess.Popen) -> None:
 @dataclass
 class ClusterRun:
     """:func:`run_parameter_server_cluster`'s tasks: the chief's result, then each worker's and ps task's
-    output (they serve until stopped), and which worker was killed (None: none)."""
+    output (they serve until stopped), and which task was killed (``("worker", 1)``; None: none)."""
 
     chief: WorkerResult
     workers: list[WorkerResult]
     ps: list[WorkerResult]
-    killed_worker: int | None = None
+    killed: tuple[str, int] | None = None
 
 
 def run_parameter_server_cluster(
@@ -160,7 +163,7 @@ def run_parameter_server_cluster(
     timeout: float = 300.0,
     env: Mapping[str, str] | None = None,
     host: str = "127.0.0.1",
-    kill_worker: int | None = None,
+    kill: tuple[str, int] | None = None,
     kill_when: str | None = None,
 ) -> ClusterRun:
     """Run ``argv`` as every task of a parameter-server cluster on this machine: one chief,
@@ -168,8 +171,9 @@ def run_parameter_server_cluster(
 
     The run ends when the chief exits (or at ``timeout`` seconds, when it is killed); then the
     workers and ps tasks, which serve until stopped, are stopped (their process groups). With
-    ``kill_worker`` and ``kill_when``, that worker is killed (SIGKILL) as soon as the chief's output
-    contains ``kill_when``, as a machine that fails would be.
+    ``kill`` (a task, e.g. ``("worker", 1)`` or ``("chief", 0)``) and ``kill_when``, that task is
+    killed (SIGKILL) as soon as the chief's output contains ``kill_when``, as a machine that fails
+    would be.
     """
     ports = free_ports(1 + num_workers + num_ps, host)
     addresses = [f"{host}:{port}" for port in ports]
@@ -190,13 +194,14 @@ def run_parameter_server_cluster(
         deadline = time.monotonic() + timeout
         chief_process = processes[("chief", 0)]
         while time.monotonic() < deadline and chief_process.poll() is None:
-            if kill_worker is not None and killed is None and kill_when is not None:
+            if kill is not None and killed is None and kill_when is not None:
                 with open(logs[("chief", 0)].name, encoding="utf-8", errors="replace") as output:
                     if kill_when in output.read():
-                        os.killpg(processes[("worker", kill_worker)].pid, signal.SIGKILL)
-                        killed = kill_worker
+                        os.killpg(processes[tuple(kill)].pid, signal.SIGKILL)
+                        killed = tuple(kill)
             time.sleep(0.2)
     finally:
+        peaks = {task: _peak_rss_mib(process.pid) for task, process in processes.items() if process.poll() is None}
         for process in processes.values():
             if process.poll() is None:
                 _kill_group(process)
@@ -207,8 +212,20 @@ def run_parameter_server_cluster(
         output = log.read()
         log.close()
         return WorkerResult(task[1], process.returncode if process.returncode is not None and process.returncode >= 0
-                            else None, output)
+                            else None, output, peaks.get(task))
 
     chief_result = result(("chief", 0))
     return ClusterRun(chief=chief_result, workers=[result(("worker", i)) for i in range(num_workers)],
-                      ps=[result(("ps", i)) for i in range(num_ps)], killed_worker=killed)
+                      ps=[result(("ps", i)) for i in range(num_ps)], killed=killed)
+
+
+def _peak_rss_mib(pid: int) -> float | None:
+    """A running process' peak resident memory (``VmHWM`` in ``/proc``; Linux), MiB."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
