@@ -186,6 +186,12 @@ def fit(
     share, so they can resume from the chief's backup), and the validation callback runs on every
     worker with the same weights, so all take the same early-stopping decisions.
 
+    Under ``ParameterServerStrategy`` (:mod:`sasrec_tf.parameter_server`) this runs on the chief
+    only: each step goes to a free worker, which builds its own copy of the pipeline (seeded per
+    worker) from a ``DatasetCreator``; an epoch has as many steps as without the strategy; the
+    validation runs on the chief; and Keras' ``TerminateOnNaN`` (a per-batch callback, which the
+    strategy does not allow) is left out: a NaN loss stops training at the end of its epoch.
+
     ``dataset`` replaces the in-memory pipeline built from ``split.train`` (``split`` then only
     provides validation): a ``tf.data.Dataset`` of the same batches, or a function of a
     ``tf.distribute.InputContext`` returning one worker's never-ending dataset of per-replica
