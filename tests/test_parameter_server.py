@@ -132,8 +132,8 @@ def test_the_gathered_model_ranks_exactly_as_the_sharded_model_validated(cluster
     assert [float(v) for v in line] == pytest.approx([valid["hr@10"], valid["ndcg@10"], valid["mrr"]], abs=6e-5)
 
 
-def test_the_export_of_the_sharded_run_loads_with_every_signature_and_answers_as_in_process(cluster_run,
-                                                                                             tmp_path):
+def test_the_export_of_the_sharded_run_loads_with_every_signature_is_served_and_answers_as_in_process(
+        cluster_run, tmp_path):
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
 
@@ -166,3 +166,11 @@ def test_the_export_of_the_sharded_run_loads_with_every_signature_and_answers_as
             "serving_default"]
         session_ids = session.run(signature.outputs["item_ids"].name, {signature.inputs["history"].name: histories})
     np.testing.assert_array_equal(session_ids, got["item_ids"].numpy())
+
+    from sasrec_tf.serving import LocalModelServer, PredictionClient
+
+    with LocalModelServer(tmp_path, port=0, rest_port=0) as server, \
+            PredictionClient(server.address, "sasrec", timeout=30) as client:  # what `sasrec-tf serve` runs
+        served = client.recommend(histories)
+    np.testing.assert_array_equal(np.asarray(served.item_ids).astype(str), got["item_ids"].numpy().astype(str))
+    np.testing.assert_allclose(served.scores, got["scores"].numpy(), rtol=1e-6)
