@@ -6,11 +6,18 @@ Generates a log over ``--items`` items, trains ``--steps`` steps of the paper's 
 (sampled negatives: no ``[B, T, N]`` logits), saves the model directory, exports the SavedModel
 for TensorFlow Serving, answers one request through it, and prints time, peak memory (RSS of
 this process) and the sizes on disk.
+
+    python benchmarks/catalog_scale.py --items 1000000 --hidden-units 64 --steps 50 --ps 2 --workers 2
+
+``--ps N`` trains the same under ``--strategy parameter_server`` on a loopback cluster of this
+machine (a chief, ``--workers`` workers, ``N`` ps tasks; the item table in N shards) and prints the
+peak RSS of every process: the chief trains, gathers the table (``unsharded_copy``) and exports.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -30,8 +37,19 @@ def main(argv=None) -> int:
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--users", type=int, default=50_000)
     parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--hidden-units", type=int, default=50, help="d")
+    parser.add_argument("--ps", type=int, default=0, help="parameter-server tasks (0: one process)")
+    parser.add_argument("--workers", type=int, default=2, help="workers, with --ps")
+    parser.add_argument("--optimizer", default="adam")
     parser.add_argument("--out", help="working directory (default: a temporary one, removed)")
     args = parser.parse_args(argv)
+    if args.ps and "TF_CONFIG" not in os.environ:
+        return _cluster(args)
+    if args.ps:  # a task of that cluster: the ps tasks and workers serve at once (no data)
+        from sasrec_tf import distribute, parameter_server
+
+        if parameter_server.role(distribute.read_tf_config()) != "chief":
+            parameter_server.serve(distribute.read_tf_config())
 
     import numpy as np
     import tensorflow as tf
@@ -46,18 +64,32 @@ def main(argv=None) -> int:
     # Zipf-like popularity over the whole catalogue, so that most items occur.
     sequences = [rng.integers(1, args.items + 1, size=n) for n in lengths]
     vocab = ItemVocabulary([f"item{i}" for i in range(1, args.items + 1)])
-    config = SASRecConfig(dropout_rate=0.5)
+    config = SASRecConfig(dropout_rate=0.5, hidden_units=args.hidden_units, optimizer=args.optimizer)
     print(f"{args.items:,} items, {args.users:,} users, {int(lengths.sum()):,} interactions; "
           f"peak RSS after data {peak_rss_mib():.0f} MiB")
 
     started = time.perf_counter()
-    model = training.build_model(config, args.items)
-    dataset = training_dataset(sequences, args.items, config.max_len, config.batch_size,
-                               bucket_by_length=True).repeat()
+    strategy = None
+    if args.ps:
+        strategy = distribute.make_strategy("parameter_server")
+    model = training.build_model(config, args.items, strategy=strategy)
+
+    def make(input_context=None):
+        return training_dataset(sequences, args.items, config.max_len, config.batch_size,
+                                bucket_by_length=True).repeat()
+
+    from sasrec_tf._compat import keras
+
+    dataset = keras.utils.experimental.DatasetCreator(make) if args.ps else make()
     model.fit(dataset, epochs=1, steps_per_epoch=args.steps, verbose=0)
     train_s = time.perf_counter() - started
     print(f"trained {args.steps} steps in {train_s:.1f} s ({train_s / args.steps * 1000:.0f} ms/step incl. "
-          f"tracing); peak RSS {peak_rss_mib():.0f} MiB")
+          f"tracing); peak RSS {peak_rss_mib():.0f} MiB", flush=True)
+    if args.ps:
+        started = time.perf_counter()
+        model = parameter_server.unsharded_copy(model)
+        print(f"gathered the {parameter_server.table_shards(model)[0]['shape']} table on the chief in "
+              f"{time.perf_counter() - started:.1f} s; peak RSS {peak_rss_mib():.0f} MiB", flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.out or tmp)
@@ -75,6 +107,20 @@ def main(argv=None) -> int:
         print("one request:", [x.decode() for x in result["item_ids"].numpy()[0][:5]], "...")
     print(f"final peak RSS {peak_rss_mib():.0f} MiB")
     return 0
+
+
+def _cluster(args) -> int:
+    """Run this script as every task of a loopback parameter-server cluster; report each one's peak RSS."""
+    from sasrec_tf.testing.cluster import run_parameter_server_cluster
+
+    argv = [sys.executable, os.path.abspath(__file__), *sys.argv[1:]]
+    run = run_parameter_server_cluster(argv, args.workers, args.ps, timeout=3600,
+                                       env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    print(run.chief.output[-4000:])
+    for kind, tasks in (("worker", run.workers), ("ps", run.ps)):
+        for task in tasks:
+            print(f"{kind} {task.index}: peak RSS {task.peak_rss_mib or float('nan'):.0f} MiB")
+    return 0 if run.chief.returncode == 0 else 1
 
 
 if __name__ == "__main__":

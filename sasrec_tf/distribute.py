@@ -1,6 +1,6 @@
 """Distributed training with TensorFlow's own engine: ``tf.distribute`` strategies by name.
 
-Three strategies, picked by name (``sasrec-tf train --strategy NAME``):
+Four strategies, picked by name (``sasrec-tf train --strategy NAME``):
 
 * ``"default"`` -- no distribution: the one device TensorFlow picks (TensorFlow's default strategy).
 * ``"mirrored"`` -- :class:`tf.distribute.MirroredStrategy`: synchronous data parallelism over the
@@ -9,6 +9,9 @@ Three strategies, picked by name (``sasrec-tf train --strategy NAME``):
   parallelism over several processes (machines), each with its local GPUs, configured by the
   ``TF_CONFIG`` environment variable (see :func:`tf_config`). Create it at the very start of the
   program, before TensorFlow runs any operation; every worker runs the same program.
+* ``"parameter_server"`` -- :class:`tf.distribute.experimental.ParameterServerStrategy`: the
+  embedding tables sharded over the ``ps`` tasks of ``TF_CONFIG``, asynchronous steps on its
+  ``worker`` tasks, driven by the ``chief`` (:mod:`sasrec_tf.parameter_server`).
 
 Batch sizes. ``SASRecConfig.batch_size`` is the **global** batch: the sequences consumed by one
 synchronous step across all replicas; each replica gets ``global / num_replicas_in_sync``. Use
@@ -45,23 +48,30 @@ __all__ = [
     "writable_dir",
     "tf_config",
     "read_tf_config",
+    "agree",
 ]
 
 logger = logging.getLogger(__name__)
 
-STRATEGIES = ("default", "mirrored", "multi_worker")
+STRATEGIES = ("default", "mirrored", "multi_worker", "parameter_server")
 
 
 # ------------------------------------------------------------------------------------ TF_CONFIG
-def tf_config(workers: Sequence[str], index: int, *, chief: str | None = None, task_type: str = "worker") -> str:
+def tf_config(workers: Sequence[str], index: int, *, chief: str | None = None, task_type: str = "worker",
+              ps: Sequence[str] | None = None) -> str:
     """The ``TF_CONFIG`` JSON for one task of a cluster of ``host:port`` addresses.
 
     With ``chief=None`` worker 0 is the chief (the usual set-up); with ``chief="host:port"`` the
     cluster has a separate ``chief`` task, which trains like a worker and also writes the files.
+    With ``ps`` (parameter-server training) the cluster also has those ``ps`` tasks, and needs a chief.
     """
     cluster: dict[str, list[str]] = {"worker": list(workers)}
     if chief is not None:
         cluster["chief"] = [chief]
+    if ps:
+        if chief is None:
+            raise ValueError("a cluster with ps tasks needs a chief")
+        cluster["ps"] = list(ps)
     size = len(cluster.get(task_type, []))
     if not 0 <= index < size:
         raise ValueError(f"task index {index} out of range for {size} {task_type!r} task(s)")
@@ -96,14 +106,22 @@ def read_tf_config(environ: Mapping[str, str] | None = None) -> dict | None:
 
 
 # ------------------------------------------------------------------------------------ strategies
-def make_strategy(name: str = "default", *, devices: Sequence[str] | None = None, communication: str = "auto"):
-    """Build a :class:`tf.distribute.Strategy` by name: ``default``, ``mirrored`` or ``multi_worker``.
+def make_strategy(name: str = "default", *, devices: Sequence[str] | None = None, communication: str = "auto",
+                  ps_shards: int | None = None, min_shard_bytes: int | None = None):
+    """Build a :class:`tf.distribute.Strategy` by name: ``default``, ``mirrored``, ``multi_worker``
+    or ``parameter_server``.
 
     Args:
       name: one of :data:`STRATEGIES`.
       devices: ``mirrored`` only: the devices to mirror over (default: all local GPUs, or the CPU).
       communication: ``multi_worker`` only: ``"auto"``, ``"ring"`` (gRPC, CPU or GPU) or
         ``"nccl"`` (GPUs) for the all-reduce.
+      ps_shards: ``parameter_server`` only: cut each embedding table into this many shards
+        (default: one per ps task); or
+      min_shard_bytes: ``parameter_server`` only: as many shards as keep each this large.
+
+    ``parameter_server`` is built on the chief only (the ``worker`` and ``ps`` tasks serve:
+    :func:`sasrec_tf.parameter_server.serve`).
 
     ``multi_worker`` reads ``TF_CONFIG``; without it, the process is a cluster of one worker (which
     is logged, since it is usually a deployment mistake). It must be created before TensorFlow runs
@@ -117,6 +135,10 @@ def make_strategy(name: str = "default", *, devices: Sequence[str] | None = None
         return tf.distribute.get_strategy()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy(devices=list(devices) if devices else None)
+    if name == "parameter_server":
+        from sasrec_tf import parameter_server
+
+        return parameter_server.make_strategy(read_tf_config(), num_shards=ps_shards, min_shard_bytes=min_shard_bytes)
     config = read_tf_config()
     if config is None:
         logger.warning("--strategy multi_worker without TF_CONFIG: training as a cluster of one worker")
@@ -138,6 +160,8 @@ def make_strategy(name: str = "default", *, devices: Sequence[str] | None = None
 
 
 def _in_multi_worker_mode(strategy) -> bool:
+    if getattr(strategy, "_should_use_with_coordinator", False):
+        return False  # parameter servers: only the chief runs the program (the others serve)
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None:
         return False
@@ -228,3 +252,18 @@ def writable_dir(path: str | os.PathLike[str], strategy=None) -> Iterator[Path]:
         yield scratch
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def agree(strategy, ok: bool) -> bool:
+    """Whether every worker of a multi-worker cluster is ``ok`` (one all-reduce; ``ok`` alone otherwise).
+
+    For a decision that one worker takes and all must follow before any collective op of training:
+    the chief refusing a resume (a run directory of another run), say. Without it the other
+    workers would start training and wait for the chief until their collective ops time out.
+    """
+    if not _in_multi_worker_mode(strategy):
+        return bool(ok)
+    import tensorflow as tf
+
+    flags = strategy.run(lambda: tf.constant(0.0 if ok else 1.0))
+    return float(strategy.reduce(tf.distribute.ReduceOp.SUM, flags, axis=None)) == 0.0

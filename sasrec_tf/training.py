@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from sasrec_tf import distribute, optimizers
+from sasrec_tf import distribute, optimizers, parameter_server
 from sasrec_tf._compat import keras
 from sasrec_tf.callbacks import RankingMetricsCallback
 from sasrec_tf.config import SASRecConfig
@@ -100,9 +101,13 @@ def build_model(config: SASRecConfig, num_items: int, num_users: int = 0, *, str
     item-feature sizes ``num_attributes`` and ``max_item_attributes`` (see :class:`SASRec`).
     """
     keras.utils.set_random_seed(config.seed)
-    with (strategy or tf.distribute.get_strategy()).scope():
-        model = SASRec(config, num_items=num_items, num_users=num_users if config.use_user_embedding else 0,
-                       **features)
+    strategy = strategy or tf.distribute.get_strategy()
+    partitioner = parameter_server.table_partitioner(strategy)
+    num_users = num_users if config.use_user_embedding else 0
+    # Under parameter servers the embedding tables (and so their optimizer slots) are sharded.
+    tables = [(num_items + 1, config.hidden_units)] + ([(num_users + 1, config.hidden_units)] if num_users else [])
+    with strategy.scope(), (partitioner.tables(tables) if partitioner else contextlib.nullcontext()):
+        model = SASRec(config, num_items=num_items, num_users=num_users, **features)
         model.build_weights()
         model.compile(optimizer=make_optimizer(config))
     return model
@@ -119,6 +124,23 @@ class _KeptBackup(keras.callbacks.BackupAndRestore):
         if hasattr(self, "_current_epoch"):  # some epoch ran in this fit
             self._backup(epoch=self._current_epoch)
         super().on_train_end(logs)
+
+
+def _worker_pipelines(split: LeaveOneOutSplit, config: SASRecConfig, global_batch: int, strategy):
+    """The in-memory pipeline for ``fit`` under parameter servers: a ``DatasetCreator`` each worker
+    runs to build its own never-ending copy, seeded per worker
+    (:func:`sasrec_tf.parameter_server.worker_seeds`)."""
+    next_seed = parameter_server.worker_seeds(strategy, config.seed)
+
+    def make(input_context):
+        del input_context  # every worker gets the whole pipeline; steps go to whichever worker is free
+        return training_dataset(
+            split.train, split.num_items, config.max_len, global_batch, num_negatives=config.num_negatives,
+            windows=config.training_windows, exclude_history=config.exclude_history_negatives,
+            bucket_by_length=config.bucket_by_length, seed=next_seed(),
+        ).repeat()
+
+    return keras.utils.experimental.DatasetCreator(make)
 
 
 def fit(
@@ -188,6 +210,12 @@ def fit(
     share, so they can resume from the chief's backup), and the validation callback runs on every
     worker with the same weights, so all take the same early-stopping decisions.
 
+    Under ``ParameterServerStrategy`` (:mod:`sasrec_tf.parameter_server`) this runs on the chief
+    only: each step goes to a free worker, which builds its own copy of the pipeline (seeded per
+    worker) from a ``DatasetCreator``; an epoch has as many steps as without the strategy; the
+    validation runs on the chief; and Keras' ``TerminateOnNaN`` (a per-batch callback, which the
+    strategy does not allow) is left out: a NaN loss stops training at the end of its epoch.
+
     ``dataset`` replaces the in-memory pipeline built from ``split.train`` (``split`` then only
     provides validation): a ``tf.data.Dataset`` of the same batches, or a function of a
     ``tf.distribute.InputContext`` returning one worker's never-ending dataset of per-replica
@@ -211,7 +239,17 @@ def fit(
                     strategy.num_replicas_in_sync, distribute.per_replica_batch_size(global_batch, strategy),
                     distribute.num_workers(strategy))
     known_steps = None
-    if dataset is None:
+    coordinated = parameter_server.uses_coordinator(strategy)
+    if coordinated and dataset is None:
+        known_steps = steps_per_epoch = pipeline_steps(split.train, config.max_len, global_batch,
+                                                       windows=config.training_windows)
+        dataset = _worker_pipelines(split, config, global_batch, strategy)
+    elif coordinated:
+        if steps_per_epoch is None or not callable(dataset):
+            raise ValueError("under parameter servers a dataset is a function of a tf.distribute.InputContext, "
+                             "with steps_per_epoch")
+        dataset = keras.utils.experimental.DatasetCreator(dataset)
+    elif dataset is None:
         known_steps = pipeline_steps(split.train, config.max_len, global_batch, windows=config.training_windows)
         dataset = training_dataset(
             split.train,
@@ -233,7 +271,9 @@ def fit(
         if steps_per_epoch is None:
             raise ValueError("a dataset function needs steps_per_epoch (its dataset never ends)")
         dataset = strategy.distribute_datasets_from_function(dataset)
-    all_callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN(), _stop_on_divergence(out_dir)]
+    # Under parameter servers Keras allows no per-batch callback: a NaN loss stops at the epoch's end.
+    all_callbacks: list[keras.callbacks.Callback] = [
+        *([] if coordinated else [keras.callbacks.TerminateOnNaN()]), _stop_on_divergence(out_dir)]
     if verbose:
         # Keras appends its bar after every callback given; first, it ends the epoch's line before
         # the validation prints (and bars) its own.

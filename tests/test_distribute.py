@@ -151,6 +151,8 @@ def test_strategies_by_name_and_unknown_names_rejected():
     assert distribute.is_chief(mirrored) and distribute.num_workers(mirrored) == 1
     assert distribute.worker_index(mirrored) == 0
     with pytest.raises(ValueError, match="unknown strategy"):
+        distribute.make_strategy("central_storage")
+    with pytest.raises(ValueError, match="needs TF_CONFIG"):  # the chief of a parameter-server cluster
         distribute.make_strategy("parameter_server")
 
 
@@ -330,3 +332,23 @@ def test_mirrored_replicas_apply_the_same_update_as_one_device():
     result = subprocess.run([sys.executable, "-c", MIRRORED_STEP], capture_output=True, text=True, env=env,
                             timeout=300)
     assert result.returncode == 0 and "SAME_UPDATE" in result.stdout, result.stderr[-4000:]
+
+
+def test_a_refused_output_directory_stops_every_worker_at_once_not_at_a_collective_timeout(tmp_path):
+    """The chief refuses ``--out`` (it holds other files); the other worker learns it from the
+    chief before training starts and exits too, instead of waiting in training's first all-reduce."""
+    repo = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "",
+           "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
+    log, out = tmp_path / "log.csv", tmp_path / "out"
+    generate_interactions(**WORKER_LOG).to_csv(log, index=False)
+    out.mkdir()
+    (out / "notes.txt").write_text("not a run")
+    argv = [sys.executable, "-m", "sasrec_tf.cli", "train", "--data", str(log), "--format", "csv", "--out", str(out),
+            "--strategy", "multi_worker", "--epochs", "1", "--max-len", "10", "--hidden-units", "16",
+            "--num-blocks", "1", "--eval-negatives", "20"]
+    chief, other = run_local_cluster(argv, 2, timeout=120, env=env, stop_on_failure=False)
+    assert chief.returncode == 2 and "already holds" in chief.output, chief.output[-3000:]
+    assert other.returncode == 2, f"worker 1 did not stop by itself ({other.returncode}):\n{other.output[-3000:]}"
+    assert "the chief refused the output directory" in other.output
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]

@@ -59,8 +59,15 @@ def register(subcommands) -> None:
     add_train_flags(parser)
     add_early_stopping_flags(parser)
     parser.add_argument("--strategy", choices=STRATEGIES, default=default_of(make_strategy, "name"),
-                        help="tf.distribute strategy: one device, the GPUs of this machine, or the workers in "
-                             "TF_CONFIG")
+                        help="tf.distribute strategy: one device, the GPUs of this machine, the workers in "
+                             "TF_CONFIG, or the chief, workers and ps tasks in TF_CONFIG (the tables sharded over "
+                             "the ps tasks; the same command starts every task)")
+    parser.add_argument("--ps-shards", dest="ps_shards", type=int, metavar="INT",
+                        help="parameter_server: cut each embedding table into this many shards (default: one "
+                             "per ps task)")
+    parser.add_argument("--min-shard-bytes", dest="min_shard_bytes", type=int, metavar="BYTES",
+                        help="parameter_server: instead, as many shards (at most one per ps task) as keep each "
+                             "this large")
     parser.add_argument("--per-replica-batch-size", dest="per_replica_batch_size", type=int, metavar="INT",
                         help="batch per replica; the global batch (--batch-size) becomes this x replicas")
     parser.add_argument("--data-format", dest="data_format", choices=("log", "tfrecord"), default="log",
@@ -90,6 +97,10 @@ def resolve_config(args: argparse.Namespace, pipeline: experiment.Pipeline) -> S
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.strategy == "parameter_server":
+        _serve_unless_chief()  # a worker or ps task serves the chief until it is stopped
+    elif args.ps_shards is not None or args.min_shard_bytes is not None:
+        raise UsageError("--ps-shards and --min-shard-bytes need --strategy parameter_server")
     pipeline = experiment.load_pipeline(args.config)
     config = resolve_config(args, pipeline)
     options = train_options(args, pipeline)
@@ -117,9 +128,17 @@ def run(args: argparse.Namespace) -> int:
               "with features have no interactions (not in the vocabulary; sasrec-tf add-items adds them)")
     print(format_config(config, str(Path(args.out) / CONFIG_FILE)))
     verbose = 1 if sys.stdout.isatty() else 2  # a progress bar on a terminal, one line per epoch in a log
-    result = experiment.train_and_evaluate(data, config, out_dir=args.out, options=options, overwrite=args.overwrite,
-                                           verbose=verbose, strategy=strategy, shards=shards,
-                                           warm_start=args.warm_start, item_features=features)
+    try:
+        result = experiment.train_and_evaluate(data, config, out_dir=args.out, options=options,
+                                               overwrite=args.overwrite, verbose=verbose, strategy=strategy,
+                                               shards=shards, warm_start=args.warm_start,
+                                               item_features=features)
+    except Exception as err:
+        if args.strategy == "parameter_server" and type(err).__name__ in ("UnavailableError", "AbortedError"):
+            raise UsageError(f"a ps task (or every worker) of the cluster was lost ({type(err).__name__}): start "
+                             f"the lost tasks and the chief again with the same command; the chief resumes from "
+                             f"{args.out}/backup after the last finished epoch") from None
+        raise
     if is_chief(strategy):
         if shards is None:  # evaluate, recommend and attention-plot read a log as this one was read
             record_data_options(args.out, args, pipeline)
@@ -140,16 +159,42 @@ def _parent_vocabulary(path: str):
     return ItemVocabulary.load(Path(path) / VOCAB_FILE)
 
 
+def _serve_unless_chief() -> None:
+    """Under ``--strategy parameter_server``: serve (and never return) on a ``worker`` or ``ps`` task."""
+    from sasrec_tf import parameter_server
+    from sasrec_tf.distribute import read_tf_config
+
+    try:
+        config = read_tf_config()
+        parameter_server.check_cluster(config)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    if parameter_server.role(config) != "chief":
+        parameter_server.serve(config)
+
+
 def _distribution(args: argparse.Namespace, config: SASRecConfig):
     """The ``--strategy`` and the config with the global batch (from ``--per-replica-batch-size``)."""
+    shards = ({"ps_shards": args.ps_shards, "min_shard_bytes": args.min_shard_bytes}
+              if args.strategy == "parameter_server" else {})
     try:
-        strategy = make_strategy(args.strategy)
+        strategy = make_strategy(args.strategy, **shards)
     except (ValueError, RuntimeError) as err:
         raise UsageError(str(err)) from None
     if args.per_replica_batch_size is not None:
         config = config.replace(batch_size=global_batch_size(strategy, per_replica=args.per_replica_batch_size))
     replicas = strategy.num_replicas_in_sync
-    if replicas > 1:
+    if args.strategy == "parameter_server":
+        from sasrec_tf.distribute import read_tf_config
+
+        spec = read_tf_config()["cluster"]
+        partitioner = strategy.extended._variable_partitioner
+        shards = (f"{partitioner.num_shards} shards" if partitioner.num_shards else
+                  f"shards of at least {partitioner.min_shard_bytes} bytes" if partitioner.min_shard_bytes else
+                  "one shard per ps task")
+        print(f"strategy parameter_server: {len(spec['worker'])} worker(s), {len(spec['ps'])} ps task(s); embedding "
+              f"tables in {shards}; batch {config.batch_size} per step")
+    elif replicas > 1:
         print(f"strategy {args.strategy}: {replicas} replicas; global batch {config.batch_size} = "
               f"{replicas} x {config.batch_size / replicas:g} per replica")
     return strategy, config

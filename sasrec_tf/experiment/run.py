@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from sasrec_tf import artifacts, card, distribute, evaluation, plots, training
+from sasrec_tf import artifacts, card, distribute, evaluation, parameter_server, plots, training
 from sasrec_tf.choices import PROTOCOLS, STAGES
 from sasrec_tf.data.cold_start import hold_out_items
 from sasrec_tf.evaluation.baselines import ContentBaseline, MostPopular
@@ -177,6 +177,7 @@ def _prepare(data, config: SASRecConfig, options: TrainOptions, *, out_dir, over
     run.model = training.build_model(config, data.num_items, run.num_users, strategy=strategy, **sizes)
     if out_dir is not None:
         run.out_dir = Path(out_dir).absolute()
+        refused = None
         if run.chief:  # the other workers follow the chief's backup
             run.fingerprint = run_dir.run_fingerprint(data, config, shards)
             if cold is not None:  # other training data: a resume must hold out the same items
@@ -185,8 +186,17 @@ def _prepare(data, config: SASRecConfig, options: TrainOptions, *, out_dir, over
                 run.fingerprint["parent"] = str(Path(warm_start).absolute())
             if aligned is not None:
                 run.fingerprint["item_features"] = str(Path(item_features.source).absolute())
-            run.progress = run_dir.prepare_out_dir(run.out_dir, run.fingerprint, overwrite)
-            run.staging = run_dir.run_staging(run.out_dir)
+            try:
+                run.progress = run_dir.prepare_out_dir(run.out_dir, run.fingerprint, overwrite)
+                run.staging = run_dir.run_staging(run.out_dir)
+            except (ValueError, OSError) as err:
+                refused = err
+        # Every worker of a cluster learns the chief's answer before any collective op of training.
+        if not distribute.agree(strategy, refused is None):
+            if refused is not None:
+                raise refused
+            raise ValueError(f"the chief refused the output directory {run.out_dir} (its error says why): "
+                             "this worker stops too")
     run.item_counts = (shards.train_item_counts() if shards
                        else evaluation.training_item_counts(split.train, data.num_items))
     if aligned is not None:
@@ -232,11 +242,18 @@ def _sharded_input(run: _Run) -> dict[str, Any]:
     shards, config = run.shards, run.config
     if shards is None:
         return {}
+    settings = dict(leave_one_out=True, num_negatives=config.num_negatives, windows=config.training_windows,
+                    exclude_history=config.exclude_history_negatives, bucket_by_length=config.bucket_by_length)
+    dataset = shards.dataset_fn(config.max_len, config.batch_size, seed=config.seed, **settings)
+    strategy = run.model.distribute_strategy
+    if parameter_server.uses_coordinator(strategy):  # every worker reads every shard, in its own order
+        next_seed = parameter_server.worker_seeds(strategy, config.seed)
+
+        def per_worker(input_context):
+            return shards.dataset_fn(config.max_len, config.batch_size, seed=next_seed(), **settings)(None)
+        dataset = per_worker
     return {
-        "dataset": shards.dataset_fn(config.max_len, config.batch_size, leave_one_out=True,
-                                     num_negatives=config.num_negatives, windows=config.training_windows,
-                                     exclude_history=config.exclude_history_negatives,
-                                     bucket_by_length=config.bucket_by_length, seed=config.seed),
+        "dataset": dataset,
         "steps_per_epoch": shards.steps_per_epoch(config.max_len, config.batch_size, config.training_windows,
                                                   leave_one_out=True),
     }
@@ -274,6 +291,12 @@ def _fit(run: _Run, options: TrainOptions, *, callbacks: Sequence[Any], verbose,
         _name_the_bad_shard(run, err)
         raise
     train_seconds = time.perf_counter() - started
+    sharding = {}
+    if parameter_server.uses_coordinator(run.model.distribute_strategy):
+        # Where the tables lived; then the rest of the run (evaluation, save, export) is that of an
+        # ordinary model, gathered shard by shard on the chief.
+        sharding = {"parameter_servers": parameter_server.table_shards(run.model)}
+        run.model = parameter_server.unsharded_copy(run.model)
     # The whole run's epochs: a resumed fit numbers its epochs from the interrupted run's.
     epochs_run = history.epoch[-1] + 1 if history.epoch else int(run.progress.get("epochs", 0))
     first_epoch = history.epoch[0] if history.epoch else epochs_run
@@ -283,7 +306,8 @@ def _fit(run: _Run, options: TrainOptions, *, callbacks: Sequence[Any], verbose,
                else "early" if epochs_run < run.config.epochs else "max_epochs")
     return _Fitted(history=history, training={
         "epochs": epochs_run, "resumed_at_epoch": first_epoch, "best_epoch": best.best_epoch, "stopped": stopped,
-        "wall_seconds": round(train_seconds, 2), "seconds_per_epoch": round(train_seconds / max(epochs_run, 1), 3)})
+        "wall_seconds": round(train_seconds, 2), "seconds_per_epoch": round(train_seconds / max(epochs_run, 1), 3),
+        **sharding})
 
 
 def _name_the_bad_shard(run: _Run, err: Exception) -> None:
@@ -492,7 +516,8 @@ def train_and_evaluate(
 def _single_process(strategy) -> bool:
     """Whether this run is one process (no multi-worker cluster): only then may a rerun skip
     ``fit`` and publish the saved model (workers of a cluster all train again together)."""
-    return strategy is None or getattr(strategy.extended, "_num_workers", 1) in (None, 1)
+    return (strategy is None or parameter_server.uses_coordinator(strategy)  # the chief alone runs the program
+            or getattr(strategy.extended, "_num_workers", 1) in (None, 1))
 
 
 def _finished_training(run: _Run, strategy) -> Path | None:
