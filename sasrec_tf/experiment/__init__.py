@@ -32,8 +32,8 @@ from sasrec_tf.experiment.run_dir import BACKUP_DIR, LOGS_DIR, METRICS_FILE, RUN
 # Public name -> the module that defines it, for the names whose module imports TensorFlow.
 _LAZY = {
     "Result": "sasrec_tf.experiment.run",
-    "check_evaluable": "sasrec_tf.experiment.run",
-    "read_shards": "sasrec_tf.experiment.run",
+    "check_evaluable": "sasrec_tf.experiment.inputs",
+    "read_shards": "sasrec_tf.experiment.inputs",
     "train_and_evaluate": "sasrec_tf.experiment.run",
 }
 

@@ -30,10 +30,12 @@ from sasrec_tf import artifacts, card, distribute, evaluation, parameter_server,
 from sasrec_tf.choices import PROTOCOLS, STAGES
 from sasrec_tf.data.cold_start import hold_out_items
 from sasrec_tf.evaluation.baselines import ContentBaseline, MostPopular
-from sasrec_tf.config import OBJECTIVE_SPECS, OptionError, SASRecConfig
+from sasrec_tf.config import SASRecConfig
 from sasrec_tf.data.sequences import leave_one_out
 from sasrec_tf.evaluation.callback import users_progress
 from sasrec_tf.experiment import run_dir
+from sasrec_tf.experiment.inputs import (align_features, check_evaluable, check_trainable, name_the_bad_shard,
+                                         read_shards, sharded_input)
 from sasrec_tf.experiment.run_callbacks import BestEpoch, RunEarlyStopping, RunProgress, TimeLimit
 from sasrec_tf.files import atomic_write_json
 from sasrec_tf.run_options import TrainOptions
@@ -52,70 +54,6 @@ class Result:
     model: Any
     history: Any
     metrics: dict[str, Any]
-
-
-def read_shards(directory: str, config: SASRecConfig, options: TrainOptions):
-    """``(shards, data)`` for training from a ``sasrec-tf shard`` directory: training streams
-    from the shards, and ``data`` holds the users to evaluate in memory (all of them, or a seeded
-    sample of ``options.max_eval_users``, on which the reported metrics then are).
-
-    The shards are checked against their manifest first (:meth:`ShardedSequences.verify`).
-
-    Raises:
-      ValueError: a user-embedding model with a sample of users to evaluate.
-      sasrec_tf.data.errors.DataError: a shard is missing, truncated or corrupted (named).
-    """
-    from sasrec_tf.data.tfrecord import ShardedSequences
-
-    shards = ShardedSequences(directory)
-    shards.verify()
-    users = None
-    if options.max_eval_users is not None and options.max_eval_users < shards.num_users:
-        if config.use_user_embedding:
-            raise ValueError("use_user_embedding with sharded input needs every user evaluated: "
-                             "drop max_eval_users (--max-eval-users)")
-        users = np.random.default_rng(config.seed).choice(shards.num_users, size=options.max_eval_users,
-                                                          replace=False)
-        logger.info("evaluating a sample of %d of %d users", options.max_eval_users, shards.num_users)
-    else:
-        logger.warning("reading every user's sequence for evaluation; set max_eval_users to bound the memory")
-    return shards, shards.read_sequences(users)
-
-
-def check_trainable(data, config: SASRecConfig) -> None:
-    """Raise ``ValueError`` before anything is built if the configuration cannot fit this log: more
-    sampled negatives per position than the catalogue has items besides the target (each would be
-    a repeat; a million of them grow the batch past any memory)."""
-    if OBJECTIVE_SPECS[config.loss].samples_negatives and config.num_negatives >= data.num_items:
-        raise OptionError("num_negatives", f"SASRecConfig.num_negatives must be below the catalogue's "
-                          f"{data.num_items} items (at most {data.num_items - 1} for this log), got "
-                          f"{config.num_negatives}")
-
-
-def check_evaluable(data, split, options: TrainOptions) -> None:
-    """Raise ``ValueError`` before training if the evaluation after it cannot run: no user with
-    the 3 interactions leave-one-out needs, or a user with fewer unseen items than the sampled
-    protocol's ``eval_negatives`` (a small catalogue). The message names the fix."""
-    lengths = data.lengths()
-    if not len(split.test_users):
-        longest = int(lengths.max()) if len(lengths) else 0
-        raise ValueError(
-            f"no user has the 3 interactions leave-one-out evaluation needs (one each to train on, validate "
-            f"and test); the longest history here has {longest}: the log needs more interactions per user")
-    users = np.asarray(split.test_users)
-    stride = data.num_items + 1
-    rows = np.repeat(np.arange(len(users)), lengths[users])
-    items = np.concatenate([data.sequences[u] for u in users])
-    seen = np.bincount(np.unique(rows * stride + items) // stride, minlength=len(users))
-    unseen = data.num_items - seen  # what the sampled protocol draws the test's negatives from
-    worst = int(np.argmin(unseen))
-    if unseen[worst] < options.eval_negatives:
-        fix = (f"pass --eval-negatives {unseen[worst]} (or fewer)" if unseen[worst] else
-               "the sampled protocol cannot rank for a user who has seen every item; remove such users")
-        raise ValueError(
-            f"the sampled protocol ranks each test item against {options.eval_negatives} items the user never "
-            f"interacted with, but user {data.user_ids[users[worst]]!r} interacted with {seen[worst]} of the "
-            f"{data.num_items} items, which leaves {unseen[worst]}: {fix}")
 
 
 @dataclasses.dataclass
@@ -156,7 +94,7 @@ def _prepare(data, config: SASRecConfig, options: TrainOptions, *, out_dir, over
         if shards is not None:
             raise ValueError("warm start reads an interaction log, not shards (--data-format log)")
         parent = artifacts.load_trained(warm_start)
-    aligned = _align_features(item_features, data, config, parent)
+    aligned = align_features(item_features, data, config, parent)
     check_trainable(data, config)
     split = leave_one_out(data)
     check_evaluable(data, split, options)
@@ -218,47 +156,6 @@ def _prepare(data, config: SASRecConfig, options: TrainOptions, *, out_dir, over
     return run
 
 
-def _align_features(item_features, data, config: SASRecConfig, parent):
-    """The item features by dense id (None without), checked against the configuration and a
-    warm-start parent (whose attribute ids they keep)."""
-    if item_features is None:
-        if config.feature_fusion != "none":
-            raise OptionError("feature_fusion", f"SASRecConfig.feature_fusion={config.feature_fusion!r} needs item "
-                              "features (--item-features, or item_features in the --config file)")
-        return None
-    if config.feature_fusion == "none":
-        raise OptionError("feature_fusion", "item features need SASRecConfig.feature_fusion 'sum', 'concat' or "
-                          "'gate' (it is 'none')")
-    names = None
-    if parent is not None:
-        names = parent.attribute_names
-        if names is None:
-            raise ValueError("the warm-start parent has no item features: train from scratch to add them")
-    return item_features.aligned(data.vocab, attribute_names=names, grow=True)
-
-
-def _sharded_input(run: _Run) -> dict[str, Any]:
-    """``fit``'s ``dataset`` and ``steps_per_epoch`` for training from shards (none without)."""
-    shards, config = run.shards, run.config
-    if shards is None:
-        return {}
-    settings = dict(leave_one_out=True, num_negatives=config.num_negatives, windows=config.training_windows,
-                    exclude_history=config.exclude_history_negatives, bucket_by_length=config.bucket_by_length)
-    dataset = shards.dataset_fn(config.max_len, config.batch_size, seed=config.seed, **settings)
-    strategy = run.model.distribute_strategy
-    if parameter_server.uses_coordinator(strategy):  # every worker reads every shard, in its own order
-        next_seed = parameter_server.worker_seeds(strategy, config.seed)
-
-        def per_worker(input_context):
-            return shards.dataset_fn(config.max_len, config.batch_size, seed=next_seed(), **settings)(None)
-        dataset = per_worker
-    return {
-        "dataset": dataset,
-        "steps_per_epoch": shards.steps_per_epoch(config.max_len, config.batch_size, config.training_windows,
-                                                  leave_one_out=True),
-    }
-
-
 def _fit(run: _Run, options: TrainOptions, *, callbacks: Sequence[Any], verbose, strategy) -> _Fitted:
     """Train; with ``patience`` the run selects its model on validation: :class:`RunEarlyStopping`
     restores the best validated weights however training ends. Without it, the final weights are
@@ -286,9 +183,9 @@ def _fit(run: _Run, options: TrainOptions, *, callbacks: Sequence[Any], verbose,
                                monitor=options.monitor, max_eval_users=options.max_eval_users,
                                repeated_targets=options.repeated_targets, callbacks=[*extra, *callbacks],
                                verbose=verbose, strategy=strategy, early_stopping=stopping, **staged,
-                               **_sharded_input(run))
+                               **sharded_input(run.shards, run.config, run.model.distribute_strategy))
     except Exception as err:
-        _name_the_bad_shard(run, err)
+        name_the_bad_shard(run.shards, err)
         raise
     train_seconds = time.perf_counter() - started
     sharding = {}
@@ -308,20 +205,6 @@ def _fit(run: _Run, options: TrainOptions, *, callbacks: Sequence[Any], verbose,
         "epochs": epochs_run, "resumed_at_epoch": first_epoch, "best_epoch": best.best_epoch, "stopped": stopped,
         "wall_seconds": round(train_seconds, 2), "seconds_per_epoch": round(train_seconds / max(epochs_run, 1), 3),
         **sharding})
-
-
-def _name_the_bad_shard(run: _Run, err: Exception) -> None:
-    """A shard damaged after the check before training surfaces as TensorFlow's DataLossError,
-    which names no file: check the shards again and raise the DataError that names it."""
-    import tensorflow as tf
-
-    from sasrec_tf.data.errors import DataError
-
-    if run.shards is None or not isinstance(err, tf.errors.DataLossError):
-        return
-    run.shards.verify()
-    raise DataError(f"a shard became unreadable while training ({err.message.split(' [')[0].split('}} ')[-1]}); "
-                    "write the shards again (`sasrec-tf shard --overwrite`)", path=run.shards.directory) from None
 
 
 def _save(run: _Run, staging: Path | None, strategy) -> None:
