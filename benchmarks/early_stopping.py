@@ -3,7 +3,7 @@
 Each seed trains one run for ``--epochs`` epochs without stopping, recording after every epoch the
 validation NDCG@10 (full ranking, what the run monitors) and the test NDCG@10 / HR@10 (full
 ranking). Training does not depend on the stopping rule, so every rule is then replayed exactly on
-the recorded curve through the library's own :class:`~sasrec_tf.experiment.run_callbacks.RunEarlyStopping`
+the recorded curve through the library's own :class:`~sasrec_tf.early_stopping.ValidatedEarlyStopping`
 (validations at the run's cadence, ``--eval-every``): where it would stop, which epoch's weights it
 would restore, and that epoch's test metrics. Printed: per rule the mean and spread (std, min)
 over seeds of the restored epoch's test NDCG@10, and the epochs trained.
@@ -61,7 +61,7 @@ def record_curve(data, config, eval_every_record: int = 1):
 
 def replay(rows, rule, eval_every: int, epochs: int):
     """``(epochs trained, restored epoch)`` of ``rule`` on the recorded curve."""
-    from sasrec_tf.experiment.run_callbacks import RunEarlyStopping
+    from sasrec_tf.early_stopping import ValidatedEarlyStopping
 
     validated = [r for r in rows if r[0] == 1 or r[0] % eval_every == 0 or r[0] == epochs]
     if rule is None:
@@ -79,7 +79,7 @@ def replay(rows, rule, eval_every: int, epochs: int):
             self.restored = weights[0]
 
     model = Model()
-    callback = RunEarlyStopping("val_ndcg@10", **rule)
+    callback = ValidatedEarlyStopping("val_ndcg@10", **rule)
     callback.set_model(model)
     callback.on_train_begin()
     stopped = epochs

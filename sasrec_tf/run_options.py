@@ -79,7 +79,7 @@ class TrainOptions:
     validations without improvement of ``val_<monitor>`` and restores the best weights; with it,
     ``smoothing`` judges improvement on the mean of the last that many validations, ``min_delta``
     is the least gain that counts, and ``min_epochs`` forbids a stop before that epoch (see
-    :class:`~sasrec_tf.experiment.run_callbacks.RunEarlyStopping`; their defaults are Keras' rule);
+    :class:`~sasrec_tf.early_stopping.ValidatedEarlyStopping`; their defaults are Keras' rule);
     ``max_eval_users`` validates on a seeded sample; ``max_minutes`` stops training after that
     much wall time. With ``patience`` the best validated weights are the result however training
     ends (early, on the epoch limit or on the time limit); without it, the final weights.

@@ -18,6 +18,7 @@ from sasrec_tf.config import SASRecConfig
 from sasrec_tf.data.pipeline import steps_per_epoch as pipeline_steps
 from sasrec_tf.data.pipeline import training_dataset
 from sasrec_tf.data.sequences import LeaveOneOutSplit
+from sasrec_tf.early_stopping import ValidatedEarlyStopping
 from sasrec_tf.run_options import TrainOptions
 from sasrec_tf.model import SASRec
 
@@ -66,18 +67,6 @@ class _ProgbarLogger(keras.callbacks.ProgbarLogger):
         if params.get("steps") is None and self.steps:
             params = {**params, "steps": self.steps}
         super().set_params(params)
-
-
-class ValidatedEarlyStopping(keras.callbacks.EarlyStopping):
-    """Keras' ``EarlyStopping`` that looks only at the epochs that validated: an epoch whose logs
-    lack ``monitor`` (the validation did not run, see
-    :class:`~sasrec_tf.evaluation.callback.RankingMetricsCallback`) is skipped, neither a
-    warning nor a step of ``patience``, which therefore counts evaluations. The best weights are
-    restored at the end of training however it ends, as with ``restore_best_weights=True``."""
-
-    def on_epoch_end(self, epoch, logs=None):
-        if (logs or {}).get(self.monitor) is not None:
-            super().on_epoch_end(epoch, logs)
 
 
 def make_optimizer(config: SASRecConfig) -> keras.optimizers.Optimizer:
@@ -151,6 +140,9 @@ def fit(
     out_dir: str | os.PathLike[str] | None = None,
     eval_every: int = TrainOptions.eval_every,  # the validation options' defaults are TrainOptions'
     patience: int | None = TrainOptions.patience,
+    min_delta: float = TrainOptions.min_delta,
+    smoothing: int = TrainOptions.smoothing,
+    min_epochs: int = TrainOptions.min_epochs,
     monitor: str = TrainOptions.monitor,
     max_eval_users: int | None = TrainOptions.max_eval_users,
     repeated_targets: str = TrainOptions.repeated_targets,
@@ -162,7 +154,6 @@ def fit(
     steps_per_epoch: int | None = None,
     log_dir: str | os.PathLike[str] | None = None,
     keep_backup: bool = False,
-    early_stopping: keras.callbacks.Callback | None = None,
 ) -> keras.callbacks.History:
     """Train ``model`` on ``split.train`` and validate on ``split.valid_*`` with full ranking.
 
@@ -174,10 +165,11 @@ def fit(
     (:class:`~sasrec_tf.evaluation.callback.RankingMetricsCallback` says why). With ``patience``
     (counted in evaluations), training stops when ``val_<monitor>`` stops improving, and the best
     validated weights are restored at the end of training however it ends (early, on the epoch
-    limit, or stopped by another callback): :class:`ValidatedEarlyStopping`, Keras'
-    ``EarlyStopping(restore_best_weights=True)`` that skips the epochs without validation, the
-    one mechanism that restores them. The validation options' defaults are
-    :class:`~sasrec_tf.experiment.TrainOptions`'.
+    limit, or stopped by another callback): :class:`~sasrec_tf.early_stopping.ValidatedEarlyStopping`,
+    the one mechanism that restores them. At the defaults of ``min_delta``, ``smoothing`` and
+    ``min_epochs`` it is Keras' ``EarlyStopping(restore_best_weights=True)`` rule shown only the
+    epochs that validated; they make it robust to one noisy validation. The validation options'
+    defaults are :class:`~sasrec_tf.experiment.TrainOptions`'.
 
     What is printed (``verbose``, Keras' meaning: ``"auto"`` / 1 a progress bar, 2 one line per
     epoch, 0 nothing): the epoch's bar or line, finished before the validation, then the
@@ -193,10 +185,8 @@ def fit(
     completed epoch. (Early-stopping patience restarts counting from the resumed epoch.)
     ``log_dir`` puts the TensorBoard logs elsewhere (a run's staging directory). With
     ``keep_backup`` the backup outlives training, holding the final weights (with patience the
-    restored best ones), so a process killed before it saved the model resumes without training
-    again; the caller removes it. ``early_stopping`` (e.g. the run's
-    :class:`~sasrec_tf.experiment.run_callbacks.RunEarlyStopping`) runs before that backup, so the
-    weights it restores are the ones kept.
+    restored best ones: early stopping runs before the backup), so a process killed before it saved
+    the model resumes without training again; the caller removes it.
     A loss that becomes NaN or infinite stops training (Keras' ``TerminateOnNaN``) and raises
     :class:`TrainingDiverged`; the backup then still holds the last good epoch.
 
@@ -293,15 +283,10 @@ def fit(
                 verbose=fit_verbose,
             )
         )
-        if patience is not None:
-            all_callbacks.append(
-                ValidatedEarlyStopping(
-                    monitor=f"val_{monitor}", mode="max", patience=patience,
-                    restore_best_weights=True, verbose=1 if verbose else 0,
-                )
-            )
-        if early_stopping is not None:  # before the backup, whose last save must hold the restored weights
-            all_callbacks.append(early_stopping)
+        if patience is not None:  # before the backup, whose last save must hold the restored weights
+            all_callbacks.append(ValidatedEarlyStopping(f"val_{monitor}", patience, min_delta=min_delta,
+                                                        smoothing=smoothing, min_epochs=min_epochs,
+                                                        verbose=1 if verbose else 0))
     else:
         logger.warning("no user has enough interactions for validation: training without it")
     if out_dir is not None:

@@ -115,16 +115,15 @@ def test_epochs_that_did_not_validate_log_nothing_and_history_holds_nan_there(ca
 
 
 def test_validated_early_stopping_counts_evaluations_and_ignores_epochs_without_validation(caplog):
-    from sasrec_tf.training import ValidatedEarlyStopping
+    from sasrec_tf.early_stopping import ValidatedEarlyStopping
 
     ranks = [3, 1, 5, 8, 11, 2, 7, 9]  # best at epoch 2; validated: 1, 2, 4, 6, 8
     model = ScriptedModel(ranks)
-    early_stopping = ValidatedEarlyStopping(monitor="val_ndcg@10", mode="max", patience=2,
-                                            restore_best_weights=True)
+    early_stopping = ValidatedEarlyStopping("val_ndcg@10", patience=2)
     with caplog.at_level("WARNING"):
         history = fit(model, len(ranks), [ranking_callback(every_n_epochs=2), early_stopping])
 
-    assert early_stopping.stopped_epoch == 5  # two evaluations (epochs 4 and 6) without improvement
+    assert early_stopping.stopped_epoch == 6  # 1-based: two evaluations (epochs 4 and 6) without improvement
     assert history.validated_epochs == [0, 1, 3, 5]
     np.testing.assert_array_equal(model.item_scores.numpy(), scores_with_rank(1))  # epoch 2's weights
     assert "not available" not in caplog.text

@@ -2,6 +2,8 @@
 attributes, then `sasrec-tf add-items` puts a never-seen item into a new export version, and the
 served top-k (the SavedModel's serving_default) recommends it to the histories that lead to it."""
 
+import contextlib
+import io
 import json
 
 import numpy as np
@@ -27,11 +29,15 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def run(files):
-    code = main(["train", "--data", str(files / "log.csv"), "--format", "csv",
-                 "--item-features", str(files / "features.csv"), "--out", str(files / "run"),
-                 "--epochs", "20", "--max-len", "20", "--hidden-units", "32", "--num-blocks", "1",
-                 "--learning-rate", "0.01", "--dropout-rate", "0.2", "--eval-every", "100", "--eval-negatives", "20"])
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["train", "--data", str(files / "log.csv"), "--format", "csv",
+                     "--item-features", str(files / "features.csv"), "--out", str(files / "run"),
+                     "--epochs", "20", "--max-len", "20", "--hidden-units", "32", "--num-blocks", "1",
+                     "--learning-rate", "0.01", "--dropout-rate", "0.2", "--eval-every", "100",
+                     "--eval-negatives", "20"])
     assert code == 0
+    (files / "run" / "printed.txt").write_text(printed.getvalue())
     return files / "run"
 
 
@@ -46,12 +52,16 @@ def histories_ending_in(category):
             for j in range(5)]
 
 
-def test_training_with_item_features_records_them_and_keeps_them_beside_the_model(run, capsys):
+def test_training_with_item_features_records_them_and_keeps_them_beside_the_model(run, files):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["item_features"]["fusion"] == "sum" and metrics["item_features"]["items_without_features"] == 0
     assert metrics["item_features"]["attributes"] == 53  # 24 categories in two columns, 5 brands
     assert json.loads((run / "config.json").read_text())["sasrec_config"]["feature_fusion"] == "sum"
     assert (run / "attributes.txt").is_file() and (run / "item_attributes.npz").is_file()
+    # Counted once, by the run that aligns them, and printed from what metrics.json records.
+    lines = [line for line in (run / "printed.txt").read_text().splitlines() if line.startswith("item features: ")]
+    assert lines[-1].startswith(f"item features: {files / 'features.csv'}: {metrics['item_features']['items_read']} "
+                                f"items, 53 attributes, fusion sum; 0 items of the log have none, 0 with features")
 
 
 def test_a_new_item_added_to_the_export_is_served_to_the_histories_that_lead_to_it(run, files, capsys):

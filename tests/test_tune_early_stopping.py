@@ -1,5 +1,5 @@
 """Early stopping that one noisy validation cannot end (issue 30 item 3): scripted validation
-curves through RunEarlyStopping (no training), Keras' rule kept exactly at the defaults, and one
+curves through ValidatedEarlyStopping (no training), Keras' rule kept exactly at the defaults, and one
 line printed when a run stops early."""
 
 import numpy as np
@@ -9,7 +9,7 @@ from sasrec_tf import SASRecConfig
 from sasrec_tf._compat import keras
 from sasrec_tf.config import OptionError
 from sasrec_tf.experiment import TrainOptions
-from sasrec_tf.experiment.run_callbacks import RunEarlyStopping
+from sasrec_tf.early_stopping import ValidatedEarlyStopping
 
 MONITOR = "val_ndcg@10"
 
@@ -49,7 +49,7 @@ def test_the_defaults_are_keras_early_stopping_exactly():
         for skipped in rng.choice(12, size=3, replace=False):
             curve[skipped] = None
         patience = int(rng.integers(1, 4))
-        ours = RunEarlyStopping(MONITOR, patience)
+        ours = ValidatedEarlyStopping(MONITOR, patience)
         keras_rule = keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=patience,
                                                    restore_best_weights=True)
         validated = [i for i, v in enumerate(curve) if v is not None]
@@ -57,7 +57,7 @@ def test_the_defaults_are_keras_early_stopping_exactly():
         keras_model = _EpochModel()
         keras_rule.set_model(keras_model)
         keras_rule.on_train_begin()
-        for epoch in validated:  # ValidatedEarlyStopping shows Keras only the validated epochs
+        for epoch in validated:  # Keras' rule shown only the validated epochs
             keras_model.epoch = epoch + 1
             keras_rule.on_epoch_end(epoch, {MONITOR: curve[epoch]})
             if keras_model.stop_training:
@@ -72,14 +72,14 @@ DIP = [0.10, 0.20, 0.30, 0.22, 0.31, 0.33, 0.35, 0.36]
 
 
 def test_one_dip_ends_a_run_under_the_plain_rule():
-    callback = RunEarlyStopping(MONITOR, patience=1)
+    callback = ValidatedEarlyStopping(MONITOR, patience=1)
     model = _drive(callback, DIP)
     assert callback.stopped_epoch == 4
     assert model.restored == 3
 
 
 def test_smoothing_over_two_validations_survives_the_dip_and_keeps_the_best_epoch():
-    callback = RunEarlyStopping(MONITOR, patience=1, smoothing=2)
+    callback = ValidatedEarlyStopping(MONITOR, patience=1, smoothing=2)
     model = _drive(callback, DIP)
     assert callback.stopped_epoch == 0  # means 0.15 0.25 0.26 0.265 0.32 0.34 0.355: always better
     assert model.restored == 8
@@ -87,7 +87,7 @@ def test_smoothing_over_two_validations_survives_the_dip_and_keeps_the_best_epoc
 
 def test_smoothing_still_stops_a_curve_that_has_peaked():
     curve = [0.10, 0.30, 0.40, 0.30, 0.20, 0.10, 0.05, 0.02]
-    callback = RunEarlyStopping(MONITOR, patience=2, smoothing=3)
+    callback = ValidatedEarlyStopping(MONITOR, patience=2, smoothing=3)
     model = _drive(callback, curve)
     # means: .10 .20 .267 .333 .30 .20: best at epoch 4, no improvement at 5 and 6
     assert callback.stopped_epoch == 6
@@ -96,7 +96,7 @@ def test_smoothing_still_stops_a_curve_that_has_peaked():
 
 def test_min_delta_stops_on_gains_too_small_but_restores_the_raw_best():
     curve = [0.200, 0.201, 0.202, 0.203, 0.204]
-    callback = RunEarlyStopping(MONITOR, patience=2, min_delta=0.005)
+    callback = ValidatedEarlyStopping(MONITOR, patience=2, min_delta=0.005)
     model = _drive(callback, curve)
     assert callback.stopped_epoch == 3
     assert model.restored == 3
@@ -104,7 +104,7 @@ def test_min_delta_stops_on_gains_too_small_but_restores_the_raw_best():
 
 def test_min_epochs_forbids_an_early_stop_then_allows_it():
     curve = [0.30, 0.20, 0.20, 0.20, 0.20, 0.20]
-    callback = RunEarlyStopping(MONITOR, patience=1, min_epochs=5)
+    callback = ValidatedEarlyStopping(MONITOR, patience=1, min_epochs=5)
     model = _drive(callback, curve)
     assert callback.stopped_epoch == 5
     assert model.restored == 1
@@ -112,7 +112,7 @@ def test_min_epochs_forbids_an_early_stop_then_allows_it():
 
 def test_epochs_that_did_not_validate_are_neither_counted_nor_averaged():
     curve = [0.10, None, 0.30, None, 0.20, None, 0.35, None]
-    callback = RunEarlyStopping(MONITOR, patience=1, smoothing=2)
+    callback = ValidatedEarlyStopping(MONITOR, patience=1, smoothing=2)
     model = _drive(callback, curve)
     # validations .10 .30 .20 .35 -> means .10 .20 .25 .275: always better
     assert callback.stopped_epoch == 0 and model.restored == 7
@@ -120,7 +120,7 @@ def test_epochs_that_did_not_validate_are_neither_counted_nor_averaged():
 
 
 def test_the_stop_is_one_line_naming_the_rule_and_the_restored_epoch(capsys):
-    _drive(RunEarlyStopping(MONITOR, patience=1, smoothing=2, verbose=1), [0.3, 0.1, 0.1])
+    _drive(ValidatedEarlyStopping(MONITOR, patience=1, smoothing=2, verbose=1), [0.3, 0.1, 0.1])
     out = capsys.readouterr().out
     assert out.count("early stopping") == 1
     assert out.strip() == ("Epoch 2: early stopping: the mean val_ndcg@10 of the last 2 did not improve in 1 "

@@ -121,11 +121,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         data = read_data(args, pipeline)
     print(f"data: {data.num_users} users, {data.num_items} items, {int(data.lengths().sum())} interactions")
-    if features is not None:
-        aligned = features.aligned(data.vocab)
-        print(f"item features: {features.source}: {len(features)} items, {aligned.num_attributes()} attributes; "
-              f"{aligned.items_without_features} items of the log have none, {features.missing_from(data.vocab)} "
-              "with features have no interactions (not in the vocabulary; sasrec-tf add-items adds them)")
     print(format_config(config, str(Path(args.out) / CONFIG_FILE)))
     verbose = 1 if sys.stdout.isatty() else 2  # a progress bar on a terminal, one line per epoch in a log
     try:

@@ -32,7 +32,7 @@ class RankingMetricsCallback(keras.callbacks.Callback):
     epoch that did not validate gets **no** ``val_*`` key: the console, TensorBoard (which then
     writes validation scalars only at validated epochs) and every monitor see only what was
     measured. Keras' ``EarlyStopping`` would warn on such an epoch and count it as "no
-    improvement": use :class:`sasrec_tf.training.ValidatedEarlyStopping` (what
+    improvement": use :class:`sasrec_tf.early_stopping.ValidatedEarlyStopping` (what
     :func:`sasrec_tf.training.fit` uses), whose patience counts evaluations.
 
     At the end of training the model's ``History`` is aligned: Keras appends a key only at the

@@ -36,7 +36,7 @@ from sasrec_tf.evaluation.callback import users_progress
 from sasrec_tf.experiment import run_dir
 from sasrec_tf.experiment.inputs import (align_features, check_evaluable, check_trainable, name_the_bad_shard,
                                          read_shards, sharded_input)
-from sasrec_tf.experiment.run_callbacks import BestEpoch, RunEarlyStopping, RunProgress, TimeLimit
+from sasrec_tf.experiment.run_callbacks import BestEpoch, RunProgress, TimeLimit
 from sasrec_tf.files import atomic_write_json
 from sasrec_tf.run_options import TrainOptions
 from sasrec_tf.warmstart import warm_start as copy_parent
@@ -142,7 +142,7 @@ def _prepare(data, config: SASRecConfig, options: TrainOptions, *, out_dir, over
         trained = np.asarray(run.item_counts) > 0
         run.model.set_item_features(aligned.padded(), trained)
         run.features_summary = {
-            "source": item_features.source, "fusion": config.feature_fusion,
+            "source": item_features.source, "fusion": config.feature_fusion, "items_read": len(item_features),
             "attributes": aligned.num_attributes(), "items_with_features": data.num_items - aligned.items_without_features,
             "items_without_features": aligned.items_without_features,
             "features_without_interactions": item_features.missing_from(data.vocab),
@@ -156,17 +156,22 @@ def _prepare(data, config: SASRecConfig, options: TrainOptions, *, out_dir, over
     return run
 
 
+def describe_features(summary: dict[str, Any]) -> str:
+    """One line on a run's item features (``metrics.json``'s ``item_features``): what was read and
+    what of it the vocabulary has, counted once, where the model gets them."""
+    return (f"item features: {summary['source']}: {summary['items_read']} items, {summary['attributes']} "
+            f"attributes, fusion "
+            f"{summary['fusion']}; {summary['items_without_features']} items of the log have none, "
+            f"{summary['features_without_interactions']} with features have no interactions (not in the "
+            f"vocabulary; sasrec-tf add-items adds them), {summary['items_not_trained_on']} never trained on")
+
+
 def _fit(run: _Run, options: TrainOptions, *, callbacks: Sequence[Any], verbose, strategy) -> _Fitted:
-    """Train; with ``patience`` the run selects its model on validation: :class:`RunEarlyStopping`
+    """Train; with ``patience`` the run selects its model on validation: ``fit``'s early stopping
     restores the best validated weights however training ends. Without it, the final weights are
     the model."""
     best = BestEpoch(f"val_{options.monitor}")
     extra: list[Any] = [best]
-    stopping = None
-    if options.patience is not None and len(run.split.valid_targets):
-        stopping = RunEarlyStopping(f"val_{options.monitor}", options.patience, min_delta=options.min_delta,
-                                    smoothing=options.smoothing, min_epochs=options.min_epochs,
-                                    verbose=1 if verbose else 0)
     if run.out_dir is not None and run.chief:
         extra.append(RunProgress(run.out_dir, run.fingerprint, run.progress))
     limit = None
@@ -180,9 +185,11 @@ def _fit(run: _Run, options: TrainOptions, *, callbacks: Sequence[Any], verbose,
     started = time.perf_counter()
     try:
         history = training.fit(run.model, run.split, out_dir=run.out_dir, eval_every=options.eval_every,
+                               patience=options.patience, min_delta=options.min_delta,
+                               smoothing=options.smoothing, min_epochs=options.min_epochs,
                                monitor=options.monitor, max_eval_users=options.max_eval_users,
                                repeated_targets=options.repeated_targets, callbacks=[*extra, *callbacks],
-                               verbose=verbose, strategy=strategy, early_stopping=stopping, **staged,
+                               verbose=verbose, strategy=strategy, **staged,
                                **sharded_input(run.shards, run.config, run.model.distribute_strategy))
     except Exception as err:
         name_the_bad_shard(run.shards, err)
@@ -372,6 +379,8 @@ def train_and_evaluate(
         raise ValueError("a run written to out_dir evaluates every stage: drop stages or out_dir")
     run = _prepare(data, config, options, out_dir=out_dir, overwrite=overwrite, strategy=strategy, shards=shards,
                    warm_start=warm_start, item_features=item_features)
+    if verbose and run.features_summary is not None:
+        print(describe_features(run.features_summary), flush=True)
     staging = _finished_training(run, strategy)
     resumed_trained = staging is not None
     if resumed_trained:  # killed after training, in the final evaluation or publish: finish that
