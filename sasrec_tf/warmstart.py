@@ -193,7 +193,10 @@ def add_cold_items(trained: Any, features: Any) -> tuple[Any, ColdItems]:
     grown = SASRec(model.config, num_items=len(vocab), num_users=model.num_users,
                    num_attributes=model.num_attributes, max_item_attributes=width).build_weights()
     warm_start(grown, trained, vocab, attribute_names=trained.attribute_names)
-    grown.set_item_features(table, np.concatenate([old.id_mask.numpy() > 0, np.zeros(len(new_ids), bool)]))
+    dropout_counts = (None if old.target_counts is None else  # frequency-aware id dropout: never seen
+                      np.concatenate([old.target_counts.numpy(), np.zeros(len(new_ids), np.float32)]))
+    grown.set_item_features(table, np.concatenate([old.id_mask.numpy() > 0, np.zeros(len(new_ids), bool)]),
+                            dropout_counts)
     if model.target_counts is not None:  # the objective's counts: the new items were never targets
         grown.target_counts.assign(np.concatenate([model.target_counts.numpy(), np.ones(len(new_ids), np.float32)]))
     counts = None

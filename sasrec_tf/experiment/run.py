@@ -140,7 +140,7 @@ def _prepare(data, config: SASRecConfig, options: TrainOptions, *, out_dir, over
     if aligned is not None:
         run.features = aligned
         trained = np.asarray(run.item_counts) > 0
-        run.model.set_item_features(aligned.padded(), trained)
+        run.model.set_item_features(aligned.padded(), trained, target_counts=run.item_counts)
         run.features_summary = {
             "source": item_features.source, "fusion": config.feature_fusion,
             "attributes": aligned.num_attributes(), "items_with_features": data.num_items - aligned.items_without_features,
