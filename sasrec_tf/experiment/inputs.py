@@ -94,11 +94,9 @@ def align_features(item_features, data, config: SASRecConfig, parent):
     if config.feature_fusion == "none":
         raise OptionError("feature_fusion", "item features need SASRecConfig.feature_fusion 'sum', 'concat' or "
                           "'gate' (it is 'none')")
-    names = None
-    if parent is not None:
-        names = parent.attribute_names
-        if names is None:
-            raise ValueError("the warm-start parent has no item features: train from scratch to add them")
+    # A parent with features fixes the attribute ids; one without them starts a fresh attribute
+    # vocabulary (warmstart.warm_start copies its id rows, the feature weights start fresh).
+    names = parent.attribute_names if parent is not None else None
     return item_features.aligned(data.vocab, attribute_names=names, grow=True)
 
 
