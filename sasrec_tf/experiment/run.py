@@ -94,7 +94,7 @@ def _prepare(data, config: SASRecConfig, options: TrainOptions, *, out_dir, over
         if shards is not None:
             raise ValueError("warm start reads an interaction log, not shards (--data-format log)")
         parent = artifacts.load_trained(warm_start)
-    aligned = align_features(item_features, data, config, parent)
+    aligned = align_features(item_features, data, config, parent, shards=shards)
     check_trainable(data, config)
     split = leave_one_out(data)
     check_evaluable(data, split, options)
