@@ -115,3 +115,21 @@ def test_a_cold_start_run_gives_the_layer_the_training_splits_counts_without_the
     counts = result.model.item_representation.target_counts.numpy()
     np.testing.assert_array_equal(counts, training_item_counts(held_out.train, data.num_items))
     assert (counts[cold.items] == 0).all() and counts[1:].sum() > 0
+
+
+def test_items_added_without_training_keep_the_models_counts_and_count_0():
+    from sasrec_tf import SASRec
+    from sasrec_tf.artifacts import TrainedModel
+    from sasrec_tf.data.item_features import ItemFeatures
+    from sasrec_tf.data.vocab import ItemVocabulary
+    from sasrec_tf.warmstart import add_cold_items
+
+    config = SASRecConfig(max_len=4, hidden_units=8, num_blocks=1, feature_fusion="sum", feature_id_dropout_count=3)
+    model = SASRec(config, 5, num_attributes=2, max_item_attributes=1).build_weights()
+    model.set_item_features(np.array([[0], [1], [2], [1], [2], [1]]), np.ones(6, bool), target_counts=[0, 1, 2, 3, 4, 5])
+    trained = TrainedModel(model=model, vocab=ItemVocabulary(list("abcde")), attribute_names=("x", "y"))
+    grown, added = add_cold_items(trained, ItemFeatures({"f": ("y",)}, source="new items"))
+    assert added.added == 1
+    layer = grown.model.item_representation
+    assert layer.id_dropout_count == 3
+    np.testing.assert_array_equal(layer.target_counts.numpy(), [0, 1, 2, 3, 4, 5, 0])
