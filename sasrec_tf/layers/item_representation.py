@@ -2,7 +2,7 @@
 
 The attribute table (each item's attribute ids, padded with 0), the per-item id mask (1 for
 items trained on, 0 for items that never occurred in training: cold) and, with a frequency-aware
-id dropout, the items' training-target counts are non-trainable weights,
+id dropout, the items' training counts are non-trainable weights,
 so ``model.keras`` carries them and a cold item is represented by its features alone, never by an
 untrained id row. Every operation is row-wise, so ``call(table, all ids)`` (the prediction
 layer's matrix) and ``call(table[ids], ids)`` (the input) agree.
@@ -41,7 +41,8 @@ class ItemRepresentation(keras.layers.Layer):
         (DropoutNet, Volkovs et al. 2017), so that items are also scored from their attributes
         alone, as cold items are.
       id_dropout_count: ``c``; 0 drops every item's id part with ``r``. With ``c > 0`` the rate is
-        frequency-aware: item ``i``, occurring ``n_i`` times in the training sequences, is dropped with
+        frequency-aware: item ``i``, occurring ``n_i`` times in the training sequences, is dropped
+        with
         ``p_i = r * max(0, 1 - n_i / c)``: items seen ``c`` times or more always keep their id
         (their rows are well trained: dropping them only costs warm quality), rare ones are
         dropped almost at ``r`` (they learn to rely on their attributes, as cold items must).
