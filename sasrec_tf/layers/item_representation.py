@@ -41,9 +41,8 @@ class ItemRepresentation(keras.layers.Layer):
         (DropoutNet, Volkovs et al. 2017), so that items are also scored from their attributes
         alone, as cold items are.
       id_dropout_count: ``c``; 0 drops every item's id part with ``r``. With ``c > 0`` the rate is
-        frequency-aware: item ``i``, occurring ``n_i`` times in the training sequences, is dropped
-        with
-        ``p_i = r * max(0, 1 - n_i / c)``: items seen ``c`` times or more always keep their id
+        frequency-aware: item ``i``, occurring ``n_i`` times in the training sequences, is
+        dropped with ``p_i = r * max(0, 1 - n_i / c)``: items seen ``c`` times or more keep their id
         (their rows are well trained: dropping them only costs warm quality), rare ones are
         dropped almost at ``r`` (they learn to rely on their attributes, as cold items must).
         The counts ``n_i`` (:meth:`set_features`' ``target_counts``: the training split's, those of
