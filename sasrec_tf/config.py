@@ -73,7 +73,11 @@ class SASRecConfig:
     (concatenation projected to ``hidden_units``) and ``"gate"`` (a learned gate) need item
     features; an item never trained on is represented by its features alone.
     ``feature_id_dropout`` drops the id part of an item in a training lookup with that
-    probability (DropoutNet), so the model also learns to score items from their features alone.
+    probability (DropoutNet), so the model also learns to score items from their features alone;
+    ``feature_id_dropout_count`` ``c`` > 0 makes that probability frequency-aware: an item that
+    occurs ``n`` times in the training sequences is dropped with
+    ``feature_id_dropout * max(0, 1 - n / c)``, so frequent items keep their id and rare ones
+    learn to rely on their features (0: every item with ``feature_id_dropout``, as before).
 
     ``contrastive_weight`` > 0 adds an auxiliary InfoNCE term (DuoRec / CL4SRec family): each
     training window is encoded twice under independent dropout, and the two last-position
@@ -112,6 +116,7 @@ class SASRecConfig:
     item_dropout_rate: float = 0.0  # dropout on the item table, shared by input and output (RecTools)
     feature_fusion: str = "none"  # item features: none (ids only, the paper), sum, concat or gate
     feature_id_dropout: float = 0.5  # item features: P(a training lookup drops the id part), for cold items
+    feature_id_dropout_count: int = 0  # > 0: item i dropped with feature_id_dropout * max(0, 1 - count_i / this)
     # Training.
     learning_rate: float = 1e-3
     weight_decay: float = 0.0  # > 0: AdamW's decoupled weight decay (not on biases or LayerNorm)
@@ -168,6 +173,9 @@ class SASRecConfig:
         if not 0.0 <= self.feature_id_dropout < 1.0:
             raise OptionError("feature_id_dropout",
                               f"SASRecConfig.feature_id_dropout must be in [0, 1), got {self.feature_id_dropout!r}")
+        if self.feature_id_dropout_count < 0:
+            raise OptionError("feature_id_dropout_count", "SASRecConfig.feature_id_dropout_count must be an integer "
+                              f">= 0 (training-target count), got {self.feature_id_dropout_count!r}")
         if not 0.0 <= self.item_dropout_rate < 1.0:
             raise OptionError("item_dropout_rate",
                               f"SASRecConfig.item_dropout_rate must be in [0, 1), got {self.item_dropout_rate!r}")

@@ -112,7 +112,7 @@ class SASRec(keras.Model):
                                  "(num_attributes and max_item_attributes >= 1; --item-features on the command line)")
             self.item_representation = ItemRepresentation(
                 self.num_items, self.num_attributes, self.max_item_attributes, d, config.feature_fusion,
-                id_dropout_rate=config.feature_id_dropout,
+                id_dropout_rate=config.feature_id_dropout, id_dropout_count=config.feature_id_dropout_count,
                 embeddings_initializer=_embedding_initializer(config.embedding_initializer),
                 embeddings_regularizer=regularizer, name="item_representation")
         self.encoder = SASRecEncoder(
@@ -216,11 +216,12 @@ class SASRec(keras.Model):
     def uses_item_features(self) -> bool:
         return self.item_representation is not None
 
-    def set_item_features(self, attribute_table, trained_items) -> None:
+    def set_item_features(self, attribute_table, trained_items, target_counts=None) -> None:
         """Set the attribute table (``[N + 1, <= max_item_attributes]`` attribute ids per dense
         item, 0-padded: :meth:`sasrec_tf.data.item_features.AlignedFeatures.padded`) and which
         items have been trained on (``[N + 1]`` bool; the others, cold, are represented by their
-        attributes alone).
+        attributes alone); with ``feature_id_dropout_count``, ``target_counts`` (``[N + 1]``
+        training-target counts) set each item's id-dropout probability.
 
         Raises:
           ValueError: a model without item features, or tables of the wrong shape.
@@ -228,7 +229,7 @@ class SASRec(keras.Model):
         if self.item_representation is None:
             raise ValueError("this model uses no item features (feature_fusion='none')")
         self.build()
-        self.item_representation.set_features(attribute_table, trained_items)
+        self.item_representation.set_features(attribute_table, trained_items, target_counts)
 
     @contextlib.contextmanager
     def _item_table_dropout(self, training):

@@ -15,7 +15,9 @@ A daily retraining run starts from the parent model instead of random weights:
 With **item features** (``feature_fusion`` not ``"none"``) the attribute embedding's rows follow
 the attribute tokens (the parent's keep theirs, new tokens are appended), and the id rows of items
 the parent never trained on (new, or cold there) start at zero: such an item starts from its
-features alone, the vector a cold item is served with. :func:`add_cold_items` grows a trained
+features alone, the vector a cold item is served with. A parent **without** features can start a
+feature model: its id rows and other weights are copied, the attribute embedding and the fusion
+weights start fresh (``WarmStart.fresh_weights`` counts them). :func:`add_cold_items` grows a trained
 model by items that have features and no interactions at all, without training.
 
 Items the parent knew that no longer occur in today's log are **kept**: their ids and rows stay,
@@ -48,9 +50,13 @@ class WarmStart:
     new_items: int  # items the parent did not know: fresh rows
     retired_items: int  # parent items absent from the new log: rows and ids kept
     copied_weights: int  # weight tensors copied (item tables included)
+    fresh_weights: int = 0  # a parent without item features: the feature weights started fresh
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        record = dataclasses.asdict(self)
+        if not self.fresh_weights:  # the record of every other warm start, as it was
+            del record["fresh_weights"]
+        return record
 
 
 def extend_vocabulary(parent: ItemVocabulary, interactions: pd.DataFrame) -> ItemVocabulary:
@@ -82,7 +88,7 @@ def warm_start(model: Any, parent: Any, vocab: ItemVocabulary, *, item_counts: A
 
     Raises:
       ValueError: a user-embedding model, a vocabulary that does not extend the parent's, or an
-        architecture that differs from the parent's.
+        architecture that differs from the parent's (beyond item features this model adds).
     """
     if getattr(model, "uses_user_embedding", False) or getattr(parent.model, "uses_user_embedding", False):
         raise ValueError("warm start does not support models with a user embedding (use_user_embedding=true): "
@@ -95,14 +101,19 @@ def warm_start(model: Any, parent: Any, vocab: ItemVocabulary, *, item_counts: A
         raise ValueError(f"the vocabulary has {len(vocab)} items but the model {model.num_items}")
     tables = {layer.embeddings.name for layer in _item_tables(model)}
     features = getattr(model, "item_representation", None)
-    if (features is None) != (getattr(parent.model, "item_representation", None) is None):
-        raise ValueError("the parent's architecture differs: one of the two models uses item features; "
-                         "train from scratch")
-    attribute_table = features.attribute_embedding.embeddings.name if features is not None else None
+    parent_features = getattr(parent.model, "item_representation", None)
+    if features is None and parent_features is not None:
+        raise ValueError("the parent's architecture differs: the parent uses item features and this model does "
+                         "not; train from scratch (or pass --item-features)")
+    # A parent without features into a feature model: its id rows (and everything else) are copied,
+    # the attribute embedding and the fusion weights start fresh.
+    fresh = ({weight.name for weight in features.trainable_weights}
+             if features is not None and parent_features is None else set())
+    attribute_table = features.attribute_embedding.embeddings.name if parent_features is not None else None
     # Trainable weights only: the learned parameters. Item counts (popularity, log-q) come from
     # the new training data, metric trackers start at zero.
     source = {weight.name: weight for weight in parent.model.trainable_weights}
-    target = list(model.trainable_weights)
+    target = [weight for weight in model.trainable_weights if weight.name not in fresh]
     differ = sorted(set(source) ^ {weight.name for weight in target})
     if differ:
         raise ValueError(f"the parent's architecture differs (weights {differ[:3]}): warm start needs the "
@@ -110,7 +121,7 @@ def warm_start(model: Any, parent: Any, vocab: ItemVocabulary, *, item_counts: A
     base_terms = np.array([PAD_TOKEN, *old_ids], dtype=object)
     new_terms = np.array([PAD_TOKEN, *vocab.ids], dtype=object)
     terms = {name: (base_terms, new_terms) for name in tables}
-    if features is not None:
+    if attribute_table is not None:
         old_names, new_names = tuple(parent.attribute_names or ()), tuple(attribute_names or ())
         if new_names[: len(old_names)] != old_names or len(new_names) != model.num_attributes:
             raise ValueError("the new attribute vocabulary must keep the parent's attributes first, in order")
@@ -127,7 +138,8 @@ def warm_start(model: Any, parent: Any, vocab: ItemVocabulary, *, item_counts: A
             initial = weight.numpy()
             if features is not None and weight.name in tables:  # untrained items start from their features
                 initial = np.zeros_like(initial)
-                value = value * parent.model.item_representation.id_mask.numpy()[:, None]
+                if parent_features is not None:  # a parent without features trained every row it has
+                    value = value * parent_features.id_mask.numpy()[:, None]
             base, new = terms[weight.name]
             value = keras.utils.warmstart_embedding_matrix(
                 base_vocabulary=base, new_vocabulary=new, base_embeddings=value,
@@ -135,7 +147,7 @@ def warm_start(model: Any, parent: Any, vocab: ItemVocabulary, *, item_counts: A
         weight.assign(value)
     known = len(old_ids) if item_counts is None else int(np.count_nonzero(np.asarray(item_counts)[1:len(old_ids) + 1]))
     return WarmStart(parent=str(parent_path), known_items=known, new_items=len(vocab) - len(old_ids),
-                     retired_items=len(old_ids) - known, copied_weights=len(target))
+                     retired_items=len(old_ids) - known, copied_weights=len(target), fresh_weights=len(fresh))
 
 
 def _item_tables(model: Any) -> list:
@@ -193,7 +205,10 @@ def add_cold_items(trained: Any, features: Any) -> tuple[Any, ColdItems]:
     grown = SASRec(model.config, num_items=len(vocab), num_users=model.num_users,
                    num_attributes=model.num_attributes, max_item_attributes=width).build_weights()
     warm_start(grown, trained, vocab, attribute_names=trained.attribute_names)
-    grown.set_item_features(table, np.concatenate([old.id_mask.numpy() > 0, np.zeros(len(new_ids), bool)]))
+    dropout_counts = (None if old.target_counts is None else  # frequency-aware id dropout: never seen
+                      np.concatenate([old.target_counts.numpy(), np.zeros(len(new_ids), np.float32)]))
+    grown.set_item_features(table, np.concatenate([old.id_mask.numpy() > 0, np.zeros(len(new_ids), bool)]),
+                            dropout_counts)
     if model.target_counts is not None:  # the objective's counts: the new items were never targets
         grown.target_counts.assign(np.concatenate([model.target_counts.numpy(), np.ones(len(new_ids), np.float32)]))
     counts = None

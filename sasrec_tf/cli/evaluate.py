@@ -1,8 +1,16 @@
-"""``sasrec-tf evaluate``: re-evaluate a trained model directory on a log (valid and test)."""
+"""``sasrec-tf evaluate``: re-evaluate a trained model directory on a log (valid and test).
+
+A model trained under the cold-start protocol (``train --cold-items``) is evaluated on the split it
+was evaluated on: the hold-out its run recorded (``metrics.json``'s or ``card.json``'s
+``cold_start``: fraction and seed) is applied again, and cold and warm targets are reported.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+from typing import Any
 
 from sasrec_tf.choices import STAGES
 from sasrec_tf.cli.common import (UsageError, add_data_flags, add_option_flag, add_repeated_targets_flag, default_of,
@@ -38,11 +46,44 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("this model has user embeddings: evaluate it on the users it was trained on")
     split = leave_one_out(data)
     check_evaluable(data, split, options)
-    metrics = {stage: evaluate(trained.model, split, stage=stage, seed=args.seed, num_negatives=options.eval_negatives,
-                               repeated_targets=options.repeated_targets, progress=evaluation_progress(stage))
-               for stage in STAGES}
+    cold = None
+    recorded, record = _recorded_cold_start(Path(args.model))
+    if record is not None:
+        from sasrec_tf.data.cold_start import hold_out_as_recorded
+
+        split, cold = hold_out_as_recorded(split, record, source=str(recorded))
+        print(f"cold start as the training run held out ({recorded}): {len(cold.items)} of {data.num_items} items "
+              f"(fraction {cold.fraction}, seed {cold.seed}); cold and warm targets reported", flush=True)
+    protocol = {"cold_items": cold.items} if cold is not None else {}
+    metrics: dict[str, Any] = {
+        stage: evaluate(trained.model, split, stage=stage, seed=args.seed, num_negatives=options.eval_negatives,
+                        repeated_targets=options.repeated_targets, progress=evaluation_progress(stage), **protocol)
+        for stage in STAGES}
+    if cold is not None:
+        metrics["cold_start"] = cold.to_dict()
     print(format_table([("valid", metrics["valid"]), ("test", metrics["test"])]))
     if args.out:
         write_json(args.out, metrics)
         print(f"wrote {args.out}")
     return 0
+
+
+def _recorded_cold_start(model_dir: Path) -> tuple[Path | None, Any]:
+    """Where the training run recorded its cold-start hold-out and the record (``metrics.json``,
+    else ``card.json``); ``(None, None)`` for a run without one."""
+    from sasrec_tf.card import CARD_FILE
+    from sasrec_tf.layout import METRICS_FILE
+
+    for name in (METRICS_FILE, CARD_FILE):
+        path = model_dir / name
+        if not path.is_file():
+            continue
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise UsageError(f"{path} is unreadable: it records whether the run held out cold items") from None
+        if isinstance(record, dict) and "cold_start" in record:
+            return path, record["cold_start"]
+        if isinstance(record, dict):
+            return None, None
+    return None, None

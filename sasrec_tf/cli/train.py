@@ -15,7 +15,7 @@ from sasrec_tf.choices import LAYER_NORM_PLACEMENTS
 from sasrec_tf.config import SASRecConfig
 from sasrec_tf.run_options import TrainOptions
 from sasrec_tf.distribute import STRATEGIES, global_batch_size, is_chief, make_strategy
-from sasrec_tf.layout import CONFIG_FILE
+from sasrec_tf.layout import ATTRIBUTES_FILE, CONFIG_FILE
 
 # SASRecConfig fields that get their own flag, with their help; any field can be set with --set NAME=VALUE.
 CONFIG_FLAGS = {
@@ -118,6 +118,9 @@ def run(args: argparse.Namespace) -> int:
         data = read_data(args, pipeline, vocab=parent_vocab, grow=True)
         print(f"warm start from {args.warm_start}: {len(parent_vocab)} known items, "
               f"{data.num_items - len(parent_vocab)} new")
+        if features is not None and not (Path(args.warm_start) / ATTRIBUTES_FILE).is_file():
+            print("warm start: the parent has no item features: its id rows are copied, the attribute embedding "
+                  "and the fusion weights start fresh")
     else:
         data = read_data(args, pipeline)
     print(f"data: {data.num_users} users, {data.num_items} items, {int(data.lengths().sum())} interactions")

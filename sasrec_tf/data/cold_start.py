@@ -27,8 +27,8 @@ import numpy as np
 
 from sasrec_tf.choices import TARGET_GROUPS
 
-__all__ = ["TARGET_GROUPS", "ColdStart", "check_fraction", "choose_cold_items", "cold_target_mask", "hold_out_items",
-           "remove_items"]
+__all__ = ["TARGET_GROUPS", "ColdStart", "check_fraction", "choose_cold_items", "cold_target_mask", "hold_out_as_recorded",
+           "hold_out_items", "remove_items"]
 
 def check_fraction(fraction: float) -> float:
     """``fraction`` as a float in ``[0, 1)``; ``ValueError`` otherwise."""
@@ -139,4 +139,34 @@ def hold_out_items(split: Any, fraction: float, seed: int = 0) -> tuple[Any, Col
         removed_history_items={"valid": removed_valid, "test": removed_test},
         cold_targets={stage: int(cold_target_mask(getattr(split, f"{stage}_targets"), items).sum())
                       for stage in ("valid", "test")})
+    return held_out, cold
+
+
+def hold_out_as_recorded(split: Any, record: Any, source: str = "the run's record") -> tuple[Any, ColdStart]:
+    """:func:`hold_out_items` again, as a training run recorded it (:meth:`ColdStart.to_dict`:
+    ``metrics.json``'s and the model card's ``cold_start``), so a model is re-evaluated on the
+    split it was trained and evaluated on (``sasrec-tf evaluate``).
+
+    The fraction and seed choose the same items for the same catalogue; the catalogue size and the
+    number of held-out items are checked against the record.
+
+    Raises:
+      ValueError: a record without a fraction and seed, of another catalogue size, or whose items
+        cannot be chosen again (named by ``source``).
+    """
+    if not isinstance(record, dict):
+        raise ValueError(f"{source}: cold_start must be an object with fraction and seed, got {record!r}")
+    try:
+        fraction, seed = check_fraction(record["fraction"]), int(record["seed"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{source}: cold_start needs a fraction in [0, 1) and an integer seed ({err})") from None
+    catalogue = record.get("catalogue_items")
+    if catalogue is not None and int(catalogue) != int(split.num_items):
+        raise ValueError(f"{source}: the training run held out items of a catalogue of {catalogue} items, this "
+                         f"log's has {split.num_items}: the hold-out cannot be applied again")
+    held_out, cold = hold_out_items(split, fraction, seed)
+    expected = record.get("cold_items")
+    if expected is not None and int(expected) != len(cold.items):
+        raise ValueError(f"{source}: the training run held out {expected} items, fraction {fraction} and seed {seed} "
+                         f"choose {len(cold.items)} here")
     return held_out, cold

@@ -1,6 +1,7 @@
 """What a training run reads, checked before anything is built: the log (can it train and be
 evaluated?), TFRecord shards (verified against their manifest, and named when one breaks while
-training), and item features (aligned to the vocabulary and to a warm-start parent's attributes)."""
+training), and item features (aligned to the vocabulary -- a log's, or the one a shard manifest
+records -- and to a warm-start parent's attributes)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from sasrec_tf import parameter_server
 from sasrec_tf.config import OBJECTIVE_SPECS, OptionError, SASRecConfig
 from sasrec_tf.run_options import TrainOptions
 
-__all__ = ["align_features", "check_evaluable", "check_trainable", "name_the_bad_shard", "read_shards",
-           "sharded_input"]
+__all__ = ["align_features", "check_evaluable", "check_shard_vocabulary", "check_trainable", "name_the_bad_shard",
+           "read_shards", "sharded_input"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,9 +84,15 @@ def check_evaluable(data, split, options: TrainOptions) -> None:
             f"{data.num_items} items, which leaves {unseen[worst]}: {fix}")
 
 
-def align_features(item_features, data, config: SASRecConfig, parent):
-    """The item features by dense id (None without), checked against the configuration and a
-    warm-start parent (whose attribute ids they keep)."""
+def align_features(item_features, data, config: SASRecConfig, parent, shards=None):
+    """The item features by dense id (None without), checked against the configuration, a
+    warm-start parent (whose attribute ids they keep) and TFRecord ``shards``, whose manifest's
+    vocabulary maps their dense ids to the raw ids the features name (:func:`check_shard_vocabulary`).
+
+    Raises:
+      OptionError: features without a fusion, or a fusion without features.
+      ValueError: shards whose vocabulary cannot align the features.
+    """
     if item_features is None:
         if config.feature_fusion != "none":
             raise OptionError("feature_fusion", f"SASRecConfig.feature_fusion={config.feature_fusion!r} needs item "
@@ -94,12 +101,33 @@ def align_features(item_features, data, config: SASRecConfig, parent):
     if config.feature_fusion == "none":
         raise OptionError("feature_fusion", "item features need SASRecConfig.feature_fusion 'sum', 'concat' or "
                           "'gate' (it is 'none')")
-    names = None
-    if parent is not None:
-        names = parent.attribute_names
-        if names is None:
-            raise ValueError("the warm-start parent has no item features: train from scratch to add them")
-    return item_features.aligned(data.vocab, attribute_names=names, grow=True)
+    # A parent with features fixes the attribute ids; one without them starts a fresh attribute
+    # vocabulary (warmstart.warm_start copies its id rows, the feature weights start fresh).
+    names = parent.attribute_names if parent is not None else None
+    if shards is not None:
+        check_shard_vocabulary(shards, data)
+    aligned = item_features.aligned(data.vocab, attribute_names=names, grow=True)
+    if shards is not None and aligned.items_without_features == data.num_items:
+        raise ValueError(f"{item_features.source}: no item of the shards' vocabulary ({shards.directory}) has "
+                         "features: the features must name the raw item ids the shards were written from")
+    return aligned
+
+
+def check_shard_vocabulary(shards, data) -> None:
+    """Raise ``ValueError`` unless the shards' manifest names a vocabulary of exactly its
+    ``num_items`` items (the raw id of each dense id the records hold), as ``data`` (read from the
+    shards) does: item features are aligned by raw id through it."""
+    from pathlib import Path
+
+    name = shards.manifest.get("vocab")
+    where = Path(shards.directory) / (name or "vocab.txt")
+    if not name:
+        raise ValueError(f"{shards.directory}: the manifest records no vocabulary, so item features cannot be "
+                         "aligned to the shards' item ids; write the shards with `sasrec-tf shard`")
+    if len(shards.vocab) != shards.num_items or len(data.vocab) != shards.num_items:
+        raise ValueError(f"{where}: {len(shards.vocab)} items, but the manifest records {shards.num_items}: item "
+                         "features cannot be aligned to the shards' item ids; write the shards again "
+                         "(`sasrec-tf shard --overwrite`)")
 
 
 def sharded_input(shards, config: SASRecConfig, strategy) -> dict[str, Any]:

@@ -94,7 +94,7 @@ def _prepare(data, config: SASRecConfig, options: TrainOptions, *, out_dir, over
         if shards is not None:
             raise ValueError("warm start reads an interaction log, not shards (--data-format log)")
         parent = artifacts.load_trained(warm_start)
-    aligned = align_features(item_features, data, config, parent)
+    aligned = align_features(item_features, data, config, parent, shards=shards)
     check_trainable(data, config)
     split = leave_one_out(data)
     check_evaluable(data, split, options)
@@ -140,7 +140,7 @@ def _prepare(data, config: SASRecConfig, options: TrainOptions, *, out_dir, over
     if aligned is not None:
         run.features = aligned
         trained = np.asarray(run.item_counts) > 0
-        run.model.set_item_features(aligned.padded(), trained)
+        run.model.set_item_features(aligned.padded(), trained, target_counts=run.item_counts)
         run.features_summary = {
             "source": item_features.source, "fusion": config.feature_fusion, "items_read": len(item_features),
             "attributes": aligned.num_attributes(), "items_with_features": data.num_items - aligned.items_without_features,

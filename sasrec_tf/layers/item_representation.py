@@ -1,7 +1,8 @@
 """``ItemRepresentation``: an item's vector from its id embedding and its attributes (item features).
 
-The attribute table (each item's attribute ids, padded with 0) and the per-item id mask (1 for
-items trained on, 0 for items that never occurred in training: cold) are non-trainable weights,
+The attribute table (each item's attribute ids, padded with 0), the per-item id mask (1 for
+items trained on, 0 for items that never occurred in training: cold) and, with a frequency-aware
+id dropout, the items' training counts are non-trainable weights,
 so ``model.keras`` carries them and a cold item is represented by its features alone, never by an
 untrained id row. Every operation is row-wise, so ``call(table, all ids)`` (the prediction
 layer's matrix) and ``call(table[ids], ids)`` (the input) agree.
@@ -36,9 +37,16 @@ class ItemRepresentation(keras.layers.Layer):
         (``g·m·e + (1 - g)·a`` with ``g = sigmoid(W [m·e; a] + b)``), where ``e`` is the id
         vector, ``m`` the item's id mask and ``a`` the mean of its attribute embeddings (0 for
         an item without attributes).
-      id_dropout_rate: in training, the probability that a lookup drops an item's id part
+      id_dropout_rate: in training, the probability ``r`` that a lookup drops an item's id part
         (DropoutNet, Volkovs et al. 2017), so that items are also scored from their attributes
         alone, as cold items are.
+      id_dropout_count: ``c``; 0 drops every item's id part with ``r``. With ``c > 0`` the rate is
+        frequency-aware: item ``i``, occurring ``n_i`` times in the training sequences, is
+        dropped with ``p_i = r * max(0, 1 - n_i / c)``: items seen ``c`` times or more keep their id
+        (their rows are well trained: dropping them only costs warm quality), rare ones are
+        dropped almost at ``r`` (they learn to rely on their attributes, as cold items must).
+        The counts ``n_i`` (:meth:`set_features`' ``target_counts``: the training split's, those of
+        the popularity baseline, 0 for held-out cold items; 0 until set) are a weight.
       embeddings_initializer, embeddings_regularizer: of the attribute embedding (the item
         embedding's).
 
@@ -52,7 +60,7 @@ class ItemRepresentation(keras.layers.Layer):
     """
 
     def __init__(self, num_items, num_attributes, max_attributes, hidden_units, fusion="sum", id_dropout_rate=0.0,
-                 embeddings_initializer="uniform", embeddings_regularizer=None, **kwargs):
+                 id_dropout_count=0, embeddings_initializer="uniform", embeddings_regularizer=None, **kwargs):
         super().__init__(**kwargs)
         name = type(self).__name__
         self.num_items = check_int(name, "num_items", num_items)
@@ -61,6 +69,7 @@ class ItemRepresentation(keras.layers.Layer):
         self.hidden_units = check_int(name, "hidden_units", hidden_units)
         self.fusion = check_choice(name, "fusion", fusion, FEATURE_FUSIONS[1:])
         self.id_dropout_rate = check_rate(name, "id_dropout_rate", id_dropout_rate)
+        self.id_dropout_count = check_int(name, "id_dropout_count", id_dropout_count, minimum=0)
         self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
         self.embeddings_regularizer = keras.regularizers.get(embeddings_regularizer)
         self.attribute_embedding = keras.layers.Embedding(
@@ -78,6 +87,10 @@ class ItemRepresentation(keras.layers.Layer):
             initializer="zeros", trainable=False)
         self.id_mask = self.add_weight(name="id_mask", shape=(self.num_items + 1,), dtype=tf.float32,
                                        initializer="ones", trainable=False)
+        # Only with a frequency-aware dropout: the other models' weights (and files) stay as they were.
+        self.target_counts = (self.add_weight(name="target_counts", shape=(self.num_items + 1,), dtype=tf.float32,
+                                              initializer="zeros", trainable=False)
+                              if self.id_dropout_count else None)
         self.attribute_embedding.build((None,))
         for dense in (self.projection, self.gate):
             if dense is not None:
@@ -91,10 +104,18 @@ class ItemRepresentation(keras.layers.Layer):
         total = tf.reduce_sum(self.attribute_embedding(attributes) * present, axis=-2)
         return total / tf.maximum(tf.reduce_sum(present, axis=-2), 1.0)
 
+    def id_drop_probability(self, item_ids):
+        """The probability that a training lookup of ``item_ids`` drops their id part: the rate,
+        or ``[...]`` per item with ``id_dropout_count`` (see the class doc)."""
+        if not self.id_dropout_count:
+            return self.id_dropout_rate
+        counts = tf.gather(self.target_counts, item_ids)
+        return self.id_dropout_rate * tf.maximum(0.0, 1.0 - counts / float(self.id_dropout_count))
+
     def call(self, id_vectors, item_ids, training=None):
         mask = tf.gather(self.id_mask, item_ids)
         if training and self.id_dropout_rate > 0:
-            mask *= tf.cast(tf.random.uniform(tf.shape(mask)) >= self.id_dropout_rate, mask.dtype)
+            mask *= tf.cast(tf.random.uniform(tf.shape(mask)) >= self.id_drop_probability(item_ids), mask.dtype)
         masked = id_vectors * mask[..., tf.newaxis]
         pooled = self.pooled_attributes(item_ids)
         if self.fusion == "sum":
@@ -105,11 +126,23 @@ class ItemRepresentation(keras.layers.Layer):
         gate = self.gate(both)
         return gate * masked + (1.0 - gate) * pooled
 
-    def set_features(self, attribute_table, id_mask) -> None:
-        """Assign the attribute table (``[N + 1, <= max_attributes]`` ids; narrower is padded) and
-        the id mask (``[N + 1]``; padding's entry is set to 0)."""
+    def set_features(self, attribute_table, id_mask, target_counts=None) -> None:
+        """Assign the attribute table (``[N + 1, <= max_attributes]`` ids; narrower is padded), the
+        id mask (``[N + 1]``; padding's entry is set to 0) and, with ``id_dropout_count``, the
+        items' training counts (``[N + 1]``; ``None`` keeps the counts held; ignored without it).
+
+        Raises:
+          ValueError: a table of the wrong shape, an attribute id out of range, negative counts.
+        """
         if not self.built:
             self.build()
+        counts = None
+        if target_counts is not None and self.target_counts is not None:
+            counts = tf.convert_to_tensor(target_counts, tf.float32)
+            if counts.shape != (self.num_items + 1,):
+                raise ValueError(f"the target counts must have shape ({self.num_items + 1},), got {tuple(counts.shape)}")
+            if bool(tf.reduce_any(counts < 0)):
+                raise ValueError("the target counts must be >= 0")
         table = tf.convert_to_tensor(attribute_table, tf.int64)
         width = int(table.shape[1])
         if table.shape[0] != self.num_items + 1 or width > self.max_attributes:
@@ -122,11 +155,13 @@ class ItemRepresentation(keras.layers.Layer):
         if mask.shape != (self.num_items + 1,):
             raise ValueError(f"the id mask must have shape ({self.num_items + 1},), got {tuple(mask.shape)}")
         self.id_mask.assign(tf.tensor_scatter_nd_update(mask, [[0]], [0.0]))
+        if counts is not None:
+            self.target_counts.assign(counts)
 
     def get_config(self):
         return {**super().get_config(), "num_items": self.num_items, "num_attributes": self.num_attributes,
                 "max_attributes": self.max_attributes, "hidden_units": self.hidden_units, "fusion": self.fusion,
-                "id_dropout_rate": self.id_dropout_rate,
+                "id_dropout_rate": self.id_dropout_rate, "id_dropout_count": self.id_dropout_count,
                 "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer),
                 "embeddings_regularizer": keras.regularizers.serialize(self.embeddings_regularizer)
                 if self.embeddings_regularizer is not None else None}
