@@ -58,7 +58,8 @@ class SASRecConfig:
 
     ``ffn_units`` and ``ffn_activation`` shape the point-wise feed-forward network: the paper's is
     ``d -> d`` with ReLU (``None``, ``"relu"``); later models (BERT4Rec, DuoRec, gSASRec) use a
-    ``4d`` inner layer with GELU.
+    ``4d`` inner layer with GELU; ``"swiglu"`` gates the inner layer,
+    ``swish(x W_gate) * (x W_up)`` (LLaMA's FFN), with one more ``d x ffn_units`` matrix.
 
     The item embedding: ``scale_item_embedding`` multiplies it by ``sqrt(hidden_units)`` at the
     input (the paper's code; RecTools does not), ``embedding_initializer`` is one of
@@ -104,7 +105,7 @@ class SASRecConfig:
     use_residual: bool = True
     use_user_embedding: bool = False
     ffn_units: int | None = None  # inner width of the point-wise FFN; None = hidden_units (the paper)
-    ffn_activation: str = "relu"  # "relu" (the paper) or "gelu" (BERT4Rec and most later models)
+    ffn_activation: str = "relu"  # "relu" (the paper), "gelu" (BERT4Rec and most later models) or "swiglu"
     frequency_mixing: float = 0.0  # BSARec's alpha: weight of the frequency filter beside attention
     frequency_cutoff: int = 5  # BSARec's c: the filter keeps the c // 2 + 1 lowest frequencies
     scale_item_embedding: bool = True  # input item embeddings x sqrt(hidden_units), as the paper's code
