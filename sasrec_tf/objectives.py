@@ -162,6 +162,10 @@ def _inbatch_softmax(batch, config, frequency):
 
 def _full_softmax(batch, config, frequency):
     t = gather_targets(batch, config, frequency)
+    if config.softmax_chunk_size is not None:
+        loss = losses.chunked_full_softmax_crossentropy(t.queries, batch.item_matrix(), t.targets,
+                                                        config.softmax_chunk_size)
+        return loss, t.accuracy()
     logits = tf.matmul(t.queries, batch.item_matrix(), transpose_b=True)  # [M, N + 1]
     return losses.full_softmax_crossentropy(logits, t.targets), t.accuracy()
 
