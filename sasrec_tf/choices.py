@@ -88,6 +88,8 @@ OBJECTIVE_SPECS: dict[str, ObjectiveSpec] = {
         "softmax over the positive and k sampled negatives, optional log-q correction")),
     "inbatch_softmax": ObjectiveSpec(samples_negatives=False, logq_correction=True, description=(
         "TFRS Retrieval's loss: the batch's other targets as negatives, accidental hits removed")),
+    "mixed_softmax": ObjectiveSpec(samples_negatives=True, logq_correction=True, description=(
+        "Mixed Negative Sampling: the batch's targets plus k sampled items shared by the batch (Yang et al. 2020)")),
     "full_softmax": ObjectiveSpec(samples_negatives=False, logq_correction=False, description=(
         "cross-entropy over the whole catalogue (Klenitskiy & Vasilev 2023)")),
 }

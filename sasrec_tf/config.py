@@ -31,7 +31,8 @@ class SASRecConfig:
 
     ``loss`` names the training objective, an entry of :data:`sasrec_tf.choices.OBJECTIVE_SPECS`
     (computed by :data:`sasrec_tf.objectives.OBJECTIVES`: ``bce``, the paper's and the default; ``gbce`` with ``gbce_t``; ``sampled_softmax``;
-    ``inbatch_softmax``; ``full_softmax``). ``num_negatives`` is ``k`` for those that sample
+    ``inbatch_softmax``; ``mixed_softmax``, in-batch targets plus ``num_negatives`` shared sampled items;
+    ``full_softmax``). ``num_negatives`` is ``k`` for those that sample
     negatives, drawn ``"uniform"`` or by ``"popularity"`` (``negative_sampling``);
     ``logq_correction`` applies to the softmax objectives over sampled candidates.
     ``softmax_chunk_size`` makes ``full_softmax`` score the catalogue in chunks of that many items

@@ -17,6 +17,9 @@ means every row is real). Each returns a scalar: the mean over real positions.
 * :func:`inbatch_softmax_crossentropy` -- in-batch negatives with the semantics of
   tensorflow-recommenders' ``Retrieval`` task (accidental hits removed, optional
   sampling-probability correction), computed over the batch's distinct items.
+* :func:`mixed_softmax_crossentropy` -- Mixed Negative Sampling (Yang et al., WWW 2020
+  companion): the batch's positives and ``k`` sampled items shared by the batch, each candidate
+  with its own log-q correction.
 * :func:`contrastive_infonce` -- an auxiliary term, not an objective of its own: InfoNCE between
   two dropout views of each sequence (CL4SRec / DuoRec), same-target sequences not pushed apart.
 """
@@ -253,6 +256,53 @@ def inbatch_softmax_crossentropy(queries, candidate_embeddings, candidate_ids,
     if candidate_sampling_probability is not None:
         log_q = tf.math.log(tf.cast(tf.gather(candidate_sampling_probability, first_row), logits.dtype))
         logits -= log_q[tf.newaxis, :]
+    per_query = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=column, logits=logits)
+    return tf.math.divide_no_nan(tf.reduce_sum(per_query), tf.cast(tf.shape(queries)[0], per_query.dtype))
+
+
+def mixed_softmax_crossentropy(queries, positive_embeddings, positive_ids, negative_embeddings, negative_ids,
+                               positive_log_q=None, negative_log_q=None) -> tf.Tensor:
+    """Softmax cross-entropy over in-batch positives plus shared sampled negatives, mean per query.
+
+    Mixed Negative Sampling (Yang et al., "Mixed Negative Sampling for Learning Two-tower Neural
+    Networks in Recommendations", WWW 2020 companion): the candidates of every query are the
+    batch's positives (as :func:`inbatch_softmax_crossentropy`: another query's copy of the
+    query's own positive is removed, so the positive counts once) plus ``k`` items sampled once for
+    the whole batch, of which a copy of the query's own positive is masked (an accidental hit).
+    Sampled items cover the unpopular tail that in-batch candidates, drawn by popularity, rarely
+    hold.
+
+    Args:
+      queries: ``[M, d]``; row ``i`` queries the item ``positive_ids[i]``.
+      positive_embeddings: ``[M, d]`` the positives' rows of the item table (rows of one id equal).
+      positive_ids: ``[M]`` integer item ids.
+      negative_embeddings: ``[k, d]`` the shared sampled items' rows.
+      negative_ids: ``[k]`` their ids.
+      positive_log_q: ``[M]`` or ``None``: each positive's log probability as an in-batch
+        candidate, subtracted from its logit wherever it is a candidate (log-q correction, as
+        TFRS's ``candidate_sampling_probability``).
+      negative_log_q: ``[k]`` or ``None``: each sampled item's log probability under its sampler.
+
+    Returns:
+      The scalar mean cross-entropy over the ``M`` queries (0 when there are none).
+    """
+    unique_ids, column, counts = tf.unique_with_counts(positive_ids)
+    num_unique = tf.shape(unique_ids)[0]
+    first_row = tf.math.unsorted_segment_min(tf.range(tf.shape(positive_ids)[0]), column, num_unique)
+    # In-batch part over the distinct positives, as inbatch_softmax_crossentropy: [M, U].
+    batch_logits = tf.matmul(queries, tf.gather(positive_embeddings, first_row), transpose_b=True)
+    log_counts = tf.math.log(tf.cast(counts, batch_logits.dtype))
+    positive_column = tf.one_hot(column, num_unique, dtype=batch_logits.dtype)
+    batch_logits += log_counts[tf.newaxis, :] - positive_column * tf.gather(log_counts, column)[:, tf.newaxis]
+    if positive_log_q is not None:
+        batch_logits -= tf.gather(tf.cast(positive_log_q, batch_logits.dtype), first_row)[tf.newaxis, :]
+    # Sampled part: [M, k], a copy of the query's own positive masked.
+    sampled_logits = tf.matmul(queries, negative_embeddings, transpose_b=True)
+    if negative_log_q is not None:
+        sampled_logits -= tf.cast(negative_log_q, sampled_logits.dtype)[tf.newaxis, :]
+    hit = tf.equal(positive_ids[:, tf.newaxis], tf.cast(negative_ids, positive_ids.dtype)[tf.newaxis, :])
+    sampled_logits = tf.where(hit, tf.cast(_EXCLUDED_LOGIT, sampled_logits.dtype), sampled_logits)
+    logits = tf.concat([batch_logits, sampled_logits], axis=-1)
     per_query = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=column, logits=logits)
     return tf.math.divide_no_nan(tf.reduce_sum(per_query), tf.cast(tf.shape(queries)[0], per_query.dtype))
 
