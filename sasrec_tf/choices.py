@@ -24,7 +24,9 @@ __all__ = ["OBJECTIVE_SPECS", "OPTIMIZER_SPECS", "ObjectiveSpec", "OptimizerSpec
 LAYER_NORM_PLACEMENTS = ("original", "pre", "post", "ligr")
 # Which windows of each training sequence are trained on: the last max_len items, or every one.
 TRAINING_WINDOWS = ("last", "all")
-FFN_ACTIVATIONS = ("relu", "gelu")
+# The point-wise FFN's inner activation: the paper's ReLU, GELU (BERT4Rec and most later models),
+# SwiGLU (a swish-gated linear unit, three weight matrices; Shazeer 2020).
+FFN_ACTIVATIONS = ("relu", "gelu", "swiglu")
 # How the item embedding table starts: Keras' default uniform(-0.05, 0.05); Glorot-uniform (the
 # paper's TF1 code); Xavier-normal (the PyTorch port and RecTools).
 EMBEDDING_INITIALIZERS = ("uniform", "glorot_uniform", "xavier_normal")
@@ -86,6 +88,8 @@ OBJECTIVE_SPECS: dict[str, ObjectiveSpec] = {
         "softmax over the positive and k sampled negatives, optional log-q correction")),
     "inbatch_softmax": ObjectiveSpec(samples_negatives=False, logq_correction=True, description=(
         "TFRS Retrieval's loss: the batch's other targets as negatives, accidental hits removed")),
+    "mixed_softmax": ObjectiveSpec(samples_negatives=True, logq_correction=True, description=(
+        "Mixed Negative Sampling: the batch's targets plus k sampled items shared by the batch (Yang et al. 2020)")),
     "full_softmax": ObjectiveSpec(samples_negatives=False, logq_correction=False, description=(
         "cross-entropy over the whole catalogue (Klenitskiy & Vasilev 2023)")),
 }

@@ -31,9 +31,13 @@ class SASRecConfig:
 
     ``loss`` names the training objective, an entry of :data:`sasrec_tf.choices.OBJECTIVE_SPECS`
     (computed by :data:`sasrec_tf.objectives.OBJECTIVES`: ``bce``, the paper's and the default; ``gbce`` with ``gbce_t``; ``sampled_softmax``;
-    ``inbatch_softmax``; ``full_softmax``). ``num_negatives`` is ``k`` for those that sample
+    ``inbatch_softmax``; ``mixed_softmax``, in-batch targets plus ``num_negatives`` shared sampled items;
+    ``full_softmax``). ``num_negatives`` is ``k`` for those that sample
     negatives, drawn ``"uniform"`` or by ``"popularity"`` (``negative_sampling``);
     ``logq_correction`` applies to the softmax objectives over sampled candidates.
+    ``softmax_chunk_size`` makes ``full_softmax`` score the catalogue in chunks of that many items
+    (:func:`sasrec_tf.losses.chunked_full_softmax_crossentropy`): the same loss and gradients,
+    without the ``[positions, N + 1]`` logits; ``None`` (the default) materialises them.
 
     ``optimizer`` names an entry of :data:`sasrec_tf.choices.OPTIMIZER_SPECS` (Adam in a fused
     kernel by default) with ``learning_rate``, ``beta_1``, ``beta_2`` and ``epsilon`` (the
@@ -58,7 +62,8 @@ class SASRecConfig:
 
     ``ffn_units`` and ``ffn_activation`` shape the point-wise feed-forward network: the paper's is
     ``d -> d`` with ReLU (``None``, ``"relu"``); later models (BERT4Rec, DuoRec, gSASRec) use a
-    ``4d`` inner layer with GELU.
+    ``4d`` inner layer with GELU; ``"swiglu"`` gates the inner layer,
+    ``swish(x W_gate) * (x W_up)`` (LLaMA's FFN), with one more ``d x ffn_units`` matrix.
 
     The item embedding: ``scale_item_embedding`` multiplies it by ``sqrt(hidden_units)`` at the
     input (the paper's code; RecTools does not), ``embedding_initializer`` is one of
@@ -108,7 +113,7 @@ class SASRecConfig:
     use_residual: bool = True
     use_user_embedding: bool = False
     ffn_units: int | None = None  # inner width of the point-wise FFN; None = hidden_units (the paper)
-    ffn_activation: str = "relu"  # "relu" (the paper) or "gelu" (BERT4Rec and most later models)
+    ffn_activation: str = "relu"  # "relu" (the paper), "gelu" (BERT4Rec and most later models) or "swiglu"
     frequency_mixing: float = 0.0  # BSARec's alpha: weight of the frequency filter beside attention
     frequency_cutoff: int = 5  # BSARec's c: the filter keeps the c // 2 + 1 lowest frequencies
     scale_item_embedding: bool = True  # input item embeddings x sqrt(hidden_units), as the paper's code
@@ -136,6 +141,7 @@ class SASRecConfig:
     gbce_t: float = 0.75  # gBCE calibration t in [0, 1]: 0 = plain BCE, 1 = fully calibrated
     negative_sampling: str = "uniform"  # or "popularity" (training-target frequencies)
     logq_correction: bool = False  # subtract log of the sampling probability (softmax objectives)
+    softmax_chunk_size: int | None = None  # full_softmax: items scored at once; None = all (one [M, N + 1])
     contrastive_weight: float = 0.0  # > 0: weight of the auxiliary InfoNCE between two dropout views
     contrastive_temperature: float = 1.0
 
@@ -224,6 +230,13 @@ class SASRecConfig:
         if not 0.0 <= self.gbce_t <= 1.0:
             raise OptionError("gbce_t", f"SASRecConfig.gbce_t must be a number in [0, 1], got {self.gbce_t!r}")
         objective = OBJECTIVE_SPECS[self.loss]
+        if self.softmax_chunk_size is not None:
+            if self.softmax_chunk_size < 1:
+                raise OptionError("softmax_chunk_size", "SASRecConfig.softmax_chunk_size must be a positive integer "
+                                  f"or None, got {self.softmax_chunk_size!r}")
+            if self.loss != "full_softmax":
+                raise OptionError("softmax_chunk_size", "SASRecConfig.softmax_chunk_size applies to "
+                                  f"loss='full_softmax', not to loss={self.loss!r}")
         if self.negative_sampling == "popularity" and not objective.samples_negatives:
             sampled = tuple(name for name, o in OBJECTIVE_SPECS.items() if o.samples_negatives)
             raise OptionError(

@@ -12,10 +12,14 @@ means every row is real). Each returns a scalar: the mean over real positions.
 * :func:`sampled_softmax_crossentropy` -- softmax over the positive and k sampled negatives, with
   optional log-q correction for non-uniform sampling.
 * :func:`full_softmax_crossentropy` -- cross-entropy over the whole catalogue (Klenitskiy &
-  Vasilev, RecSys 2023).
+  Vasilev, RecSys 2023); :func:`chunked_full_softmax_crossentropy` computes the same value and
+  gradients over chunks of items, so its memory does not grow with the catalogue.
 * :func:`inbatch_softmax_crossentropy` -- in-batch negatives with the semantics of
   tensorflow-recommenders' ``Retrieval`` task (accidental hits removed, optional
   sampling-probability correction), computed over the batch's distinct items.
+* :func:`mixed_softmax_crossentropy` -- Mixed Negative Sampling (Yang et al., WWW 2020
+  companion): the batch's positives and ``k`` sampled items shared by the batch, each candidate
+  with its own log-q correction.
 * :func:`contrastive_infonce` -- an auxiliary term, not an objective of its own: InfoNCE between
   two dropout views of each sequence (CL4SRec / DuoRec), same-target sequences not pushed apart.
 """
@@ -139,6 +143,87 @@ def full_softmax_crossentropy(logits, labels, mask=None) -> tf.Tensor:
     return masked_mean(per_position, mask)
 
 
+def chunked_full_softmax_crossentropy(queries, item_matrix, labels, chunk_size: int, mask=None) -> tf.Tensor:
+    """:func:`full_softmax_crossentropy` of ``queries @ item_matrix^T`` without its ``[M, N + 1]`` logits.
+
+    ``queries [M, d]`` score every row of ``item_matrix [N + 1, d]`` (row 0, the padding id,
+    takes no part); ``labels [M]`` are the target ids, ``mask [M]`` (optional) the rows that
+    count. The logsumexp over items is accumulated over chunks of ``chunk_size`` items, and a
+    custom gradient recomputes each chunk's softmax in the backward pass, so no tensor larger than
+    ``[M, chunk_size]`` (besides the table and its gradient) exists at any time: forward and
+    backward each run the chunks one after another in a ``tf.while_loop``. The value and gradients
+    equal the materialised computation's up to float rounding; the cost is one more
+    ``[M, d] x [d, chunk_size]`` product per chunk (the backward's recomputed logits).
+
+    Args:
+      queries: ``[M, d]`` float tensor.
+      item_matrix: ``[N + 1, d]`` float tensor (or variable) of the queries' dtype.
+      labels: ``[M]`` integer target ids in ``1..N``.
+      chunk_size: positive Python integer, the items scored at once.
+      mask: ``[M]`` booleans or ``None`` (every row counts).
+
+    Returns:
+      The scalar mean cross-entropy over the rows of ``mask``.
+
+    Raises:
+      ValueError: ``chunk_size`` is not a positive integer.
+    """
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    queries = tf.convert_to_tensor(queries)
+    item_matrix = tf.convert_to_tensor(item_matrix, dtype=queries.dtype)
+    labels = tf.convert_to_tensor(labels)
+    num_rows = tf.shape(item_matrix)[0]
+    num_chunks = (num_rows + chunk_size - 1) // chunk_size
+    positions = tf.range(chunk_size)
+
+    @tf.custom_gradient
+    def per_position(q, matrix):
+        # The loops take no gradient of their own (the custom one below replaces it): without
+        # stop_gradient a watching tape would make them keep every chunk's logits.
+        q, matrix = tf.stop_gradient(q), tf.stop_gradient(matrix)
+        # Zero rows pad the table to whole chunks (every chunk has a static shape, which XLA needs).
+        padded = tf.pad(matrix, [[0, num_chunks * chunk_size - num_rows], [0, 0]])
+        table_chunks = tf.reshape(padded, [num_chunks, chunk_size, tf.shape(matrix)[1]])
+
+        def chunk_logits(chunk):
+            ids = chunk * chunk_size + positions
+            logits = tf.matmul(q, table_chunks[chunk], transpose_b=True)  # [M, chunk_size]
+            # The padding id and the zero rows take no part (a finite logit, whose exp is 0).
+            valid = tf.logical_and(ids >= 1, ids < num_rows)
+            return tf.where(valid[tf.newaxis, :], logits, tf.cast(_EXCLUDED_LOGIT, logits.dtype))
+
+        def forward(chunk, running):
+            return chunk + 1, tf.experimental.numpy.logaddexp(running, tf.reduce_logsumexp(chunk_logits(chunk), axis=-1))
+
+        start = tf.fill(tf.shape(q)[:1], tf.cast(-float("inf"), q.dtype))
+        _, logsumexp = tf.while_loop(lambda chunk, _: chunk < num_chunks, forward, (0, start),
+                                     parallel_iterations=1, maximum_iterations=num_chunks)
+        targets = tf.gather(matrix, labels)
+        loss = logsumexp - tf.reduce_sum(q * targets, axis=-1)
+
+        def grad(upstream):  # upstream [M]: d(result) / d(each row's loss)
+            def backward(chunk, grad_q, grad_chunks):
+                # The chunk's softmax, recomputed, weighted by each row's upstream gradient.
+                weights = tf.exp(chunk_logits(chunk) - logsumexp[:, tf.newaxis]) * upstream[:, tf.newaxis]
+                return (chunk + 1, grad_q + tf.matmul(weights, table_chunks[chunk]),
+                        grad_chunks.write(chunk, tf.matmul(weights, q, transpose_a=True)))
+
+            grad_chunks = tf.TensorArray(q.dtype, size=num_chunks,
+                                         element_shape=tf.TensorShape([chunk_size]).concatenate(q.shape[1:]))
+            _, grad_q, grad_chunks = tf.while_loop(lambda chunk, *_: chunk < num_chunks, backward,
+                                                   (0, tf.zeros_like(q), grad_chunks), parallel_iterations=1,
+                                                   maximum_iterations=num_chunks)
+            grad_q -= upstream[:, tf.newaxis] * targets
+            grad_matrix = tf.reshape(grad_chunks.stack(), tf.shape(padded))[:num_rows]
+            grad_matrix -= tf.math.unsorted_segment_sum(upstream[:, tf.newaxis] * q, labels, num_rows)
+            return grad_q, grad_matrix
+
+        return loss, grad
+
+    return masked_mean(per_position(queries, item_matrix), mask)
+
+
 def inbatch_softmax_crossentropy(queries, candidate_embeddings, candidate_ids,
                                  candidate_sampling_probability=None) -> tf.Tensor:
     """In-batch softmax cross-entropy, mean per query; equal to tensorflow-recommenders' ``Retrieval``.
@@ -171,6 +256,53 @@ def inbatch_softmax_crossentropy(queries, candidate_embeddings, candidate_ids,
     if candidate_sampling_probability is not None:
         log_q = tf.math.log(tf.cast(tf.gather(candidate_sampling_probability, first_row), logits.dtype))
         logits -= log_q[tf.newaxis, :]
+    per_query = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=column, logits=logits)
+    return tf.math.divide_no_nan(tf.reduce_sum(per_query), tf.cast(tf.shape(queries)[0], per_query.dtype))
+
+
+def mixed_softmax_crossentropy(queries, positive_embeddings, positive_ids, negative_embeddings, negative_ids,
+                               positive_log_q=None, negative_log_q=None) -> tf.Tensor:
+    """Softmax cross-entropy over in-batch positives plus shared sampled negatives, mean per query.
+
+    Mixed Negative Sampling (Yang et al., "Mixed Negative Sampling for Learning Two-tower Neural
+    Networks in Recommendations", WWW 2020 companion): the candidates of every query are the
+    batch's positives (as :func:`inbatch_softmax_crossentropy`: another query's copy of the
+    query's own positive is removed, so the positive counts once) plus ``k`` items sampled once for
+    the whole batch, of which a copy of the query's own positive is masked (an accidental hit).
+    Sampled items cover the unpopular tail that in-batch candidates, drawn by popularity, rarely
+    hold.
+
+    Args:
+      queries: ``[M, d]``; row ``i`` queries the item ``positive_ids[i]``.
+      positive_embeddings: ``[M, d]`` the positives' rows of the item table (rows of one id equal).
+      positive_ids: ``[M]`` integer item ids.
+      negative_embeddings: ``[k, d]`` the shared sampled items' rows.
+      negative_ids: ``[k]`` their ids.
+      positive_log_q: ``[M]`` or ``None``: each positive's log probability as an in-batch
+        candidate, subtracted from its logit wherever it is a candidate (log-q correction, as
+        TFRS's ``candidate_sampling_probability``).
+      negative_log_q: ``[k]`` or ``None``: each sampled item's log probability under its sampler.
+
+    Returns:
+      The scalar mean cross-entropy over the ``M`` queries (0 when there are none).
+    """
+    unique_ids, column, counts = tf.unique_with_counts(positive_ids)
+    num_unique = tf.shape(unique_ids)[0]
+    first_row = tf.math.unsorted_segment_min(tf.range(tf.shape(positive_ids)[0]), column, num_unique)
+    # In-batch part over the distinct positives, as inbatch_softmax_crossentropy: [M, U].
+    batch_logits = tf.matmul(queries, tf.gather(positive_embeddings, first_row), transpose_b=True)
+    log_counts = tf.math.log(tf.cast(counts, batch_logits.dtype))
+    positive_column = tf.one_hot(column, num_unique, dtype=batch_logits.dtype)
+    batch_logits += log_counts[tf.newaxis, :] - positive_column * tf.gather(log_counts, column)[:, tf.newaxis]
+    if positive_log_q is not None:
+        batch_logits -= tf.gather(tf.cast(positive_log_q, batch_logits.dtype), first_row)[tf.newaxis, :]
+    # Sampled part: [M, k], a copy of the query's own positive masked.
+    sampled_logits = tf.matmul(queries, negative_embeddings, transpose_b=True)
+    if negative_log_q is not None:
+        sampled_logits -= tf.cast(negative_log_q, sampled_logits.dtype)[tf.newaxis, :]
+    hit = tf.equal(positive_ids[:, tf.newaxis], tf.cast(negative_ids, positive_ids.dtype)[tf.newaxis, :])
+    sampled_logits = tf.where(hit, tf.cast(_EXCLUDED_LOGIT, sampled_logits.dtype), sampled_logits)
+    logits = tf.concat([batch_logits, sampled_logits], axis=-1)
     per_query = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=column, logits=logits)
     return tf.math.divide_no_nan(tf.reduce_sum(per_query), tf.cast(tf.shape(queries)[0], per_query.dtype))
 

@@ -160,8 +160,31 @@ def _inbatch_softmax(batch, config, frequency):
     return loss, t.accuracy()
 
 
+def _mixed_softmax(batch, config, frequency):
+    t = gather_targets(batch, config, frequency)
+    # The k items shared by the batch: the first target position's draws (the pipeline's uniform
+    # ones, or popularity draws), fresh every batch; none when the batch has no target.
+    negative_ids = tf.reshape(t.negatives[:1], [-1])
+    positive_log_q = negative_log_q = None
+    if config.logq_correction:
+        log_q = frequency.log_sampling_probabilities()
+        positive_log_q = tf.gather(log_q, t.targets)
+        if config.negative_sampling == "popularity":
+            negative_log_q = tf.gather(log_q, negative_ids)
+        else:
+            negative_log_q = tf.fill(tf.shape(negative_ids), -tf.math.log(tf.cast(batch.num_items, log_q.dtype)))
+    loss = losses.mixed_softmax_crossentropy(t.queries, t.positive_embeddings, t.targets,
+                                             batch.item_embeddings(negative_ids), negative_ids,
+                                             positive_log_q, negative_log_q)
+    return loss, t.accuracy()
+
+
 def _full_softmax(batch, config, frequency):
     t = gather_targets(batch, config, frequency)
+    if config.softmax_chunk_size is not None:
+        loss = losses.chunked_full_softmax_crossentropy(t.queries, batch.item_matrix(), t.targets,
+                                                        config.softmax_chunk_size)
+        return loss, t.accuracy()
     logits = tf.matmul(t.queries, batch.item_matrix(), transpose_b=True)  # [M, N + 1]
     return losses.full_softmax_crossentropy(logits, t.targets), t.accuracy()
 
@@ -172,6 +195,7 @@ _COMPUTE = {
     "gbce": _gbce,
     "sampled_softmax": _sampled_softmax,
     "inbatch_softmax": _inbatch_softmax,
+    "mixed_softmax": _mixed_softmax,
     "full_softmax": _full_softmax,
 }
 check_registry("objective", OBJECTIVE_SPECS, _COMPUTE)
