@@ -125,3 +125,35 @@ def test_joint_ranking_refuses_sampled_users_outside_the_full_ones(split, models
                      full_max_users=10, sampled_max_users=None)
     with pytest.raises(TypeError, match="seed"):
         JointRanking(models[False], split.valid_inputs, split.valid_targets, seed=np.random.default_rng(0))
+
+
+def callback(split, **kwargs):
+    return RankingMetricsCallback(split.valid_inputs, split.valid_targets, user_ids=np.asarray(split.valid_users) + 1,
+                                  ks=(1, 10), num_negatives=NUM_NEGATIVES, seed=4, batch_size=BATCH, verbose=0,
+                                  **kwargs)
+
+
+@pytest.mark.parametrize("max_users", [None, 13])
+def test_the_callback_validates_both_protocols_from_one_encoder_pass(split, models, max_users):
+    model = CountingModel(models[True])
+    alone = {}
+    for protocol in ("full", "sampled"):
+        single = callback(split, protocol=protocol, max_users=max_users)
+        single.set_model(model)
+        alone[protocol] = single.compute_metrics()
+    model.calls.assign(0), model.rows.assign(0)
+    both = callback(split, protocol=("full", "sampled"), max_users=max_users)
+    both.set_model(model)
+
+    metrics = both.compute_metrics()
+    # The full protocol's keys as with protocol="full"; the sampled one's with "sampled_" (same users, negatives).
+    assert metrics == {**alone["full"], **{f"val_sampled_{k[4:]}": v for k, v in alone["sampled"].items()}}
+    users = len(split.valid_targets) if max_users is None else max_users
+    assert model.counts()[0] == math.ceil(users / BATCH)  # one encoder call per batch of users
+    assert both.compute_metrics() == metrics  # the same users and negatives every epoch
+
+
+def test_the_callback_refuses_unknown_or_repeated_protocols(split):
+    for protocol in [(), ("full", "full"), ("full", "approximate")]:
+        with pytest.raises(ValueError, match="protocol"):
+            callback(split, protocol=protocol)
