@@ -17,6 +17,7 @@ from sasrec_tf.data.sequences import build_sequences, leave_one_out
 from sasrec_tf.data.synthetic import generate_interactions
 from sasrec_tf.evaluation import (JointRanking, RankingMetricsCallback, evaluate, evaluate_full, evaluate_sampled,
                                   target_group_metrics, training_item_counts)
+from sasrec_tf.ranking import kernel
 from sasrec_tf.testing.models import small_sasrec
 
 NUM_NEGATIVES = 10
@@ -157,3 +158,25 @@ def test_the_callback_refuses_unknown_or_repeated_protocols(split):
     for protocol in [(), ("full", "full"), ("full", "approximate")]:
         with pytest.raises(ValueError, match="protocol"):
             callback(split, protocol=protocol)
+
+
+def test_the_rank_count_keeps_pessimistic_ties_nan_and_the_padding_column_rules():
+    inf, nan = np.inf, np.nan
+    scores = tf.constant([  # column 0 is padding, never a candidate, whether it scores below, above or NaN
+        [-5.0, 1.0, 2.0, 1.0, -inf],  # target 1: item 2 beats it, item 3 ties it -> 3
+        [nan, inf, 0.0, nan, 0.5],  # target 4: +inf and a NaN beat it -> 3
+        [0.0, 1.0, 2.0, nan, 3.0],  # target 3 scores NaN: every candidate beats it -> 4
+        [-inf, -inf, -inf, 0.0, 1.0],  # target 2 at -inf: item 1 ties it, 3 and 4 beat it -> 4
+        [7.0, 0.0, 9.0, 1.0, 2.0],  # target 4: item 2 beats it -> 2
+    ], tf.float32)
+    ranks = kernel.target_ranks(scores, tf.constant([1, 4, 3, 2, 4]))
+    np.testing.assert_array_equal(ranks.numpy(), [3, 3, 4, 4, 2])
+
+    # On a large random table with ties and NaNs: 1 + #candidates that beat the target (kernel.beats).
+    rng = np.random.default_rng(0)
+    table = rng.integers(0, 20, size=(64, 301)).astype(np.float32)  # many ties
+    table[rng.random(table.shape) < 0.02] = nan
+    targets = rng.integers(1, 301, size=64)
+    beaten = kernel.beats(tf.constant(table[:, 1:]), tf.constant(table[np.arange(64), targets][:, None]))
+    expected = tf.reduce_sum(tf.cast(beaten, tf.int32), axis=1).numpy()  # the target counts itself: the 1 +
+    np.testing.assert_array_equal(kernel.target_ranks(tf.constant(table), tf.constant(targets)).numpy(), expected)
