@@ -3,7 +3,8 @@
 - :mod:`~sasrec_tf.evaluation.protocols` — :func:`evaluate_full` (the honest one),
   :func:`evaluate_sampled` (the paper's 100 negatives), :func:`evaluate` over a split's stage;
 - :mod:`~sasrec_tf.evaluation.rankings` — :class:`FullRanking` / :class:`SampledRanking`, the same
-  ranks for a fixed set of users, recomputable as the model trains;
+  ranks for a fixed set of users, recomputable as the model trains; :class:`JointRanking`, both
+  from one encoder pass;
 - :mod:`~sasrec_tf.evaluation.negatives` — the sampled protocol's negatives;
 - :mod:`~sasrec_tf.evaluation.metrics` — HR / NDCG / MRR from ranks, and as streaming Keras metrics;
 - :mod:`~sasrec_tf.evaluation.keras_validation` — the same metrics in ``compile`` / ``evaluate`` /
@@ -24,11 +25,11 @@ from sasrec_tf.evaluation.negatives import sample_evaluation_negatives, sample_n
 from sasrec_tf.evaluation.protocols import (PROTOCOLS, REPEATED_TARGETS, STAGES, evaluate, evaluate_full,
                                             evaluate_sampled, metrics_of_ranks, repeated_targets_mask,
                                             target_group_metrics, training_item_counts)
-from sasrec_tf.evaluation.rankings import FullRanking, SampledRanking
+from sasrec_tf.evaluation.rankings import FullRanking, JointRanking, SampledRanking
 from sasrec_tf.ranking.rules import NOT_A_CANDIDATE
 
 __all__ = [
-    "evaluate", "evaluate_full", "evaluate_sampled", "FullRanking", "SampledRanking", "EvaluationInputs",
+    "evaluate", "evaluate_full", "evaluate_sampled", "FullRanking", "SampledRanking", "JointRanking", "EvaluationInputs",
     "prepare_inputs", "sample_evaluation_negatives", "sample_negatives", "metrics_of_ranks",
     "repeated_targets_mask", "training_item_counts", "ranking_metrics", "metric_names", "full_ranks", "HitRate",
     "NDCG", "MRR", "DEFAULT_KS", "NOT_A_CANDIDATE", "REPEATED_TARGETS", "STAGES", "PROTOCOLS",

@@ -11,7 +11,7 @@ import numpy as np
 from sasrec_tf._compat import keras
 from sasrec_tf.evaluation.metrics import ranking_metrics
 from sasrec_tf.evaluation.protocols import PROTOCOLS, metrics_of_ranks
-from sasrec_tf.evaluation.rankings import FullRanking, SampledRanking
+from sasrec_tf.evaluation.rankings import FullRanking, JointRanking, SampledRanking
 from sasrec_tf.ranking.rules import check_repeated_targets
 
 __all__ = ["RankingMetricsCallback", "align_history", "users_progress"]
@@ -53,7 +53,11 @@ class RankingMetricsCallback(keras.callbacks.Callback):
         split's ``valid_inputs``, ``valid_targets`` and ``valid_users + 1``).
       every_n_epochs: compute every this many epochs.
       protocol: ``"full"`` (honest; the default) or ``"sampled"`` (the paper's; the same users and
-        negatives every epoch, from ``seed``, so epochs are comparable).
+        negatives every epoch, from ``seed``, so epochs are comparable), or both,
+        ``("full", "sampled")``: each batch of users is then encoded once and ranked by both
+        (:class:`~sasrec_tf.evaluation.JointRanking`; the ranks each protocol gives alone), the
+        full protocol's keys as above and the sampled one's ``f"{prefix}sampled_{name}"``
+        (e.g. ``val_sampled_ndcg@10``).
       ks: cut-offs for HR and NDCG.
       prefix: prepended to every key.
       exclude_history, repeated_targets: full protocol only; see
@@ -78,7 +82,7 @@ class RankingMetricsCallback(keras.callbacks.Callback):
         *,
         user_ids: Any = None,
         every_n_epochs: int = 1,
-        protocol: str = "full",
+        protocol: str | Sequence[str] = "full",
         ks: Sequence[int] = (10,),
         prefix: str = "val_",
         exclude_history: bool = True,
@@ -92,8 +96,9 @@ class RankingMetricsCallback(keras.callbacks.Callback):
         verbose: int = 1,
     ):
         super().__init__()
-        if protocol not in PROTOCOLS:
-            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
+        if not protocols or len(set(protocols)) != len(protocols) or any(p not in PROTOCOLS for p in protocols):
+            raise ValueError(f"protocol must be one of {PROTOCOLS} or both of them, got {protocol!r}")
         if int(every_n_epochs) < 1:
             raise ValueError(f"every_n_epochs must be positive, got {every_n_epochs}")
         if len(inputs) != len(np.asarray(targets).reshape(-1)):
@@ -103,7 +108,8 @@ class RankingMetricsCallback(keras.callbacks.Callback):
         self.targets = np.asarray(targets).reshape(-1)
         self.user_ids = user_ids
         self.every_n_epochs = int(every_n_epochs)
-        self.protocol = protocol
+        self.protocol = protocol if isinstance(protocol, str) else protocols
+        self._protocols = protocols
         self.ks = tuple(ks)
         self.prefix = prefix
         self.exclude_history = bool(exclude_history)
@@ -120,7 +126,7 @@ class RankingMetricsCallback(keras.callbacks.Callback):
         self._reset_cache()
 
     def _reset_cache(self) -> None:
-        self._ranking: FullRanking | SampledRanking | None = None
+        self._ranking: FullRanking | SampledRanking | JointRanking | None = None
 
     def set_model(self, model) -> None:
         if model is not getattr(self, "model", None):
@@ -134,7 +140,13 @@ class RankingMetricsCallback(keras.callbacks.Callback):
     def _setup(self) -> None:
         """Pad the inputs, pick the users and (sampled) the negatives once per model."""
         common = dict(user_ids=self.user_ids, max_users=self.max_users, seed=self.seed, batch_size=self.batch_size)
-        if self.protocol == "full":
+        if len(self._protocols) == 2:  # one encoder pass for both, on the same users
+            self._ranking = JointRanking(self.model, self.inputs, self.targets, exclude_history=self.exclude_history,
+                                         repeated_targets=self.repeated_targets, num_negatives=self.num_negatives,
+                                         sampling=self.sampling, item_counts=self.item_counts, user_ids=self.user_ids,
+                                         full_max_users=self.max_users, sampled_max_users=self.max_users,
+                                         seed=self.seed, batch_size=self.batch_size)
+        elif self.protocol == "full":
             self._ranking = FullRanking(self.model, self.inputs, self.targets, exclude_history=self.exclude_history,
                                         repeated_targets=self.repeated_targets, **common)
         else:
@@ -147,7 +159,11 @@ class RankingMetricsCallback(keras.callbacks.Callback):
         if self._ranking is None:
             self._setup()
         ranks = self._ranking.ranks(progress)
-        return {self.prefix + name: value for name, value in metrics_of_ranks(ranks, self.ks).items()}
+        if not isinstance(ranks, tuple):
+            return {self.prefix + name: value for name, value in metrics_of_ranks(ranks, self.ks).items()}
+        full, sampled = ranks
+        return {**{self.prefix + name: value for name, value in metrics_of_ranks(full, self.ks).items()},
+                **{f"{self.prefix}sampled_{name}": value for name, value in metrics_of_ranks(sampled, self.ks).items()}}
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.last_metrics, self.validated_epochs = {}, []
@@ -163,7 +179,7 @@ class RankingMetricsCallback(keras.callbacks.Callback):
         if self.verbose:
             summary = " - ".join(f"{name}: {value:.4f}" for name, value in self.last_metrics.items())
             print(
-                f"Epoch {epoch + 1}: {summary} ({self.protocol} ranking, {self._ranking.num_users} users, "
+                f"Epoch {epoch + 1}: {summary} ({' and '.join(self._protocols)} ranking, {self._ranking.num_users} users, "
                 f"{time.perf_counter() - start:.1f}s)", flush=True
             )
         if logs is not None:

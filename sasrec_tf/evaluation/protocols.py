@@ -45,7 +45,7 @@ from sasrec_tf.data.cold_start import TARGET_GROUPS, cold_target_mask
 from sasrec_tf.data.sequence_rules import item_counts
 from sasrec_tf.evaluation.metrics import DEFAULT_KS, ranking_metrics
 from sasrec_tf.evaluation.negatives import history_keys
-from sasrec_tf.evaluation.rankings import FullRanking, SampledRanking
+from sasrec_tf.evaluation.rankings import FullRanking, JointRanking, SampledRanking
 from sasrec_tf.choices import PROTOCOLS, STAGES
 from sasrec_tf.ranking.rules import REPEATED_TARGETS, check_repeated_targets
 
@@ -193,7 +193,11 @@ def evaluate(
     adds the full ranking split by target: ``"cold"`` and ``"warm"``
     (:func:`target_group_metrics`), from the same ranks as ``"full"``.
 
-    ``progress(protocol, users_done, users_total)`` is called after every batch of each protocol.
+    With both protocols, each batch of users is encoded once and ranked by both
+    (:class:`~sasrec_tf.evaluation.JointRanking`: the same ranks, users and negatives as the two
+    protocols run alone, about half the encoder's cost). ``progress(protocol, users_done,
+    users_total)`` is then called with ``"full"`` after every batch and with ``"sampled"`` once
+    the pass is done; with one protocol, after every batch of it.
 
     Returns:
       ``{"full": {...}, "sampled": {...}}`` with one entry per requested protocol (and with
@@ -211,6 +215,14 @@ def evaluate(
     inputs = getattr(split, f"{stage}_inputs")
     targets = getattr(split, f"{stage}_targets")
     user_ids = np.asarray(getattr(split, f"{stage}_users")) + 1
+    item_counts = None
+    if "sampled" in protocols and sampling == "popularity":
+        item_counts = training_item_counts(split.train, int(model.num_items))
+    if set(protocols) == set(PROTOCOLS):
+        return _evaluate_jointly(model, inputs, targets, user_ids, protocols, progress, cold_items=cold_items, ks=ks,
+                                 exclude_history=exclude_history, repeated_targets=repeated_targets,
+                                 num_negatives=num_negatives, sampling=sampling, item_counts=item_counts,
+                                 sampled_max_users=max_users, seed=seed, batch_size=batch_size)
     results: dict[str, dict[str, float]] = {}
     groups: dict[str, dict[str, float]] = {}
     for protocol in protocols:
@@ -226,15 +238,28 @@ def evaluate(
                 results["full"], ranks = full
                 groups = target_group_metrics(ranks, targets, cold_items, ks)
         else:
-            item_counts = None
-            if sampling == "popularity":
-                item_counts = training_item_counts(split.train, int(model.num_items))
             results["sampled"] = evaluate_sampled(
                 model, inputs, targets, user_ids=user_ids, num_negatives=num_negatives,
                 sampling=sampling, item_counts=item_counts, max_users=max_users, seed=seed,
                 batch_size=batch_size, ks=ks,
                 progress=None if progress is None else lambda done, total: progress("sampled", done, total),
             )
+    return {**results, **groups}
+
+
+def _evaluate_jointly(model: Any, inputs, targets, user_ids, protocols: Sequence[str], progress, *, cold_items: Any,
+                      ks: Sequence[int], **ranking: Any) -> dict[str, dict[str, float]]:
+    """:func:`evaluate` of both protocols from one encoder pass per batch (:class:`JointRanking`):
+    the ranks :func:`evaluate_full` and :func:`evaluate_sampled` compute, each history encoded once.
+    ``progress`` hears ``"full"`` after every batch and ``"sampled"`` once, when the pass ends
+    (both finish together)."""
+    ranking = JointRanking(model, inputs, targets, user_ids=user_ids, **ranking)
+    full, sampled = ranking.ranks(None if progress is None else lambda done, total: progress("full", done, total))
+    if progress is not None:
+        progress("sampled", ranking.num_sampled_users, ranking.num_sampled_users)
+    ranks = {"full": full, "sampled": sampled}
+    results = {protocol: metrics_of_ranks(ranks[protocol], ks) for protocol in protocols}
+    groups = {} if cold_items is None else target_group_metrics(full, targets, cold_items, ks)
     return {**results, **groups}
 
 

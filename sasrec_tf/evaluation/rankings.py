@@ -21,7 +21,7 @@ from sasrec_tf.evaluation.negatives import sample_evaluation_negatives
 from sasrec_tf.ranking import Ranker
 from sasrec_tf.ranking.rules import check_repeated_targets
 
-__all__ = ["FullRanking", "SampledRanking"]
+__all__ = ["FullRanking", "JointRanking", "SampledRanking"]
 
 
 def _check_batch_size(batch_size: int) -> int:
@@ -38,6 +38,19 @@ def _pad_rows(array: np.ndarray, rows: int, fill: int = 0) -> np.ndarray:
         return array
     pad = np.full((missing,) + array.shape[1:], fill, dtype=array.dtype)
     return np.concatenate([array, pad])
+
+
+def _sampled_users(users: EvaluationInputs, max_users: int | None, seed: int | np.random.Generator,
+                   num_negatives: int, sampling: str, item_counts: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The sampled protocol's users (ascending rows) and their negatives ``[len(selected), K]``:
+    the seeded subset first, then the negatives from the same generator (one rule for
+    :class:`SampledRanking` and :class:`JointRanking`, so both draw the same)."""
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    selected = select_users(users.size, max_users, rng)
+    chosen = users.subset(selected)
+    negatives = sample_evaluation_negatives(chosen.histories, chosen.targets, chosen.num_items, num_negatives,
+                                            sampling=sampling, item_counts=item_counts, seed=rng)
+    return selected, negatives
 
 
 class _Ranking:
@@ -82,18 +95,25 @@ class _Ranking:
     def ranks(self, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """``[n]`` int64 1-based ranks in input order; 0 for users not ranked (``max_users``, or
         ``repeated_targets="drop"``). ``progress(users_done, users_total)`` is called after every batch."""
+        (ranked,) = self._ranked(progress)
+        out = np.zeros(self.size, dtype=np.int64)
+        out[self.selected[self._order]] = ranked
+        return out
+
+    def _ranked(self, progress: Callable[[int, int], None] | None) -> list[np.ndarray]:
+        """Every output of ``_rank_batch`` (a tensor or a tuple of them), concatenated over the
+        batches as int64, padded rows dropped, in the batches' order."""
         if self._fn is None:
             self._fn = self._compile()
         item_matrix = self.ranker.item_matrix()
         batches = []
         for start, stop, item_ids, user_ids, targets in self._batches():
-            batches.append(self._rank_batch(start, stop, item_ids, user_ids, targets, item_matrix).numpy()[: stop - start])
+            outputs = self._rank_batch(start, stop, item_ids, user_ids, targets, item_matrix)
+            outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
+            batches.append([output.numpy()[: stop - start] for output in outputs])
             if progress is not None:
                 progress(stop, self.users.size)
-        ranked = np.concatenate(batches).astype(np.int64)
-        out = np.zeros(self.size, dtype=np.int64)
-        out[self.selected[self._order]] = ranked
-        return out
+        return [np.concatenate(column).astype(np.int64) for column in zip(*batches)]
 
     def _compile(self):
         raise NotImplementedError
@@ -173,11 +193,7 @@ class SampledRanking(_Ranking):
                  num_negatives: int = 100, sampling: str = "uniform", item_counts: Any = None,
                  max_users: int | None = None, seed: int | np.random.Generator = 0, batch_size: int = 1024):
         users = prepare_inputs(model, inputs, targets, user_ids)
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        selected = select_users(users.size, max_users, rng)
-        chosen = users.subset(selected)
-        negatives = sample_evaluation_negatives(chosen.histories, chosen.targets, chosen.num_items, num_negatives,
-                                                sampling=sampling, item_counts=item_counts, seed=rng)
+        selected, negatives = _sampled_users(users, max_users, seed, num_negatives, sampling, item_counts)
         super().__init__(model, users, selected, batch_size)
         self.negatives = negatives[self._order].astype(np.int32)  # in the batches' order
 
@@ -195,3 +211,93 @@ class SampledRanking(_Ranking):
     def _rank_batch(self, start, stop, item_ids, user_ids, targets, item_matrix):
         negatives = _pad_rows(self.negatives[start:stop], self.rows, fill=1)
         return self._fn(item_ids, user_ids, targets, item_matrix, negatives)
+
+
+class JointRanking(FullRanking):
+    """Full and sampled ranks of the same users from **one** encoder pass per batch.
+
+    The query encoder is, with the ``[users x items]`` score product, what a validation pass
+    costs; running :class:`FullRanking` and :class:`SampledRanking` one after the other encodes
+    every history twice. Here each batch's queries are computed once and ranked by both
+    protocols in one ``tf.function``. The ranks are those of the two classes on their own: the
+    full protocol's users, order and batches are :class:`FullRanking`'s, and the sampled users
+    and negatives are drawn as :class:`SampledRanking` draws them from the same ``seed``.
+
+    Args:
+      model, inputs, targets, user_ids, exclude_history, repeated_targets, batch_size: as
+        :class:`FullRanking`.
+      num_negatives, sampling, item_counts: as :class:`SampledRanking`.
+      full_max_users: the full protocol ranks a seeded subset of at most this many users (the
+        callback's ``max_users``); None ranks every user (:func:`~sasrec_tf.evaluation.evaluate`).
+      sampled_max_users: the sampled protocol's seeded subset (``max_users`` of
+        :func:`~sasrec_tf.evaluation.evaluate_sampled`); None ranks every user.
+      seed: an int, seeding both subsets (each from its own generator, as the two classes do) and
+        then the negatives.
+
+    Raises:
+      ValueError: if the sampled users are not all among the full protocol's (``full_max_users``
+        must be None or equal to ``sampled_max_users``), or as the two classes do.
+    """
+
+    def __init__(self, model: Any, inputs: Sequence[np.ndarray], targets: Any, *, user_ids: Any = None,
+                 exclude_history: bool = True, repeated_targets: str = "miss", num_negatives: int = 100,
+                 sampling: str = "uniform", item_counts: Any = None, full_max_users: int | None = None,
+                 sampled_max_users: int | None = None, seed: int = 0, batch_size: int = 1024):
+        if isinstance(seed, np.random.Generator):
+            raise TypeError("seed must be an int: JointRanking seeds two generators from it, as the two protocols do")
+        self.exclude_history = bool(exclude_history)
+        self.repeated_targets = check_repeated_targets(repeated_targets)
+        users = prepare_inputs(model, inputs, targets, user_ids)
+        full = select_users(users.size, full_max_users, np.random.default_rng(seed))
+        sampled, negatives = _sampled_users(users, sampled_max_users, seed, num_negatives, sampling, item_counts)
+        if not np.isin(sampled, full).all():
+            raise ValueError(f"the sampled protocol's users must be among the full protocol's: full_max_users "
+                             f"({full_max_users}) must be None or equal to sampled_max_users ({sampled_max_users})")
+        _Ranking.__init__(self, model, users, full, batch_size)
+        self._histories = None
+        rows = full[self._order]  # the input row of each ranked user, in the batches' order
+        position = np.minimum(np.searchsorted(sampled, rows), len(sampled) - 1)
+        self._in_sampled = sampled[position] == rows
+        self.negatives = np.ones((len(rows), negatives.shape[1]), np.int32)  # item 1 where not sampled (ignored)
+        self.negatives[self._in_sampled] = negatives[position[self._in_sampled]]
+
+    @property
+    def num_sampled_users(self) -> int:
+        """How many users the sampled protocol ranks."""
+        return int(self._in_sampled.sum())
+
+    def ranks(self, progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(full, sampled)``: each ``[n]`` int64 1-based ranks in input order, 0 for the users
+        that protocol does not rank. ``progress(users_done, users_total)`` is called after every
+        batch of the one pass (``users_total``: the full protocol's users)."""
+        full, sampled = self._ranked(progress)
+        rows = self.selected[self._order]
+        out_full, out_sampled = np.zeros(self.size, np.int64), np.zeros(self.size, np.int64)
+        out_full[rows] = full
+        out_sampled[rows[self._in_sampled]] = sampled[self._in_sampled]
+        return out_full, out_sampled
+
+    def _compile(self):
+        signature = [
+            tf.TensorSpec([self.rows, None], tf.int32),  # item_ids, cut to the batch's longest history
+            tf.TensorSpec([self.rows], tf.int32),  # user_ids
+            tf.TensorSpec([self.rows], tf.int32),  # targets (1..N)
+            tf.TensorSpec([None, None], tf.float32),  # item matrix [N + 1, d]
+            tf.TensorSpec([self.rows, self.negatives.shape[1]], tf.int32),  # negatives
+        ]
+        if self.exclude_history:
+            signature.append(tf.TensorSpec([self.rows, None], tf.int32))  # whole histories, 0-padded
+
+        def rank(item_ids, user_ids, targets, matrix, negatives, histories=None):
+            queries = self.ranker.queries(item_ids, user_ids)  # the one encoder pass of the batch
+            full = self.ranker.query_ranks(queries, targets, histories, repeated_targets=self.repeated_targets,
+                                           item_matrix=matrix)
+            return full, self.ranker.query_sampled_ranks(queries, targets, negatives, item_matrix=matrix)
+
+        return tf.function(rank, input_signature=signature)
+
+    def _rank_batch(self, start, stop, item_ids, user_ids, targets, item_matrix):
+        negatives = _pad_rows(self.negatives[start:stop], self.rows, fill=1)
+        if not self.exclude_history:
+            return self._fn(item_ids, user_ids, targets, item_matrix, negatives)
+        return self._fn(item_ids, user_ids, targets, item_matrix, negatives, self._batch_histories(start, stop))

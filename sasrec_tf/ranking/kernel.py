@@ -54,6 +54,20 @@ def beats(scores: tf.Tensor, target_scores: tf.Tensor) -> tf.Tensor:
     return (scores >= target_scores) | tf.math.is_nan(scores) | tf.math.is_nan(target_scores)
 
 
+def _count_beating(scores: tf.Tensor, target_scores: tf.Tensor) -> tf.Tensor:
+    """``[B]`` int32: how many of the items ``1..N`` of ``scores [B, N + 1]`` :func:`beats` the
+    row's ``target_scores [B, 1]``.
+
+    Counted as ``N - #(items scoring < target)``: the same integer (a NaN on either side is never
+    ``<``, and beats), with one comparison per table entry instead of ``beats``' three and no copy
+    of the table without its padding column, whose comparison is taken back out instead (about
+    a fifth of a Beauty-shaped validation pass's CPU time saved: ``benchmarks/validation_pass.py``).
+    """
+    below = tf.reduce_sum(tf.cast(scores < target_scores, tf.int32), axis=1)
+    below -= tf.cast(scores[:, 0] < target_scores[:, 0], tf.int32)  # the padding column is no candidate
+    return tf.shape(scores)[1] - 1 - below
+
+
 def history_exclusions(histories: tf.Tensor, targets: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
     """The ``(row, item)`` pairs a history excludes, and whether each row's target is in its history.
 
@@ -100,7 +114,7 @@ def target_ranks(scores: tf.Tensor, targets: tf.Tensor, excluded: tf.Tensor | No
     check_repeated_targets(repeated_targets)
     targets = tf.cast(targets, tf.int32)
     target_scores = tf.gather(scores, targets, batch_dims=1)[:, tf.newaxis]
-    ranks = tf.reduce_sum(tf.cast(beats(scores[:, 1:], target_scores), tf.int32), axis=1)  # the target beats itself
+    ranks = _count_beating(scores, target_scores)  # the target beats itself: the 1 of the rank
     if excluded is not None:
         # Excluded items that beat the target are taken back out of the count.
         excluded = tf.cast(excluded, tf.int32)

@@ -81,16 +81,28 @@ class Ranker:
             ``"rank"``); only with ``histories``.
           item_matrix: the item matrix, if the caller already read it.
         """
-        return kernel.history_excluded_ranks(self.scores(item_ids, user_ids, item_matrix), targets, histories,
-                                             repeated_targets)
+        return self.query_ranks(self.queries(item_ids, user_ids), targets, histories,
+                                repeated_targets=repeated_targets, item_matrix=item_matrix)
+
+    def query_ranks(self, queries: tf.Tensor, targets: tf.Tensor, histories: tf.Tensor | None = None, *,
+                    repeated_targets: str = "miss", item_matrix: tf.Tensor | None = None) -> tf.Tensor:
+        """:meth:`ranks` of queries ``[B, d]`` already computed (:meth:`queries`), so that one
+        encoder pass can serve several protocols (:class:`~sasrec_tf.evaluation.JointRanking`)."""
+        matrix = self.item_matrix() if item_matrix is None else item_matrix
+        return kernel.history_excluded_ranks(kernel.score_all(queries, matrix), targets, histories, repeated_targets)
 
     def sampled_ranks(self, item_ids: tf.Tensor, targets: tf.Tensor, negatives: tf.Tensor, *,
                       user_ids: tf.Tensor | None = None, item_matrix: tf.Tensor | None = None) -> tf.Tensor:
         """1-based ranks ``[B]`` int32 of ``targets`` among themselves and ``negatives [B, K]``."""
+        return self.query_sampled_ranks(self.queries(item_ids, user_ids), targets, negatives, item_matrix=item_matrix)
+
+    def query_sampled_ranks(self, queries: tf.Tensor, targets: tf.Tensor, negatives: tf.Tensor, *,
+                            item_matrix: tf.Tensor | None = None) -> tf.Tensor:
+        """:meth:`sampled_ranks` of queries ``[B, d]`` already computed (:meth:`queries`)."""
         matrix = self.item_matrix() if item_matrix is None else item_matrix
         candidates = tf.concat([tf.cast(targets, tf.int32)[:, None], tf.cast(negatives, tf.int32)], axis=1)
         # One contraction for target and negatives, so identical embeddings give identical scores.
-        scores = tf.einsum("bd,bkd->bk", self.queries(item_ids, user_ids), tf.gather(matrix, candidates))
+        scores = tf.einsum("bd,bkd->bk", queries, tf.gather(matrix, candidates))
         return kernel.sampled_ranks(scores)
 
     def top_k(self, item_ids: tf.Tensor, k: int, exclude: tf.Tensor | None = None, *,
