@@ -115,21 +115,26 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def median_seconds(call, steps: int, warmup: int) -> float:
-    """Median wall seconds of ``call()`` over ``steps`` calls after ``warmup`` untimed ones."""
+def median_seconds(call, steps: int, warmup: int) -> tuple[float, float]:
+    """Median wall seconds and median CPU seconds (every thread of the process) of ``call()``
+    over ``steps`` calls after ``warmup`` untimed ones. On a loaded machine CPU time is the
+    steadier of the two: it leaves out the time the process waited for a core."""
     for _ in range(warmup):
         call()
-    times = []
+    wall, cpu = [], []
     for _ in range(steps):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         call()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - cpu_started)
+    return statistics.median(wall), statistics.median(cpu)
 
 
-def matmul_rate(tf, a_shape, b_shape, *, transpose_a=False, transpose_b=False, steps=30, repeats=8) -> float:
-    """GFLOP/s of ``tf.matmul`` at these shapes: ``repeats`` independent products per call of a
-    ``tf.function`` (their results returned, so none is pruned), median over ``steps`` calls."""
+def matmul_rate(tf, a_shape, b_shape, *, transpose_a=False, transpose_b=False, steps=30,
+                repeats=8) -> tuple[float, float]:
+    """GFLOP per wall second and per CPU second of ``tf.matmul`` at these shapes: ``repeats``
+    independent products per call of a ``tf.function`` (their results returned, so none is
+    pruned), medians over ``steps`` calls."""
     a = [tf.random.normal(a_shape, seed=i) for i in range(repeats)]
     b = tf.random.normal(b_shape, seed=99)
 
@@ -140,7 +145,8 @@ def matmul_rate(tf, a_shape, b_shape, *, transpose_a=False, transpose_b=False, s
     out = products()[0]
     inner = a_shape[-2] if transpose_a else a_shape[-1]
     flops = 2 * repeats * int(tf.size(out)) * inner
-    return flops / median_seconds(lambda: products(), steps, warmup=3) / 1e9
+    wall, cpu = median_seconds(lambda: products(), steps, warmup=3)
+    return flops / wall / 1e9, flops / max(cpu, 1e-9) / 1e9
 
 
 def tensorflow_flops(tf, function, *args) -> dict[str, int]:
@@ -268,33 +274,36 @@ def main(argv=None) -> int:
     variants = ({f"{args.alternate}={value}": base.replace(**{args.alternate: value}) for value in (False, True)}
                 if args.alternate else {"": base})
     results = {label: measure(tf, config, data, args) for label, config in variants.items()}
-    for _ in range(args.rounds):  # variants alternate round by round: a slower spell of the machine hits both
-        for result in results.values():
-            result["rounds"].append(result["round"]())
-
     B, T, d, f = base.batch_size, base.max_len, base.hidden_units, base.ffn_units or base.hidden_units
     rows = B * T
-    rate = {
-        "proj": matmul_rate(tf, (rows, d), (d, d)),
-        "ffn": matmul_rate(tf, (rows, d), (d, f)),
-        "dW": matmul_rate(tf, (rows, d), (rows, d), transpose_a=True),
-        "scores": matmul_rate(tf, (B, T, d), (B, T, d), transpose_b=True),
-        "weighted": matmul_rate(tf, (B, T, T), (B, T, d)),
-        "valid": matmul_rate(tf, (args.eval_batch, d), (data.num_items + 1, d), transpose_b=True),
-        **{f"serve {n}": matmul_rate(tf, (1, d), (n + 1, d), transpose_b=True, steps=100)
-           for n in args.serving_items},
+    shapes = {  # (a, b, transpose_a, transpose_b) of each product the workloads are made of
+        "proj": ((rows, d), (d, d), False, False), "ffn": ((rows, d), (d, f), False, False),
+        "dW": ((rows, d), (rows, d), True, False), "scores": ((B, T, d), (B, T, d), False, True),
+        "weighted": ((B, T, T), (B, T, d), False, False),
+        "valid": ((args.eval_batch, d), (data.num_items + 1, d), False, True),
+        **{f"serve {n}": ((1, d), (n + 1, d), False, True) for n in args.serving_items},
     }
+    rates: dict[str, list] = {key: [] for key in shapes}
+    for _ in range(args.rounds):  # variants and matmuls alternate round by round: a slow spell hits all
+        for result in results.values():
+            result["rounds"].append(result["round"]())
+        for key, (a, b, ta, tb) in shapes.items():
+            rates[key].append(matmul_rate(tf, a, b, transpose_a=ta, transpose_b=tb,
+                                          steps=100 if key.startswith("serve") else 30))
+    # Best of the rounds: the fastest the machine did each thing (wall, CPU), as the step times'.
+    rate = {key: (max(r[0] for r in values), max(r[1] for r in values)) for key, values in rates.items()}
+
     train = training_step_flops(base)
+    train_total = sum(train.values())
     # Each part at its shapes' rate: forward and input gradients at the forward shape, weight
     # gradients (a third of the projections' and FFN's work) at the dW shape; logits at "proj".
-    train_roof_s = sum(
-        (flops / 3 / (rate[key] * 1e9) + 2 * flops / 3 / (rate[grad] * 1e9))
-        for part, flops in train.items()
-        for key, grad in [{"qkv projections": ("proj", "dW"), "output projection": ("proj", "dW"),
-                           "ffn": ("ffn", "dW"), "attention scores": ("scores", "scores"),
-                           "attention weighted sum": ("weighted", "weighted"), "logits": ("proj", "proj")}[part]]
-    )
-    train_total = sum(train.values())
+    route = {"qkv projections": ("proj", "dW"), "output projection": ("proj", "dW"), "ffn": ("ffn", "dW"),
+             "attention scores": ("scores", "scores"), "attention weighted sum": ("weighted", "weighted"),
+             "logits": ("proj", "proj")}
+    train_rate = tuple(
+        train_total / sum(2 * flops / 3 / rate[route[part][0]][i] + flops / 3 / rate[route[part][1]][i]
+                          for part, flops in train.items())
+        for i in (0, 1))
     valid = forward_flops(batch=args.eval_batch, width=T, hidden_units=d, num_blocks=base.num_blocks,
                           ffn_units=base.ffn_units, scored_items=data.num_items + 1, last_only=True)
     serve = {n: forward_flops(batch=1, width=T, hidden_units=d, num_blocks=base.num_blocks, ffn_units=base.ffn_units,
@@ -302,36 +311,39 @@ def main(argv=None) -> int:
 
     print(f"CPU: {cpu_model()}; TensorFlow {tf.__version__}; log: {data.num_users} users, {data.num_items} items")
     print(f"config: d={d}, blocks={base.num_blocks}, heads={base.num_heads}, max_len={T}, batch={B}, "
-          f"ffn={f}, loss={base.loss}, negatives={base.num_negatives}{', overrides: ' + ' '.join(args.set) if args.set else ''}")
+          f"ffn={f}, loss={base.loss}, negatives={base.num_negatives}"
+          + (f"; overrides: {' '.join(args.set)}" if args.set else ""))
     print("training step FLOPs (analytic, forward x 3): "
           + ", ".join(f"{k} {v / 1e6:.1f}M" for k, v in train.items()) + f"; total {train_total / 1e9:.3f} G")
     for label, result in results.items():
         step, batch = result["step"], result["batch"]
-        shapes = graph_matmul_flops(step.get_concrete_function(batch).graph)
+        traced = graph_matmul_flops(step.get_concrete_function(batch).graph)
         print(f"{label or 'config'}: traced train_step's matmul-type ops from their shapes "
-              f"{sum(shapes.values()) / 1e9:.3f} G ({', '.join(f'{k} {v / 1e6:.1f}M' for k, v in shapes.items())}); "
-              f"analytic / traced = {train_total / sum(shapes.values()):.3f}")
+              f"{sum(traced.values()) / 1e9:.3f} G ({', '.join(f'{k} {v / 1e6:.1f}M' for k, v in traced.items())}); "
+              f"analytic / traced = {train_total / sum(traced.values()):.3f}")
         if args.tf_count and label == next(iter(results)):  # its counts accumulate over calls in a process
             counts = tensorflow_flops(tf, step, batch)
             print(f"{label or 'config'}: tf.compat.v1.profiler float_ops: "
                   + ", ".join(f"{k} {v / 1e6:.1f}M" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])[:6])
                   + f"; all {sum(counts.values()) / 1e9:.3f} G (no count registered for Einsum or BatchMatMulV2)")
-    print("matmul GFLOP/s at the step's shapes: " + ", ".join(f"{k} {v:.1f}" for k, v in rate.items()))
-    print(f"\n{'variant':<24}{'workload':<22}{'GFLOP':>9}{'ms (min of medians)':>21}{'GFLOP/s':>9}"
-          f"{'matmul GFLOP/s':>16}{'ratio':>7}")
+    print("matmul GFLOP/s at the step's shapes, per wall s / per CPU s: "
+          + ", ".join(f"{k} {w:.1f}/{c:.1f}" for k, (w, c) in rate.items()))
+    print(f"\n{'variant':<24}{'workload':<22}{'GFLOP':>8}{'ms':>9}{'cpu ms':>9}{'GFLOP/s':>9}"
+          f"{'matmul':>8}{'ratio':>7}{'cpu ratio':>10}")
     for label, result in results.items():
-        best = {key: min(r[key] for r in result["rounds"]) for key in result["rounds"][0]}
-        lines = [("training step", train_total, best["train"], train_total / train_roof_s / 1e9),
+        best = {key: tuple(min(r[key][i] for r in result["rounds"]) for i in (0, 1)) for key in result["rounds"][0]}
+        lines = [("training step", train_total, best["train"], train_rate),
                  (f"validation ({args.eval_batch} users)", sum(valid.values()), best["valid"], rate["valid"])]
         lines += [(f"serving 1 x {n}", sum(serve[n].values()), best[f"serve {n}"], rate[f"serve {n}"])
                   for n in args.serving_items]
-        for workload, flops, seconds, roof in lines:
-            achieved = flops / seconds / 1e9
-            print(f"{label or 'config':<24}{workload:<22}{flops / 1e9:>9.4f}{seconds * 1e3:>21.3f}{achieved:>9.1f}"
-                  f"{roof:>16.1f}{achieved / roof:>7.2f}")
-    print(f"\n{len(next(iter(results.values()))['rounds'])} round(s); medians of {args.steps} calls; "
-          "'matmul GFLOP/s' of the training step is its parts' shapes combined (see the docstring); "
-          "validation and serving compare with the score product's shape alone.")
+        for workload, flops, (wall, cpu), (roof, cpu_roof) in lines:
+            achieved = flops / wall / 1e9
+            print(f"{label or 'config':<24}{workload:<22}{flops / 1e9:>8.4f}{wall * 1e3:>9.2f}{cpu * 1e3:>9.2f}"
+                  f"{achieved:>9.1f}{roof:>8.1f}{achieved / roof:>7.2f}{flops / max(cpu, 1e-9) / 1e9 / cpu_roof:>10.2f}")
+    print(f"\n{args.rounds} round(s), minimum of the medians of {args.steps} calls; GFLOP/s per wall second; "
+          "'matmul': the same run's dense-matmul GFLOP/s at the workload's shapes (the training step: its parts' "
+          "shapes combined; validation and serving: the score product's shape); ratio = GFLOP/s / matmul, "
+          "cpu ratio the same per CPU second.")
     return 0
 
 
