@@ -4,12 +4,13 @@
     python benchmarks/roofline.py --set fused_attention=true    # the fused attention path
     python benchmarks/roofline.py --config pipelines/recommended.json --set num_heads=2
     python benchmarks/roofline.py --alternate fused_attention   # both values, rounds alternating
+    python benchmarks/roofline.py --width 11                    # a bucketed batch's width
 
 Three workloads, each timed in steady state (median of ``--steps`` calls after ``--warmup``):
 
 * **training step**: ``model.train_step`` (forward, loss, gradients, optimizer update) on one
   fixed ``[batch_size, max_len]`` batch of the training pipeline (unbucketed, so every step has
-  the same shapes), repeated;
+  the same shapes; ``--width W`` keeps its last ``W`` columns), repeated;
 * **validation pass**: ``--eval-batch`` histories -> last-position queries -> scores against the
   whole catalogue (``query_embeddings @ item_embeddings^T``, the full-ranking product);
 * **serving, batch 1**: one history -> scores over N items, for each ``--serving-items`` N.
@@ -212,6 +213,9 @@ def measure(tf, config, data, args) -> dict:
     batch = next(iter(training_dataset(data.sequences, data.num_items, config.max_len, config.batch_size,
                                        num_negatives=config.num_negatives, seed=config.seed,
                                        bucket_by_length=False)))
+    width = args.width or config.max_len  # the last columns: what a bucketed batch of that width holds
+    batch = {key: value[:, -width:] if key in ("item_ids", "positives", "negatives") else value
+             for key, value in batch.items()}
     step = tf.function(model.train_step)
     step_seconds = lambda: median_seconds(lambda: step(batch)["loss"].numpy(), args.steps, args.warmup)  # noqa: E731
     histories = tf.constant(np.stack([s[-config.max_len:] for s in _padded(data.sequences, config.max_len,
@@ -248,10 +252,13 @@ def _padded(sequences, max_len: int, count: int):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="pipeline file whose model section is the configuration (default: the paper's)")
+    parser.add_argument("--config", help="pipeline file whose model section is the configuration "
+                        "(default: the paper's)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="SASRecConfig override")
     parser.add_argument("--data", help="interaction log (default: generated, Beauty-shaped)")
     parser.add_argument("--format", default="s3rec")
+    parser.add_argument("--width", type=int, help="the training batch's width (default max_len; a bucketed "
+                        "pipeline's batches are as wide as their longest window: 10.7 on average here)")
     parser.add_argument("--eval-batch", type=int, default=1024, help="histories per validation batch (the protocols')")
     parser.add_argument("--serving-items", type=int, nargs="+", default=[12101, 25000], help="catalogue sizes N")
     parser.add_argument("--warmup", type=int, default=10)
@@ -274,8 +281,8 @@ def main(argv=None) -> int:
     variants = ({f"{args.alternate}={value}": base.replace(**{args.alternate: value}) for value in (False, True)}
                 if args.alternate else {"": base})
     results = {label: measure(tf, config, data, args) for label, config in variants.items()}
-    B, T, d, f = base.batch_size, base.max_len, base.hidden_units, base.ffn_units or base.hidden_units
-    rows = B * T
+    B, T, d, f = base.batch_size, args.width or base.max_len, base.hidden_units, base.ffn_units or base.hidden_units
+    rows = B * T  # the training step's shapes; validation and serving run at max_len
     shapes = {  # (a, b, transpose_a, transpose_b) of each product the workloads are made of
         "proj": ((rows, d), (d, d), False, False), "ffn": ((rows, d), (d, f), False, False),
         "dW": ((rows, d), (rows, d), True, False), "scores": ((B, T, d), (B, T, d), False, True),
@@ -293,7 +300,7 @@ def main(argv=None) -> int:
     # Best of the rounds: the fastest the machine did each thing (wall, CPU), as the step times'.
     rate = {key: (max(r[0] for r in values), max(r[1] for r in values)) for key, values in rates.items()}
 
-    train = training_step_flops(base)
+    train = training_step_flops(base, width=T)
     train_total = sum(train.values())
     # Each part at its shapes' rate: forward and input gradients at the forward shape, weight
     # gradients (a third of the projections' and FFN's work) at the dW shape; logits at "proj".
@@ -304,13 +311,14 @@ def main(argv=None) -> int:
         train_total / sum(2 * flops / 3 / rate[route[part][0]][i] + flops / 3 / rate[route[part][1]][i]
                           for part, flops in train.items())
         for i in (0, 1))
-    valid = forward_flops(batch=args.eval_batch, width=T, hidden_units=d, num_blocks=base.num_blocks,
-                          ffn_units=base.ffn_units, scored_items=data.num_items + 1, last_only=True)
-    serve = {n: forward_flops(batch=1, width=T, hidden_units=d, num_blocks=base.num_blocks, ffn_units=base.ffn_units,
-                              scored_items=n + 1, last_only=True) for n in args.serving_items}
+    encoder = dict(width=base.max_len, hidden_units=d, num_blocks=base.num_blocks, ffn_units=base.ffn_units,
+                   last_only=True)
+    valid = forward_flops(batch=args.eval_batch, scored_items=data.num_items + 1, **encoder)
+    serve = {n: forward_flops(batch=1, scored_items=n + 1, **encoder) for n in args.serving_items}
 
     print(f"CPU: {cpu_model()}; TensorFlow {tf.__version__}; log: {data.num_users} users, {data.num_items} items")
-    print(f"config: d={d}, blocks={base.num_blocks}, heads={base.num_heads}, max_len={T}, batch={B}, "
+    print(f"config: d={d}, blocks={base.num_blocks}, heads={base.num_heads}, max_len={base.max_len}, "
+          f"training batch {B} x {T}, "
           f"ffn={f}, loss={base.loss}, negatives={base.num_negatives}"
           + (f"; overrides: {' '.join(args.set)}" if args.set else ""))
     print("training step FLOPs (analytic, forward x 3): "
@@ -337,9 +345,9 @@ def main(argv=None) -> int:
         lines += [(f"serving 1 x {n}", sum(serve[n].values()), best[f"serve {n}"], rate[f"serve {n}"])
                   for n in args.serving_items]
         for workload, flops, (wall, cpu), (roof, cpu_roof) in lines:
-            achieved = flops / wall / 1e9
+            achieved, cpu_ratio = flops / wall / 1e9, flops / max(cpu, 1e-9) / 1e9 / cpu_roof
             print(f"{label or 'config':<24}{workload:<22}{flops / 1e9:>8.4f}{wall * 1e3:>9.2f}{cpu * 1e3:>9.2f}"
-                  f"{achieved:>9.1f}{roof:>8.1f}{achieved / roof:>7.2f}{flops / max(cpu, 1e-9) / 1e9 / cpu_roof:>10.2f}")
+                  f"{achieved:>9.1f}{roof:>8.1f}{achieved / roof:>7.2f}{cpu_ratio:>10.2f}")
     print(f"\n{args.rounds} round(s), minimum of the medians of {args.steps} calls; GFLOP/s per wall second; "
           "'matmul': the same run's dense-matmul GFLOP/s at the workload's shapes (the training step: its parts' "
           "shapes combined; validation and serving: the score product's shape); ratio = GFLOP/s / matmul, "
