@@ -46,6 +46,7 @@ def parse_args(argv=None):
                    help="batch windows of similar length, cut to the batch's longest (default)")
     p.add_argument("--no-bucket", dest="bucket", action="store_false")
     p.add_argument("--xla", action="store_true", help="compile the train step with XLA (jit_compile)")
+    p.add_argument("--fused-attention", action="store_true", help="SASRecConfig.fused_attention")
     p.add_argument("--optimizer", default="adam",
                    help="SASRecConfig.optimizer: adam (default), lazy_adam, keras_adam")
     p.add_argument("--threads", type=int, default=0, help="intra/inter-op threads (0: TensorFlow's default)")
@@ -81,13 +82,14 @@ def main(argv=None) -> int:
                                     num_blocks=args.num_blocks, num_heads=args.num_heads,
                                     dropout_rate=args.dropout, batch_size=args.batch_size,
                                     num_negatives=args.num_negatives, seed=args.seed,
-                                    optimizer=args.optimizer)
+                                    optimizer=args.optimizer, fused_attention=args.fused_attention)
     dataset = training_dataset(sequences, num_items, config.max_len, config.batch_size,
                                num_negatives=config.num_negatives, seed=config.seed,
                                bucket_by_length=args.bucket).repeat()
     total = args.warmup + args.steps
     result = {"users": len(sequences), "items": num_items, "max_len": args.max_len,
               "batch_size": args.batch_size, "bucket": args.bucket, "xla": args.xla,
+              "fused_attention": args.fused_attention,
               "optimizer": args.optimizer,
               "threads": args.threads or "default"}
 

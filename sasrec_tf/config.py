@@ -65,6 +65,11 @@ class SASRecConfig:
     ``4d`` inner layer with GELU; ``"swiglu"`` gates the inner layer,
     ``swish(x W_gate) * (x W_up)`` (LLaMA's FFN), with one more ``d x ffn_units`` matrix.
 
+    ``fused_attention`` computes each block's attention with plain matmuls (queries, keys and
+    values from one concatenated kernel where they share an input) on ``MultiHeadAttention``'s own
+    variables: the same outputs to float rounding, and checkpoints or saved models from either
+    setting load in the other (:class:`sasrec_tf.layers.CausalSelfAttentionBlock`).
+
     The item embedding: ``scale_item_embedding`` multiplies it by ``sqrt(hidden_units)`` at the
     input (the paper's code; RecTools does not), ``embedding_initializer`` is one of
     :data:`EMBEDDING_INITIALIZERS`, and ``item_dropout_rate`` > 0 drops entries of the whole item
@@ -116,6 +121,7 @@ class SASRecConfig:
     ffn_activation: str = "relu"  # "relu" (the paper), "gelu" (BERT4Rec and most later models) or "swiglu"
     frequency_mixing: float = 0.0  # BSARec's alpha: weight of the frequency filter beside attention
     frequency_cutoff: int = 5  # BSARec's c: the filter keeps the c // 2 + 1 lowest frequencies
+    fused_attention: bool = False  # attention as plain matmuls on MultiHeadAttention's weights (same outputs)
     scale_item_embedding: bool = True  # input item embeddings x sqrt(hidden_units), as the paper's code
     embedding_initializer: str = "uniform"
     item_dropout_rate: float = 0.0  # dropout on the item table, shared by input and output (RecTools)

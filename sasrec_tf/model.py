@@ -128,6 +128,7 @@ class SASRec(keras.Model):
             ffn_activation=config.ffn_activation,
             frequency_mixing=config.frequency_mixing,
             frequency_cutoff=config.frequency_cutoff,
+            fused_attention=config.fused_attention,
             name="encoder",
         )
         self._embedding_scale = math.sqrt(d) if config.scale_item_embedding else 1.0

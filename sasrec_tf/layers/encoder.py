@@ -39,6 +39,8 @@ class SASRecEncoder(keras.layers.Layer):
       ffn_activation: the FFN's activation, one of :data:`sasrec_tf.choices.FFN_ACTIVATIONS`.
       frequency_mixing: float in ``[0, 1]``, BSARec's ``alpha`` in every block; 0: no filter.
       frequency_cutoff: positive integer, BSARec's ``c``.
+      fused_attention: boolean, the blocks compute attention with plain matmuls on
+        ``MultiHeadAttention``'s weights (:class:`CausalSelfAttentionBlock`); same outputs.
       **kwargs: base ``keras.layers.Layer`` arguments (``name``, ``dtype``, ``trainable``).
 
     Call arguments:
@@ -77,6 +79,7 @@ class SASRecEncoder(keras.layers.Layer):
         ffn_activation: str = "relu",
         frequency_mixing: float = 0.0,
         frequency_cutoff: int = 5,
+        fused_attention: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -90,6 +93,7 @@ class SASRecEncoder(keras.layers.Layer):
                 frequency_cutoff=frequency_cutoff).items():
             setattr(self, name, value)
         self.use_positional_embedding = check_bool(layer, "use_positional_embedding", use_positional_embedding)
+        self.fused_attention = check_bool(layer, "fused_attention", fused_attention)
 
         self.positional_embedding = (
             PositionalEmbedding(self.max_len, name="positional_embedding") if self.use_positional_embedding else None
@@ -108,6 +112,7 @@ class SASRecEncoder(keras.layers.Layer):
                 frequency_mixing=self.frequency_mixing,
                 frequency_cutoff=self.frequency_cutoff,
                 max_len=self.max_len,
+                fused_attention=self.fused_attention,
                 name=f"block_{i}",
             )
             for i in range(self.num_blocks)
@@ -163,4 +168,5 @@ class SASRecEncoder(keras.layers.Layer):
             "ffn_activation": self.ffn_activation,
             "frequency_mixing": self.frequency_mixing,
             "frequency_cutoff": self.frequency_cutoff,
+            "fused_attention": self.fused_attention,
         }

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import tensorflow as tf
 
 from sasrec_tf._compat import keras
-from sasrec_tf.layers._arguments import KERAS_PACKAGE, check_block_arguments, check_int
+from sasrec_tf.layers._arguments import KERAS_PACKAGE, check_block_arguments, check_bool, check_int
 from sasrec_tf.layers.feed_forward import PointWiseFeedForward
 from sasrec_tf.layers.frequency import CausalFrequencyFilter
 
@@ -27,6 +29,16 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
     (BSARec mixes after each branch's own residual and LayerNorm; one shared residual here keeps
     every ``layer_norm`` placement.)
 
+    With ``fused_attention``, the attention reads the same ``MultiHeadAttention`` variables
+    (``attention/query``, ``key``, ``value``, ``attention_output``: names and shapes unchanged, so
+    weights saved under either path load into the other) but computes with plain matmuls: one
+    against the concatenated query/key/value kernels when the queries are the keys' sequence
+    (``pre``, ``post``, ``ligr``), else one for the queries and one for keys and values together
+    (``original``, whose query is ``LN(x)`` and keys ``x``; and ``last_only``). Same masking (a
+    masked key gets ``-1e9`` before the softmax, as Keras does, so a fully masked row is uniform),
+    same dropout on the weights; outputs equal the ``MultiHeadAttention`` path's to float
+    rounding (dropout masks differ in training).
+
     Args:
       hidden_units: positive integer ``d``, the width of the input and the output; a multiple of
         ``num_heads``.
@@ -44,6 +56,8 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
       frequency_cutoff: positive integer, BSARec's ``c`` (:class:`CausalFrequencyFilter`).
       max_len: positive integer, the widest sequence (the filter's window); needed when
         ``frequency_mixing > 0``, else may be ``None``.
+      fused_attention: boolean, compute attention with plain matmuls on ``MultiHeadAttention``'s
+        weights (above); ``False`` (the default) calls ``MultiHeadAttention``.
       **kwargs: base ``keras.layers.Layer`` arguments (``name``, ``dtype``, ``trainable``).
 
     Call arguments:
@@ -82,6 +96,7 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
         frequency_mixing: float = 0.0,
         frequency_cutoff: int = 5,
         max_len: int | None = None,
+        fused_attention: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -93,6 +108,7 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
                 frequency_cutoff=frequency_cutoff).items():
             setattr(self, name, value)
         self.max_len = check_int(layer, "max_len", max_len, optional=True)
+        self.fused_attention = check_bool(layer, "fused_attention", fused_attention)
         if self.frequency_mixing > 0 and self.max_len is None:
             raise ValueError(f"{layer}: frequency_mixing={frequency_mixing!r} needs max_len (the longest prefix "
                              "the filter sees), got max_len=None")
@@ -142,9 +158,12 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
             # Dropout acts on the attention weights only (inside MultiHeadAttention), as in the
             # paper's code and the PyTorch port; a second dropout on the attention output cost
             # ~8% NDCG@10 per epoch (docs/results.md, "Paper parity").
-            attended, scores = self.attention(
-                query, value, attention_mask=attention_mask, training=training, return_attention_scores=True
-            )
+            if self.fused_attention:
+                attended, scores = self._fused_attention(query, value, attention_mask, training)
+            else:
+                attended, scores = self.attention(
+                    query, value, attention_mask=attention_mask, training=training, return_attention_scores=True
+                )
             if self.frequency_filter is None:
                 return attended, scores
             real = tf.cast(full_padding_mask, value.dtype)[..., tf.newaxis]
@@ -196,7 +215,64 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
             "frequency_mixing": self.frequency_mixing,
             "frequency_cutoff": self.frequency_cutoff,
             "max_len": self.max_len,
+            "fused_attention": self.fused_attention,
         }
+
+    def _fused_attention(self, query, value, attention_mask, training):
+        """``MultiHeadAttention(query, value, attention_mask)`` with plain matmuls on its own
+        variables: returns ``(attended [B, Tq, d], weights [B, heads, Tq, T])``."""
+        attention = self.attention
+        heads, width = self.num_heads, self.hidden_units
+        key_dim = width // heads
+        if not attention.built:  # the variables, under the names, that calling it would create
+            with tf.name_scope(attention.name):
+                attention._build_from_signature(query, value)
+                for layer, shape in ((attention._query_dense, query.shape), (attention._key_dense, value.shape),
+                                     (attention._value_dense, value.shape),
+                                     (attention._output_dense, [None, None, heads, key_dim])):
+                    with tf.name_scope(layer.name):
+                        layer._maybe_build(tf.TensorShape(shape))
+            attention.built = True
+        dense = (attention._query_dense, attention._key_dense, attention._value_dense)
+        kernels = [tf.reshape(layer.kernel, [-1, width]) for layer in dense]  # [d_in, heads * key_dim]
+        biases = [tf.reshape(layer.bias, [width]) for layer in dense]
+
+        def project(inputs, start, stop):  # inputs [B, T, d_in] -> [B, T, (stop - start) * width]
+            kernel = kernels[start] if stop - start == 1 else tf.concat(kernels[start:stop], axis=1)
+            bias = biases[start] if stop - start == 1 else tf.concat(biases[start:stop], axis=0)
+            shape = tf.shape(inputs)
+            flat = tf.matmul(tf.reshape(inputs, [-1, inputs.shape[-1]]), kernel)
+            return tf.reshape(tf.nn.bias_add(flat, bias), tf.concat([shape[:-1], [(stop - start) * width]], 0))
+
+        if query is value:
+            queries, keys, values = tf.split(project(value, 0, 3), 3, axis=-1)
+        else:
+            queries = project(query, 0, 1)
+            keys, values = tf.split(project(value, 1, 3), 2, axis=-1)
+        queries = queries * (1.0 / math.sqrt(float(key_dim)))  # where MultiHeadAttention scales
+
+        def split_heads(tensor):  # [B, T, width] -> [B, heads, T, key_dim] (1 head: [B, T, width])
+            if heads == 1:
+                return tensor
+            shape = tf.shape(tensor)
+            return tf.transpose(tf.reshape(tensor, [shape[0], shape[1], heads, key_dim]), [0, 2, 1, 3])
+
+        logits = tf.matmul(split_heads(queries), split_heads(keys), transpose_b=True)
+        mask = attention_mask if heads == 1 else attention_mask[:, tf.newaxis]
+        large_negative = tf.float16.min if logits.dtype == tf.float16 else -1e9  # Keras' Softmax
+        logits += (1.0 - tf.cast(mask, logits.dtype)) * large_negative
+        weights = tf.nn.softmax(logits, axis=-1)
+        attended = tf.matmul(attention._dropout_layer(weights, training=training), split_heads(values))
+        if heads > 1:
+            shape = tf.shape(attended)
+            attended = tf.reshape(tf.transpose(attended, [0, 2, 1, 3]), [shape[0], shape[2], width])
+        else:
+            weights = weights[:, tf.newaxis]
+        output = attention._output_dense
+        shape = tf.shape(attended)
+        flat = tf.matmul(tf.reshape(attended, [-1, width]), tf.reshape(output.kernel, [width, -1]))
+        attended = tf.reshape(tf.nn.bias_add(flat, output.bias), tf.concat([shape[:-1], [-1]], 0))
+        return attended, weights
 
 
 def causal_attention_mask(padding_mask: tf.Tensor) -> tf.Tensor:
