@@ -38,3 +38,18 @@ def test_serving_module_tracks_no_table_beside_the_models(tmp_path):
     model_ids = {id(v) for v in trained.model.variables}
     extra = [v for v in module.variables if id(v) not in model_ids]
     assert [v.shape.as_list() for v in extra] == [[NUM_ITEMS + 1]]  # the popularity only
+
+
+def test_model_directory_loads_the_same_weights_with_zero_initial_values(tmp_path):
+    # The export loads a model directory with every float weight created as zeros (the file's
+    # values replace them): the loaded weights must be exactly the saved ones.
+    from sasrec_tf.artifacts import load_trained, save_trained
+    from sasrec_tf.export.publish import _zeros_until_loaded
+
+    trained = make_trained(num_items=NUM_ITEMS)
+    save_trained(tmp_path / "model", trained.model, trained.vocab, item_counts=trained.item_counts)
+    with tf.variable_creator_scope(_zeros_until_loaded):
+        loaded = load_trained(tmp_path / "model")
+    assert [w.name for w in loaded.model.weights] == [w.name for w in trained.model.weights]
+    for saved, got in zip(trained.model.weights, loaded.model.weights):
+        np.testing.assert_array_equal(got.numpy(), saved.numpy(), err_msg=saved.name)
