@@ -124,6 +124,12 @@ def main(argv=None) -> int:
     return 0
 
 
+def _status_mib(field: str) -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process from ``/proc/self/status``, MiB."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field + ":")) / 1024
+
+
 def _export_only(model_dir: Path, out: str | None) -> int:
     """Export ``model_dir`` in this (fresh) process; print RSS after imports, the peak, and the table."""
     import json
@@ -132,13 +138,13 @@ def _export_only(model_dir: Path, out: str | None) -> int:
 
     from sasrec_tf.export import export_saved_model
 
-    imports = peak_rss_mib()
+    imports = _status_mib("VmRSS")
     config = json.loads((model_dir / "config.json").read_text())
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         version = export_saved_model(model_dir, Path(out or tmp), "sasrec", k=10)
         export_s = time.perf_counter() - started
-        peak = peak_rss_mib()
+        peak = _status_mib("VmHWM")  # not ru_maxrss: Linux carries that over from the parent across exec
         table_mib = (config["num_items"] + 1) * config["sasrec_config"]["hidden_units"] * 4 / 2**20
         print(f"fresh export: {export_s:.1f} s; SavedModel {dir_mib(version):.0f} MiB; RSS after imports {imports:.0f} "
               f"MiB, peak {peak:.0f} MiB; item table {table_mib:.0f} MiB; peak - imports - table "
