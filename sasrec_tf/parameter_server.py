@@ -33,8 +33,8 @@ import logging
 import math
 from typing import Iterator, Mapping, Sequence
 
-__all__ = ["TablePartitioner", "make_strategy", "serve", "table_shards", "unsharded_copy", "uses_coordinator",
-           "worker_seeds"]
+__all__ = ["TablePartitioner", "check_table_shapes", "make_strategy", "serve", "table_shards", "unsharded_copy",
+           "uses_coordinator", "worker_seeds"]
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +95,63 @@ class TablePartitioner:
         if len(dims) == 2 and tuple(dims) in self._shapes:
             parts[0] = self.shards_for(dims, dtype.size if hasattr(dtype, "size") else 4)
         return parts
+
+
+# What to change when a weight other than a table has a table's shape, by a part of its name.
+_CLASH_FIXES = (
+    ("positional_embedding", "max_len"),
+    ("feed_forward", "hidden_units or ffn_units"),
+    ("attribute", "the item features (num_attributes, max_item_attributes)"),
+    ("fusion", "hidden_units"),
+)
+
+
+def check_table_shapes(config, num_items: int, num_users: int = 0, **features: int) -> None:
+    """Refuse, before any variable exists, a model that :class:`TablePartitioner` would cut wrongly.
+
+    The partitioner learns only a variable's shape, so a weight that is not an embedding table but
+    has the shape of one (the positional table when ``max_len == num_items + 1``, a feed-forward
+    kernel when ``hidden_units == num_items + 1``) would be sharded too, and its layer fails on a
+    ``ShardedVariable``. The model's weights are created in a graph of their own (no memory is
+    allocated, whatever the catalogue) and compared with the tables.
+
+    Args:
+      config: the :class:`~sasrec_tf.SASRecConfig` to train.
+      num_items: the catalogue size; num_users: the user table's rows less one (0: no user table).
+      features: the item-feature sizes of :class:`~sasrec_tf.SASRec` (``num_attributes``, ...).
+
+    Raises:
+      ValueError: one line naming the clashing weight, its shape, the table and the field to change.
+    """
+    import tensorflow as tf
+
+    from sasrec_tf.model import SASRec
+
+    d = config.hidden_units
+    tables = {(num_items + 1, d): "item table"}
+    if num_users:
+        tables.setdefault((num_users + 1, d), "user table")
+    tf_logger = logging.getLogger("tensorflow")
+    level = tf_logger.level
+    tf_logger.setLevel(logging.CRITICAL)  # the graph's unused debug asserts complain when it is dropped
+    try:
+        with tf.Graph().as_default():
+            model = SASRec(config, num_items=num_items, num_users=num_users, **features)
+            model.build_weights()
+            layers = (model.item_embedding, model.output_item_embedding, model.user_embedding)
+            owned = [layer.embeddings for layer in layers if layer is not None]
+            clashes = [(w.name.split(":")[0], tuple(int(n) for n in w.shape)) for w in model.weights
+                       if w.shape.rank == 2 and not any(w is table for table in owned)
+                       and tuple(int(n) for n in w.shape) in tables]
+            del model, layers, owned
+    finally:
+        tf_logger.setLevel(level)
+    if clashes:
+        name, shape = clashes[0]
+        fix = next((field for part, field in _CLASH_FIXES if part in name), "hidden_units")
+        raise ValueError(
+            f"--strategy parameter_server: weight {name} has the {tables[shape]}'s shape {list(shape)} and would be "
+            f"sharded like it (tables are chosen by shape); change {fix} so that it differs (e.g. --set)")
 
 
 def role(config: Mapping | None) -> str | None:

@@ -89,10 +89,12 @@ def build_model(config: SASRecConfig, num_items: int, num_users: int = 0, *, str
     and the optimizer are created in its scope, so ``fit`` trains under it. ``features``: the
     item-feature sizes ``num_attributes`` and ``max_item_attributes`` (see :class:`SASRec`).
     """
-    keras.utils.set_random_seed(config.seed)
     strategy = strategy or tf.distribute.get_strategy()
     partitioner = parameter_server.table_partitioner(strategy)
     num_users = num_users if config.use_user_embedding else 0
+    if partitioner is not None:  # before any variable is placed on the cluster
+        parameter_server.check_table_shapes(config, num_items, num_users, **features)
+    keras.utils.set_random_seed(config.seed)
     # Under parameter servers the embedding tables (and so their optimizer slots) are sharded.
     tables = [(num_items + 1, config.hidden_units)] + ([(num_users + 1, config.hidden_units)] if num_users else [])
     with strategy.scope(), (partitioner.tables(tables) if partitioner else contextlib.nullcontext()):

@@ -144,7 +144,11 @@ def export_saved_model(
         if progress is not None:
             progress(what, done, steps)
 
-    trained = model if isinstance(model, TrainedModel) else load_trained(model)
+    if isinstance(model, TrainedModel):
+        trained = model
+    else:
+        with tf.variable_creator_scope(_zeros_until_loaded):
+            trained = load_trained(model)
     report("model loaded")
     if len(trained.vocab) != trained.model.num_items:
         raise ValueError(f"the vocabulary has {len(trained.vocab)} items but the model {trained.model.num_items}")
@@ -188,6 +192,21 @@ def export_saved_model(
         raise
     report(f"version {version} published")
     return final
+
+
+def _zeros_until_loaded(next_creator, **kwargs):
+    """A variable creator for loading a model directory: float weights start as zeros, not from
+    their initializer, since the file's values replace them. Keras' random initializers leave two
+    more table-sized buffers resident (measured: a uniform-initialised 750k x 64 ``Embedding``
+    holds 3.2 x its table, a zero-initialised one 1.0 x), which set the export's peak memory."""
+    import tensorflow as tf
+
+    shape, dtype = kwargs.get("shape"), kwargs.get("dtype")
+    if callable(kwargs.get("initial_value")) and shape is not None and dtype is not None:
+        shape, dtype = tf.TensorShape(shape), tf.as_dtype(dtype)
+        if shape.is_fully_defined() and dtype.is_floating:
+            kwargs["initial_value"] = lambda: tf.zeros(shape, dtype)
+    return next_creator(**kwargs)
 
 
 def _gate(card: dict[str, Any], root: Path, gate_on: str, tolerance: float, force: bool) -> dict[str, Any]:
