@@ -53,7 +53,10 @@ def test_readme_quick_start_runs_as_written(demo_dir, monkeypatch):
 def test_readme_keeps_the_two_commands_ci_runs():
     text = README.read_text()
     assert "pip install -r requirements.txt && pip install --no-deps -e . && sasrec-tf demo" in text
-    assert "python -m pytest -q tests" in text  # .ci/run runs exactly this
+    command = "python -m pytest -q -n 2 --dist loadfile tests"
+    assert command in text
+    ci = (README.parent / ".ci" / "run").read_text().splitlines()
+    assert ci[-1] == command, ".ci/run must end with exactly the README's test command"
 
 
 def test_no_page_names_a_path_of_a_development_machine():
