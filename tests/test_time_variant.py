@@ -160,6 +160,8 @@ def test_a_model_with_the_filter_is_causal_and_padding_invariant(config):
     full = _call(model, [[0] * 7 + items])[0, 7:]
     np.testing.assert_allclose(_call(model, [[0] * 2 + items])[0, 2:], full, atol=1e-5)
     np.testing.assert_allclose(_call(model, [items])[0], full, atol=1e-5)
+    # The served query (the last block computes its last row only) is the last row of the full pass.
+    np.testing.assert_allclose(model.query_embeddings(tf.constant(base)).numpy(), reference[:, -1], atol=1e-5)
 
 
 def test_without_positions_each_training_position_is_the_history_cut_there():
