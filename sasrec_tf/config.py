@@ -201,8 +201,8 @@ class SASRecConfig:
             raise OptionError("time_variant_taps", "SASRecConfig.time_variant_taps must be None or an integer in "
                               f"1..max_len ({self.max_len}), got {self.time_variant_taps!r}")
         if self.time_variant_bases < 0:
-            raise OptionError("time_variant_bases",
-                              f"SASRecConfig.time_variant_bases must be an integer >= 0, got {self.time_variant_bases!r}")
+            raise OptionError("time_variant_bases", "SASRecConfig.time_variant_bases must be an integer >= 0, "
+                              f"got {self.time_variant_bases!r}")
         if not 0.0 <= self.feature_id_dropout < 1.0:
             raise OptionError("feature_id_dropout",
                               f"SASRecConfig.feature_id_dropout must be in [0, 1), got {self.feature_id_dropout!r}")

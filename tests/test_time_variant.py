@@ -10,7 +10,7 @@ from sasrec_tf import SASRecConfig
 from sasrec_tf._compat import keras
 from sasrec_tf.artifacts import save_trained
 from sasrec_tf.export import export_saved_model
-from sasrec_tf.layers import CausalSelfAttentionBlock, CausalTimeVariantFilter, causal_attention_mask
+from sasrec_tf.layers import CausalSelfAttentionBlock, CausalTimeVariantFilter, SASRecEncoder, causal_attention_mask
 from sasrec_tf.testing.models import make_trained, small_sasrec
 
 NUM_ITEMS = 40
@@ -128,6 +128,8 @@ def test_the_default_config_builds_no_filter_and_bad_fields_are_named():
                        (dict(time_variant_bases=-1), "time_variant_bases")]:
         with pytest.raises(ValueError, match=field):
             SASRecConfig(**bad)
+    with pytest.raises(ValueError, match="time_variant_taps must be <= max_len"):
+        SASRecEncoder(4, 8, time_variant_taps=5)
 
 
 def _model_with_a_filter_that_matters(**config):

@@ -104,7 +104,8 @@ class SASRecEncoder(keras.layers.Layer):
         self.time_variant_mixing = check_rate(layer, "time_variant_mixing", time_variant_mixing, include_one=True)
         self.time_variant_taps = check_int(layer, "time_variant_taps", time_variant_taps, optional=True)
         if self.time_variant_taps is not None and self.time_variant_taps > self.max_len:
-            raise ValueError(f"{layer}: time_variant_taps must be <= max_len ({self.max_len}), got {time_variant_taps!r}")
+            raise ValueError(f"{layer}: time_variant_taps must be <= max_len ({self.max_len}), "
+                             f"got {time_variant_taps!r}")
         self.time_variant_bases = check_int(layer, "time_variant_bases", time_variant_bases, minimum=0)
 
         self.positional_embedding = (
