@@ -60,6 +60,15 @@ class SASRecConfig:
     it (:class:`sasrec_tf.layers.CausalFrequencyFilter`), causal and padding invariant. BSARec's
     Beauty setting is ``alpha`` 0.7, ``c`` 5.
 
+    ``time_variant_mixing`` ``beta`` > 0 mixes TV-Rec's time-variant filter into every block's
+    attention sub-layer after the frequency filter, ``beta * tv + (1 - beta) * (what came
+    before)``: ``y[t] = sum_k w[p(t), k] x[t - k]`` over ``time_variant_taps`` lags (``None``:
+    ``max_len``), with weights of rank ``time_variant_bases`` (TV-Rec's ``M``; 0: a full
+    ``[max_len, taps]`` table) chosen by ``p(t)``, the number of items before ``t`` in the window
+    (TV-Rec counts from the window's end; counting from the first item keeps it causal and
+    padding invariant, :class:`sasrec_tf.layers.CausalTimeVariantFilter`). TV-Rec's Beauty
+    setting is ``M`` 32 with the filter alone (``beta`` 1, no positional embedding).
+
     ``ffn_units`` and ``ffn_activation`` shape the point-wise feed-forward network: the paper's is
     ``d -> d`` with ReLU (``None``, ``"relu"``); later models (BERT4Rec, DuoRec, gSASRec) use a
     ``4d`` inner layer with GELU; ``"swiglu"`` gates the inner layer,
@@ -121,6 +130,9 @@ class SASRecConfig:
     ffn_activation: str = "relu"  # "relu" (the paper), "gelu" (BERT4Rec and most later models) or "swiglu"
     frequency_mixing: float = 0.0  # BSARec's alpha: weight of the frequency filter beside attention
     frequency_cutoff: int = 5  # BSARec's c: the filter keeps the c // 2 + 1 lowest frequencies
+    time_variant_mixing: float = 0.0  # TV-Rec's filter beside attention (and the frequency filter); 0: none
+    time_variant_taps: int | None = None  # TV-Rec's filter: lags read; None = max_len (every lag)
+    time_variant_bases: int = 32  # TV-Rec's M: rank of the filter's position x lag weights; 0 = full table
     fused_attention: bool = False  # attention as plain matmuls on MultiHeadAttention's weights (same outputs)
     scale_item_embedding: bool = True  # input item embeddings x sqrt(hidden_units), as the paper's code
     embedding_initializer: str = "uniform"
@@ -182,6 +194,15 @@ class SASRecConfig:
         if self.frequency_cutoff < 1:
             raise OptionError("frequency_cutoff",
                               f"SASRecConfig.frequency_cutoff must be a positive integer, got {self.frequency_cutoff!r}")
+        if not 0.0 <= self.time_variant_mixing <= 1.0:
+            raise OptionError("time_variant_mixing",
+                              f"SASRecConfig.time_variant_mixing must be in [0, 1], got {self.time_variant_mixing!r}")
+        if self.time_variant_taps is not None and not 1 <= self.time_variant_taps <= self.max_len:
+            raise OptionError("time_variant_taps", "SASRecConfig.time_variant_taps must be None or an integer in "
+                              f"1..max_len ({self.max_len}), got {self.time_variant_taps!r}")
+        if self.time_variant_bases < 0:
+            raise OptionError("time_variant_bases", "SASRecConfig.time_variant_bases must be an integer >= 0, "
+                              f"got {self.time_variant_bases!r}")
         if not 0.0 <= self.feature_id_dropout < 1.0:
             raise OptionError("feature_id_dropout",
                               f"SASRecConfig.feature_id_dropout must be in [0, 1), got {self.feature_id_dropout!r}")

@@ -129,6 +129,9 @@ class SASRec(keras.Model):
             frequency_mixing=config.frequency_mixing,
             frequency_cutoff=config.frequency_cutoff,
             fused_attention=config.fused_attention,
+            time_variant_mixing=config.time_variant_mixing,
+            time_variant_taps=config.time_variant_taps,
+            time_variant_bases=config.time_variant_bases,
             name="encoder",
         )
         self._embedding_scale = math.sqrt(d) if config.scale_item_embedding else 1.0

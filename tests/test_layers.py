@@ -176,7 +176,9 @@ EARLIER_CONFIGS = [
                                "trainable": True}),
 ]
 # Arguments added since, with the defaults an earlier config loads with.
-ADDED_SINCE = {"SASRecEncoder": {"fused_attention": False}, "CausalSelfAttentionBlock": {"fused_attention": False}}
+_TIME_VARIANT = {"time_variant_mixing": 0.0, "time_variant_taps": None, "time_variant_bases": 32}
+ADDED_SINCE = {"SASRecEncoder": {"fused_attention": False, **_TIME_VARIANT},
+               "CausalSelfAttentionBlock": {"fused_attention": False, **_TIME_VARIANT}}
 
 
 @pytest.mark.parametrize("class_name, config", EARLIER_CONFIGS, ids=[c for c, _ in EARLIER_CONFIGS])

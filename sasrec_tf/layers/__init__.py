@@ -1,5 +1,5 @@
-"""Keras layers of SASRec: positional embedding, feed-forward network, frequency filter, causal
-self-attention block, encoder stack.
+"""Keras layers of SASRec: positional embedding, feed-forward network, frequency filter,
+time-variant filter, causal self-attention block, encoder stack.
 
 Shapes: ``B`` batch, ``T`` sequence width (``T <= max_len``), ``d`` hidden units. Sequences are
 left-padded; ``padding_mask`` is ``True`` at real items.
@@ -10,7 +10,8 @@ the argument and the value) and returns exactly those arguments from ``get_confi
 as ``sasrec_tf>ClassName`` whichever module defines them.
 
 Modules: :mod:`~sasrec_tf.layers.positional`, :mod:`~sasrec_tf.layers.feed_forward`,
-:mod:`~sasrec_tf.layers.frequency`, :mod:`~sasrec_tf.layers.self_attention`,
+:mod:`~sasrec_tf.layers.frequency`, :mod:`~sasrec_tf.layers.time_variant`,
+:mod:`~sasrec_tf.layers.self_attention`,
 :mod:`~sasrec_tf.layers.encoder`, :mod:`~sasrec_tf.layers.item_representation`; import the names from ``sasrec_tf.layers``.
 """
 
@@ -20,10 +21,12 @@ from sasrec_tf.layers.item_representation import ItemRepresentation
 from sasrec_tf.layers.frequency import CausalFrequencyFilter, lowpass_kernel_matrix
 from sasrec_tf.layers.positional import PositionalEmbedding
 from sasrec_tf.layers.self_attention import CausalSelfAttentionBlock, causal_attention_mask
+from sasrec_tf.layers.time_variant import CausalTimeVariantFilter
 
 __all__ = [
     "CausalFrequencyFilter",
     "CausalSelfAttentionBlock",
+    "CausalTimeVariantFilter",
     "ItemRepresentation",
     "PointWiseFeedForward",
     "PositionalEmbedding",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from sasrec_tf._compat import keras
-from sasrec_tf.layers._arguments import KERAS_PACKAGE, check_block_arguments, check_bool, check_int
+from sasrec_tf.layers._arguments import KERAS_PACKAGE, check_block_arguments, check_bool, check_int, check_rate
 from sasrec_tf.layers.positional import PositionalEmbedding
 from sasrec_tf.layers.self_attention import CausalSelfAttentionBlock, causal_attention_mask
 
@@ -41,6 +41,10 @@ class SASRecEncoder(keras.layers.Layer):
       frequency_cutoff: positive integer, BSARec's ``c``.
       fused_attention: boolean, the blocks compute attention with plain matmuls on
         ``MultiHeadAttention``'s weights (:class:`CausalSelfAttentionBlock`); same outputs.
+      time_variant_mixing: float in ``[0, 1]``, the weight of TV-Rec's filter in every block
+        (mixed in after the frequency filter); 0: no filter.
+      time_variant_taps: positive integer ``<= max_len``, the filter's lags; ``None``: ``max_len``.
+      time_variant_bases: integer ``>= 0``, TV-Rec's ``M`` (:class:`CausalTimeVariantFilter`).
       **kwargs: base ``keras.layers.Layer`` arguments (``name``, ``dtype``, ``trainable``).
 
     Call arguments:
@@ -80,6 +84,9 @@ class SASRecEncoder(keras.layers.Layer):
         frequency_mixing: float = 0.0,
         frequency_cutoff: int = 5,
         fused_attention: bool = False,
+        time_variant_mixing: float = 0.0,
+        time_variant_taps: int | None = None,
+        time_variant_bases: int = 32,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -94,6 +101,12 @@ class SASRecEncoder(keras.layers.Layer):
             setattr(self, name, value)
         self.use_positional_embedding = check_bool(layer, "use_positional_embedding", use_positional_embedding)
         self.fused_attention = check_bool(layer, "fused_attention", fused_attention)
+        self.time_variant_mixing = check_rate(layer, "time_variant_mixing", time_variant_mixing, include_one=True)
+        self.time_variant_taps = check_int(layer, "time_variant_taps", time_variant_taps, optional=True)
+        if self.time_variant_taps is not None and self.time_variant_taps > self.max_len:
+            raise ValueError(f"{layer}: time_variant_taps must be <= max_len ({self.max_len}), "
+                             f"got {time_variant_taps!r}")
+        self.time_variant_bases = check_int(layer, "time_variant_bases", time_variant_bases, minimum=0)
 
         self.positional_embedding = (
             PositionalEmbedding(self.max_len, name="positional_embedding") if self.use_positional_embedding else None
@@ -113,6 +126,9 @@ class SASRecEncoder(keras.layers.Layer):
                 frequency_cutoff=self.frequency_cutoff,
                 max_len=self.max_len,
                 fused_attention=self.fused_attention,
+                time_variant_mixing=self.time_variant_mixing,
+                time_variant_taps=self.time_variant_taps,
+                time_variant_bases=self.time_variant_bases,
                 name=f"block_{i}",
             )
             for i in range(self.num_blocks)
@@ -169,4 +185,7 @@ class SASRecEncoder(keras.layers.Layer):
             "frequency_mixing": self.frequency_mixing,
             "frequency_cutoff": self.frequency_cutoff,
             "fused_attention": self.fused_attention,
+            "time_variant_mixing": self.time_variant_mixing,
+            "time_variant_taps": self.time_variant_taps,
+            "time_variant_bases": self.time_variant_bases,
         }

@@ -7,9 +7,10 @@ import math
 import tensorflow as tf
 
 from sasrec_tf._compat import keras
-from sasrec_tf.layers._arguments import KERAS_PACKAGE, check_block_arguments, check_bool, check_int
+from sasrec_tf.layers._arguments import KERAS_PACKAGE, check_block_arguments, check_bool, check_int, check_rate
 from sasrec_tf.layers.feed_forward import PointWiseFeedForward
 from sasrec_tf.layers.frequency import CausalFrequencyFilter
+from sasrec_tf.layers.time_variant import CausalTimeVariantFilter
 
 
 @keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
@@ -28,6 +29,12 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
     ``ligr`` it is ``LN(x)``, not zero there); the residual and LayerNorm follow as usual.
     (BSARec mixes after each branch's own residual and LayerNorm; one shared residual here keeps
     every ``layer_norm`` placement.)
+
+    With ``time_variant_mixing`` ``beta > 0`` (TV-Rec), a :class:`CausalTimeVariantFilter`
+    (``time_variant_taps``, ``time_variant_bases``, ``max_len``) of the same ``v`` is mixed in
+    last: ``beta * dropout(tv(v)) + (1 - beta) * m``, ``m`` being the output above (attention,
+    or attention and frequency filter mixed by ``alpha``). So both filters compose: ``beta`` 1
+    is TV-Rec's filter alone, and ``beta`` 0 builds nothing and computes what it did before.
 
     With ``fused_attention``, the attention reads the same ``MultiHeadAttention`` variables
     (``attention/query``, ``key``, ``value``, ``attention_output``: names and shapes unchanged, so
@@ -54,8 +61,13 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
       ffn_activation: the FFN's activation, one of :data:`sasrec_tf.choices.FFN_ACTIVATIONS`.
       frequency_mixing: float in ``[0, 1]``, BSARec's ``alpha``; 0 (the default) builds no filter.
       frequency_cutoff: positive integer, BSARec's ``c`` (:class:`CausalFrequencyFilter`).
-      max_len: positive integer, the widest sequence (the filter's window); needed when
-        ``frequency_mixing > 0``, else may be ``None``.
+      time_variant_mixing: float in ``[0, 1]``, the weight ``beta`` of TV-Rec's filter; 0 (the
+        default) builds no filter.
+      time_variant_taps: positive integer ``<= max_len``, the lags the filter reads; ``None``:
+        ``max_len`` (:class:`CausalTimeVariantFilter`).
+      time_variant_bases: integer ``>= 0``, TV-Rec's ``M`` (rank of the filter's weights; 0: full).
+      max_len: positive integer, the widest sequence (the filters' window); needed when
+        ``frequency_mixing > 0`` or ``time_variant_mixing > 0``, else may be ``None``.
       fused_attention: boolean, compute attention with plain matmuls on ``MultiHeadAttention``'s
         weights (above); ``False`` (the default) calls ``MultiHeadAttention``.
       **kwargs: base ``keras.layers.Layer`` arguments (``name``, ``dtype``, ``trainable``).
@@ -79,8 +91,8 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
     Raises:
       TypeError: an argument has the wrong type (a float for an integer, a string for a boolean).
       ValueError: an argument is out of its range or not one of its choices,
-        ``hidden_units`` is not a multiple of ``num_heads``, or ``frequency_mixing > 0`` without
-        ``max_len``.
+        ``hidden_units`` is not a multiple of ``num_heads``, or ``frequency_mixing > 0`` or
+        ``time_variant_mixing > 0`` without ``max_len``.
     """
 
     def __init__(
@@ -97,6 +109,9 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
         frequency_cutoff: int = 5,
         max_len: int | None = None,
         fused_attention: bool = False,
+        time_variant_mixing: float = 0.0,
+        time_variant_taps: int | None = None,
+        time_variant_bases: int = 32,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -117,6 +132,18 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
             if self.frequency_mixing > 0 else None
         )
         self.filter_dropout = keras.layers.Dropout(self.dropout_rate) if self.frequency_mixing > 0 else None
+        self.time_variant_mixing = check_rate(layer, "time_variant_mixing", time_variant_mixing, include_one=True)
+        self.time_variant_taps = check_int(layer, "time_variant_taps", time_variant_taps, optional=True)
+        self.time_variant_bases = check_int(layer, "time_variant_bases", time_variant_bases, minimum=0)
+        if self.time_variant_mixing > 0 and self.max_len is None:
+            raise ValueError(f"{layer}: time_variant_mixing={time_variant_mixing!r} needs max_len (the rows of the "
+                             "filter's weights), got max_len=None")
+        self.time_variant_filter = (
+            CausalTimeVariantFilter(self.max_len, self.time_variant_taps, self.time_variant_bases,
+                                    name="time_variant_filter")
+            if self.time_variant_mixing > 0 else None
+        )
+        self.time_variant_dropout = keras.layers.Dropout(self.dropout_rate) if self.time_variant_mixing > 0 else None
 
         self.attention = keras.layers.MultiHeadAttention(
             num_heads=self.num_heads,
@@ -164,12 +191,18 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
                 attended, scores = self.attention(
                     query, value, attention_mask=attention_mask, training=training, return_attention_scores=True
                 )
-            if self.frequency_filter is None:
+            if self.frequency_filter is None and self.time_variant_filter is None:
                 return attended, scores
             real = tf.cast(full_padding_mask, value.dtype)[..., tf.newaxis]
-            filtered = self.frequency_filter(value * real, last_only=last_only)
-            alpha = self.frequency_mixing
-            return alpha * self.filter_dropout(filtered, training=training) + (1.0 - alpha) * attended, scores
+            if self.frequency_filter is not None:
+                filtered = self.frequency_filter(value * real, last_only=last_only)
+                alpha = self.frequency_mixing
+                attended = alpha * self.filter_dropout(filtered, training=training) + (1.0 - alpha) * attended
+            if self.time_variant_filter is not None:
+                filtered = self.time_variant_filter(value * real, full_padding_mask, last_only=last_only)
+                beta = self.time_variant_mixing
+                attended = beta * self.time_variant_dropout(filtered, training=training) + (1.0 - beta) * attended
+            return attended, scores
 
         if self.layer_norm == "original":
             # Reference code: Q = LN(x); keys/values = x; residual adds the normalised query.
@@ -216,6 +249,9 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
             "frequency_cutoff": self.frequency_cutoff,
             "max_len": self.max_len,
             "fused_attention": self.fused_attention,
+            "time_variant_mixing": self.time_variant_mixing,
+            "time_variant_taps": self.time_variant_taps,
+            "time_variant_bases": self.time_variant_bases,
         }
 
     def _fused_attention(self, query, value, attention_mask, training):
