@@ -34,16 +34,15 @@ paper's Amazon Beauty data (22,363 users, 12,101 items, 8.9 interactions per use
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
 
-from sasrec_tf.testing.bench import benchmark_log, set_tensorflow_environment
+from sasrec_tf.testing.bench import (BEAUTY_ITEMS, BEAUTY_MEAN_LENGTH, BEAUTY_USERS, benchmark_log, cpu_model,
+                                     set_tensorflow_environment)
 
 set_tensorflow_environment()
 
-BEAUTY_USERS, BEAUTY_ITEMS, BEAUTY_MEAN_LENGTH = 22363, 12101, 8.9
 SAMPLED_LOSSES = ("bce", "bpr", "gbce", "sampled_softmax")  # logits over 1 + num_negatives items
 
 
@@ -102,18 +101,6 @@ def training_step_flops(config, width: int | None = None) -> dict[str, int]:
                             num_blocks=config.num_blocks, ffn_units=config.ffn_units,
                             scored_items=1 + config.num_negatives)
     return {name: 3 * value for name, value in forward.items()}
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else the platform's processor string."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def median_seconds(call, steps: int, warmup: int) -> tuple[float, float]:

@@ -30,25 +30,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import platform
 import statistics
 import time
 
-from sasrec_tf.testing.bench import set_tensorflow_environment
+from sasrec_tf.testing.bench import (BEAUTY_ITEMS, BEAUTY_MEAN_LENGTH, BEAUTY_USERS, cpu_model,
+                                     set_tensorflow_environment)
 
 set_tensorflow_environment()
-
-BEAUTY_USERS, BEAUTY_ITEMS, BEAUTY_MEAN_LENGTH = 22363, 12101, 8.9
-
-
-def cpu_model() -> str:
-    """The CPU's model name and how many logical CPUs this process sees."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
-        return f"{names[0]} x {len(names)}" if names else platform.processor()
-    except OSError:
-        return platform.processor()
 
 
 def timed(fn) -> tuple[float, float]:

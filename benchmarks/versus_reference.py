@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -47,7 +46,7 @@ import time
 from pathlib import Path
 
 from sasrec_tf.testing import parity
-from sasrec_tf.testing.bench import set_tensorflow_environment
+from sasrec_tf.testing.bench import cpu_model, set_tensorflow_environment
 
 set_tensorflow_environment()
 
@@ -176,15 +175,6 @@ def worker(args) -> int:
         passes.append(time.perf_counter() - start)
     print(json.dumps({"epoch_s": durations, "validation_s": passes}), flush=True)
     return 0
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
-        return f"{names[0]} x {len(names)}" if names else platform.processor()
-    except OSError:
-        return platform.processor()
 
 
 def time_to_quality(args, data, dataset: str) -> int:

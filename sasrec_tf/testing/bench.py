@@ -8,13 +8,18 @@ Importing this module imports no TensorFlow, so a benchmark can call
 from __future__ import annotations
 
 import os
+import platform
 import resource
 
 __all__ = [
+    "BEAUTY_ITEMS",
+    "BEAUTY_MEAN_LENGTH",
+    "BEAUTY_USERS",
     "GAMES_ITEMS",
     "GAMES_MEAN_LENGTH",
     "GAMES_USERS",
     "benchmark_log",
+    "cpu_model",
     "peak_rss_mib",
     "set_tensorflow_environment",
 ]
@@ -23,6 +28,22 @@ __all__ = [
 GAMES_USERS = 31013
 GAMES_ITEMS = 23715
 GAMES_MEAN_LENGTH = 9.3
+# The shape of the Amazon Beauty file (S3-Rec's preprocessing), for benchmarks of validation and serving.
+BEAUTY_USERS = 22363
+BEAUTY_ITEMS = 12101
+BEAUTY_MEAN_LENGTH = 8.9
+
+
+def cpu_model() -> str:
+    """The CPU's model name and how many logical CPUs there are (``"AMD EPYC x 2"``), from
+    ``/proc/cpuinfo``; else the platform's processor string. Every benchmark table names it: these
+    machines change between sessions."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
+        return f"{names[0]} x {len(names)}" if names else platform.processor() or "unknown"
+    except OSError:
+        return platform.processor() or "unknown"
 
 
 def set_tensorflow_environment(log_level: str = "2") -> None:
