@@ -115,6 +115,16 @@ class _Ranking:
                 progress(stop, self.users.size)
         return [np.concatenate(column).astype(np.int64) for column in zip(*batches)]
 
+    def _batch_signature(self) -> list[tf.TensorSpec]:
+        """What every batch brings to ``_rank_batch``: ``item_ids`` (cut to the batch's longest
+        history), ``user_ids``, ``targets`` (1..N) and the item matrix ``[N + 1, d]``."""
+        return [tf.TensorSpec([self.rows, None], tf.int32), tf.TensorSpec([self.rows], tf.int32),
+                tf.TensorSpec([self.rows], tf.int32), tf.TensorSpec([None, None], tf.float32)]
+
+    def _negatives_spec(self) -> tf.TensorSpec:
+        """The sampled protocol's negatives of a batch, ``[rows, num_negatives]``."""
+        return tf.TensorSpec([self.rows, self.negatives.shape[1]], tf.int32)
+
     def _compile(self):
         raise NotImplementedError
 
@@ -148,12 +158,7 @@ class FullRanking(_Ranking):
         self._histories: list[np.ndarray] | None = None
 
     def _compile(self):
-        signature = [
-            tf.TensorSpec([self.rows, None], tf.int32),  # item_ids, cut to the batch's longest history
-            tf.TensorSpec([self.rows], tf.int32),  # user_ids
-            tf.TensorSpec([self.rows], tf.int32),  # targets (1..N)
-            tf.TensorSpec([None, None], tf.float32),  # item matrix [N + 1, d]
-        ]
+        signature = self._batch_signature()
         if not self.exclude_history:
             return tf.function(lambda item_ids, user_ids, targets, matrix: self.ranker.ranks(
                 item_ids, targets, user_ids=user_ids, item_matrix=matrix), input_signature=signature)
@@ -198,13 +203,7 @@ class SampledRanking(_Ranking):
         self.negatives = negatives[self._order].astype(np.int32)  # in the batches' order
 
     def _compile(self):
-        signature = [
-            tf.TensorSpec([self.rows, None], tf.int32),
-            tf.TensorSpec([self.rows], tf.int32),
-            tf.TensorSpec([self.rows], tf.int32),
-            tf.TensorSpec([None, None], tf.float32),
-            tf.TensorSpec([self.rows, self.negatives.shape[1]], tf.int32),
-        ]
+        signature = [*self._batch_signature(), self._negatives_spec()]
         return tf.function(lambda item_ids, user_ids, targets, matrix, negatives: self.ranker.sampled_ranks(
             item_ids, targets, negatives, user_ids=user_ids, item_matrix=matrix), input_signature=signature)
 
@@ -278,13 +277,7 @@ class JointRanking(FullRanking):
         return out_full, out_sampled
 
     def _compile(self):
-        signature = [
-            tf.TensorSpec([self.rows, None], tf.int32),  # item_ids, cut to the batch's longest history
-            tf.TensorSpec([self.rows], tf.int32),  # user_ids
-            tf.TensorSpec([self.rows], tf.int32),  # targets (1..N)
-            tf.TensorSpec([None, None], tf.float32),  # item matrix [N + 1, d]
-            tf.TensorSpec([self.rows, self.negatives.shape[1]], tf.int32),  # negatives
-        ]
+        signature = [*self._batch_signature(), self._negatives_spec()]
         if self.exclude_history:
             signature.append(tf.TensorSpec([self.rows, None], tf.int32))  # whole histories, 0-padded
 
