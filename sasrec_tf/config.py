@@ -278,6 +278,16 @@ class SASRecConfig:
                 "SASRecConfig.logq_correction applies to the softmax objectives with sampled candidates "
                 f"({', '.join(corrected)}), not to loss={self.loss!r}",
             )
+        if self.logq_correction and self.loss == "sampled_softmax" and self.negative_sampling == "uniform":
+            # The correction subtracts the log probability with which the sampler drew each
+            # candidate: the same for every item under uniform sampling, so it changes nothing; what
+            # the code once did here (subtracting popularity) is a popularity penalty, not a correction.
+            raise OptionError(
+                "logq_correction",
+                "SASRecConfig.logq_correction with loss='sampled_softmax' corrects for popularity-sampled "
+                "negatives; with negative_sampling='uniform' every item is drawn with the same probability and "
+                "there is nothing to correct: set negative_sampling='popularity' or logq_correction=false",
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -324,6 +324,7 @@ def test_models_with_other_objectives_save_and_reload(tmp_path, overrides):
     dict(loss="softmax"), dict(gbce_t=1.5), dict(gbce_t=-0.1), dict(negative_sampling="zipf"),
     dict(loss="full_softmax", negative_sampling="popularity"), dict(loss="bce", logq_correction=True),
     dict(loss="sampled_softmax", logq_correction="yes"),
+    dict(loss="sampled_softmax", num_negatives=4, logq_correction=True),  # uniform negatives: nothing to correct
 ], ids=objective_id)
 def test_invalid_objective_settings_are_rejected(bad):
     with pytest.raises(ValueError, match="SASRecConfig"):
