@@ -97,6 +97,10 @@ class SASRecConfig:
     occurs ``n`` times in the training sequences is dropped with
     ``feature_id_dropout * max(0, 1 - n / c)``, so frequent items keep their id and rare ones
     learn to rely on their features (0: every item with ``feature_id_dropout``, as before).
+    ``feature_cold_tower`` represents an item without its id part (cold, or id-dropped in
+    training) by a second, separate mean of attribute embeddings instead of the fusion's own
+    attribute part, so warm and cold vectors are learned apart (``ItemRepresentation``'s
+    ``cold_tower``; measured in docs/results.md, "Item features and cold-start items").
 
     ``contrastive_weight`` > 0 adds an auxiliary InfoNCE term (DuoRec / CL4SRec family): each
     training window is encoded twice under independent dropout, and the two last-position
@@ -140,6 +144,7 @@ class SASRecConfig:
     feature_fusion: str = "none"  # item features: none (ids only, the paper), sum, concat or gate
     feature_id_dropout: float = 0.5  # item features: P(a training lookup drops the id part), for cold items
     feature_id_dropout_count: int = 0  # > 0: item i dropped with feature_id_dropout * max(0, 1 - count_i / this)
+    feature_cold_tower: bool = False  # id-less items (cold, id-dropped) from their own attribute embedding
     # Training.
     learning_rate: float = 1e-3
     weight_decay: float = 0.0  # > 0: AdamW's decoupled weight decay (not on biases or LayerNorm)

@@ -106,6 +106,8 @@ class SASRec(keras.Model):
         self.num_attributes = int(num_attributes)
         self.max_item_attributes = int(max_item_attributes)
         self.item_representation = None  # the id embedding alone (feature_fusion="none": the paper's model)
+        if config.feature_cold_tower and config.feature_fusion == "none":
+            raise ValueError("feature_cold_tower=true needs item features (feature_fusion sum, concat or gate)")
         if config.feature_fusion != "none":
             if self.num_attributes < 1 or self.max_item_attributes < 1:
                 raise ValueError(f"feature_fusion={config.feature_fusion!r} needs item features "
@@ -113,6 +115,7 @@ class SASRec(keras.Model):
             self.item_representation = ItemRepresentation(
                 self.num_items, self.num_attributes, self.max_item_attributes, d, config.feature_fusion,
                 id_dropout_rate=config.feature_id_dropout, id_dropout_count=config.feature_id_dropout_count,
+                cold_tower=config.feature_cold_tower,
                 embeddings_initializer=_embedding_initializer(config.embedding_initializer),
                 embeddings_regularizer=regularizer, name="item_representation")
         self.encoder = SASRecEncoder(

@@ -109,7 +109,9 @@ def warm_start(model: Any, parent: Any, vocab: ItemVocabulary, *, item_counts: A
     # the attribute embedding and the fusion weights start fresh.
     fresh = ({weight.name for weight in features.trainable_weights}
              if features is not None and parent_features is None else set())
-    attribute_table = features.attribute_embedding.embeddings.name if parent_features is not None else None
+    attribute_tables = ([table.name for table in (features.attribute_embedding.embeddings,
+                                                   features.cold_attribute_embeddings) if table is not None]
+                        if parent_features is not None else [])
     # Trainable weights only: the learned parameters. Item counts (popularity, log-q) come from
     # the new training data, metric trackers start at zero.
     source = {weight.name: weight for weight in parent.model.trainable_weights}
@@ -121,12 +123,13 @@ def warm_start(model: Any, parent: Any, vocab: ItemVocabulary, *, item_counts: A
     base_terms = np.array([PAD_TOKEN, *old_ids], dtype=object)
     new_terms = np.array([PAD_TOKEN, *vocab.ids], dtype=object)
     terms = {name: (base_terms, new_terms) for name in tables}
-    if attribute_table is not None:
+    if attribute_tables:
         old_names, new_names = tuple(parent.attribute_names or ()), tuple(attribute_names or ())
         if new_names[: len(old_names)] != old_names or len(new_names) != model.num_attributes:
             raise ValueError("the new attribute vocabulary must keep the parent's attributes first, in order")
-        terms[attribute_table] = (np.array([PAD_TOKEN, *old_names], dtype=object),
-                                  np.array([PAD_TOKEN, *new_names], dtype=object))
+        for name in attribute_tables:  # the fusion's attribute rows and the cold tower's follow the tokens
+            terms[name] = (np.array([PAD_TOKEN, *old_names], dtype=object),
+                           np.array([PAD_TOKEN, *new_names], dtype=object))
     for weight in target:  # check every shape before copying anything
         have, want = tuple(source[weight.name].shape), tuple(weight.shape)
         if (have[1:], have[:1]) != (want[1:], have[:1] if weight.name in terms else want[:1]):

@@ -97,6 +97,9 @@ def align_features(item_features, data, config: SASRecConfig, parent, shards=Non
         if config.feature_fusion != "none":
             raise OptionError("feature_fusion", f"SASRecConfig.feature_fusion={config.feature_fusion!r} needs item "
                               "features (--item-features, or item_features in the --config file)")
+        if config.feature_cold_tower:
+            raise OptionError("feature_cold_tower", "SASRecConfig.feature_cold_tower needs item features "
+                              "(--item-features, or item_features in the --config file)")
         return None
     if config.feature_fusion == "none":
         raise OptionError("feature_fusion", "item features need SASRecConfig.feature_fusion 'sum', 'concat' or "

@@ -47,6 +47,13 @@ class ItemRepresentation(keras.layers.Layer):
         dropped almost at ``r`` (they learn to rely on their attributes, as cold items must).
         The counts ``n_i`` (:meth:`set_features`' ``target_counts``: the training split's, those of
         the popularity baseline, 0 for held-out cold items; 0 until set) are a weight.
+      cold_tower: ``False``: an item without its id part (cold, or id-dropped in training) is the
+        fusion of a zero id vector with ``a``. ``True``: it is ``c``, the mean of the item's
+        attributes in a second attribute embedding (the cold tower), and warm items keep the
+        whole fusion. With one shared ``a``, the attributes must serve both as a warm item's
+        correction to its id vector and as a cold item's whole vector, and the id dropout trades one
+        for the other; the tower learns the cold vector apart, from the same id-dropped lookups,
+        in the same softmax as the warm items it competes with.
       embeddings_initializer, embeddings_regularizer: of the attribute embedding (the item
         embedding's).
 
@@ -60,7 +67,8 @@ class ItemRepresentation(keras.layers.Layer):
     """
 
     def __init__(self, num_items, num_attributes, max_attributes, hidden_units, fusion="sum", id_dropout_rate=0.0,
-                 id_dropout_count=0, embeddings_initializer="uniform", embeddings_regularizer=None, **kwargs):
+                 id_dropout_count=0, cold_tower=False, embeddings_initializer="uniform", embeddings_regularizer=None,
+                 **kwargs):
         super().__init__(**kwargs)
         name = type(self).__name__
         self.num_items = check_int(name, "num_items", num_items)
@@ -70,6 +78,9 @@ class ItemRepresentation(keras.layers.Layer):
         self.fusion = check_choice(name, "fusion", fusion, FEATURE_FUSIONS[1:])
         self.id_dropout_rate = check_rate(name, "id_dropout_rate", id_dropout_rate)
         self.id_dropout_count = check_int(name, "id_dropout_count", id_dropout_count, minimum=0)
+        if not isinstance(cold_tower, bool):
+            raise TypeError(f"{name}: cold_tower must be a bool, got {cold_tower!r}")
+        self.cold_tower = cold_tower
         self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
         self.embeddings_regularizer = keras.regularizers.get(embeddings_regularizer)
         self.attribute_embedding = keras.layers.Embedding(
@@ -92,16 +103,26 @@ class ItemRepresentation(keras.layers.Layer):
                                               initializer="zeros", trainable=False)
                               if self.id_dropout_count else None)
         self.attribute_embedding.build((None,))
+        # Only with the tower: the other models' weights (and files) stay as they were. A fresh
+        # initialiser: one instance called twice would start both tables equal.
+        self.cold_attribute_embeddings = (self.add_weight(
+            name="cold_attribute_embeddings", shape=(self.num_attributes + 1, self.hidden_units),
+            initializer=type(self.embeddings_initializer).from_config(self.embeddings_initializer.get_config()),
+            regularizer=self.embeddings_regularizer, trainable=True)
+            if self.cold_tower else None)
         for dense in (self.projection, self.gate):
             if dense is not None:
                 dense.build((None, 2 * self.hidden_units))
         super().build(input_shape)
 
-    def pooled_attributes(self, item_ids):
-        """``[..., d]``: the mean of each item's attribute embeddings (0 without attributes)."""
+    def pooled_attributes(self, item_ids, cold=False):
+        """``[..., d]``: the mean of each item's attribute embeddings (0 without attributes), in the
+        fusion's attribute embedding or (``cold``) the cold tower's."""
         attributes = tf.gather(self.attribute_table, item_ids)
         present = tf.cast(attributes > 0, self.compute_dtype)[..., tf.newaxis]
-        total = tf.reduce_sum(self.attribute_embedding(attributes) * present, axis=-2)
+        rows = (tf.gather(self.cold_attribute_embeddings, attributes) if cold
+                else self.attribute_embedding(attributes))
+        total = tf.reduce_sum(rows * present, axis=-2)
         return total / tf.maximum(tf.reduce_sum(present, axis=-2), 1.0)
 
     def id_drop_probability(self, item_ids):
@@ -116,15 +137,21 @@ class ItemRepresentation(keras.layers.Layer):
         mask = tf.gather(self.id_mask, item_ids)
         if training and self.id_dropout_rate > 0:
             mask *= tf.cast(tf.random.uniform(tf.shape(mask)) >= self.id_drop_probability(item_ids), mask.dtype)
-        masked = id_vectors * mask[..., tf.newaxis]
         pooled = self.pooled_attributes(item_ids)
+        if not self.cold_tower:
+            return self._fuse(id_vectors * mask[..., tf.newaxis], pooled)
+        keep = mask[..., tf.newaxis]  # 0 or 1: which items are represented by the tower
+        cold = self.pooled_attributes(item_ids, cold=True)
+        return keep * self._fuse(id_vectors, pooled) + (1.0 - keep) * cold
+
+    def _fuse(self, id_vectors, pooled):
         if self.fusion == "sum":
-            return masked + pooled
-        both = tf.concat([masked, pooled], axis=-1)
+            return id_vectors + pooled
+        both = tf.concat([id_vectors, pooled], axis=-1)
         if self.fusion == "concat":
             return self.projection(both)
         gate = self.gate(both)
-        return gate * masked + (1.0 - gate) * pooled
+        return gate * id_vectors + (1.0 - gate) * pooled
 
     def set_features(self, attribute_table, id_mask, target_counts=None) -> None:
         """Assign the attribute table (``[N + 1, <= max_attributes]`` ids; narrower is padded), the
@@ -162,6 +189,7 @@ class ItemRepresentation(keras.layers.Layer):
         return {**super().get_config(), "num_items": self.num_items, "num_attributes": self.num_attributes,
                 "max_attributes": self.max_attributes, "hidden_units": self.hidden_units, "fusion": self.fusion,
                 "id_dropout_rate": self.id_dropout_rate, "id_dropout_count": self.id_dropout_count,
+                "cold_tower": self.cold_tower,
                 "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer),
                 "embeddings_regularizer": keras.regularizers.serialize(self.embeddings_regularizer)
                 if self.embeddings_regularizer is not None else None}
