@@ -227,7 +227,7 @@ class SASRecConfig:
         if self.wavelet_heads < 1 or (self.wavelet_mixing > 0 and self.hidden_units % self.wavelet_heads):
             raise OptionError("wavelet_heads", "SASRecConfig.wavelet_heads must be a positive integer dividing "
                               f"hidden_units ({self.hidden_units}), got {self.wavelet_heads!r}")
-        if self.wavelet_levels < 1 or 2**self.wavelet_levels > self.max_len:
+        if not 1 <= self.wavelet_levels <= self.max_len.bit_length() - 1:  # 2 ** levels <= max_len
             raise OptionError("wavelet_levels", "SASRecConfig.wavelet_levels must be a positive integer with "
                               f"2 ** wavelet_levels <= max_len ({self.max_len}), got {self.wavelet_levels!r}")
         if not 0.0 <= self.feature_id_dropout < 1.0:

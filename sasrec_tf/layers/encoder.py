@@ -121,7 +121,7 @@ class SASRecEncoder(keras.layers.Layer):
                                                    include_one=True)
         self.wavelet_heads = check_int(layer, "wavelet_heads", wavelet_heads)
         self.wavelet_levels = check_int(layer, "wavelet_levels", wavelet_levels)
-        if 2**self.wavelet_levels > self.max_len:
+        if self.wavelet_levels > self.max_len.bit_length() - 1:  # 2 ** levels > max_len
             raise ValueError(f"{layer}: wavelet_levels must have 2 ** wavelet_levels <= max_len ({self.max_len}), "
                              f"got {wavelet_levels!r}")
 

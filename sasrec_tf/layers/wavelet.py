@@ -111,7 +111,7 @@ class CausalWaveletFilter(keras.layers.Layer):
         self.max_len = check_int(layer, "max_len", max_len)
         self.heads = check_int(layer, "heads", heads)
         self.levels = check_int(layer, "levels", levels)
-        if 2**self.levels > self.max_len:
+        if self.levels > self.max_len.bit_length() - 1:  # 2 ** levels > max_len
             raise ValueError(f"{layer}: levels must have 2 ** levels <= max_len ({self.max_len}), got {levels!r}")
         self.frequency_weight = check_rate(layer, "frequency_weight", frequency_weight, include_one=True)
         self._averages = haar_average_matrices(self.max_len, self.levels).astype(np.float32)
