@@ -69,6 +69,17 @@ class SASRecConfig:
     padding invariant, :class:`sasrec_tf.layers.CausalTimeVariantFilter`). TV-Rec's Beauty
     setting is ``M`` 32 with the filter alone (``beta`` 1, no positional embedding).
 
+    ``wavelet_mixing`` ``gamma`` > 0 mixes WEARec's layer into every block's attention sub-layer
+    last, ``gamma * wearec + (1 - gamma) * (what came before)``: ``(1 - a) * haar(x) + a * dff(x)``
+    with ``a`` = ``wavelet_frequency_weight``, a Haar smoothing of the most recent items with
+    learned detail weights (``wavelet_levels`` deep; WEARec's is one level) and a frequency filter
+    of the ``max_len`` window whose per-bin gains and offsets an MLP computes from the user's
+    context, per group of ``hidden_units / wavelet_heads`` channels. WEARec's transforms span the
+    window (non-causal, so it trains on the last position only); here each position gets WEARec's
+    value at the last position of the window ending at it, its context being the mean of the real
+    items so far (:class:`sasrec_tf.layers.CausalWaveletFilter`): causal and padding invariant.
+    WEARec's Beauty setting is ``a`` 0.2 with 8 heads and the layer alone (``gamma`` 1).
+
     ``ffn_units`` and ``ffn_activation`` shape the point-wise feed-forward network: the paper's is
     ``d -> d`` with ReLU (``None``, ``"relu"``); later models (BERT4Rec, DuoRec, gSASRec) use a
     ``4d`` inner layer with GELU; ``"swiglu"`` gates the inner layer,
@@ -137,6 +148,10 @@ class SASRecConfig:
     time_variant_mixing: float = 0.0  # TV-Rec's filter beside attention (and the frequency filter); 0: none
     time_variant_taps: int | None = None  # TV-Rec's filter: lags read; None = max_len (every lag)
     time_variant_bases: int = 32  # TV-Rec's M: rank of the filter's position x lag weights; 0 = full table
+    wavelet_mixing: float = 0.0  # WEARec's layer beside attention (and the filters above); 0: none
+    wavelet_frequency_weight: float = 0.2  # WEARec's alpha: its frequency filter's share against its Haar part
+    wavelet_heads: int = 1  # WEARec's num_heads: channel groups sharing one frequency filter (divides hidden_units)
+    wavelet_levels: int = 1  # Haar levels of WEARec's wavelet part (WEARec: 1)
     fused_attention: bool = False  # attention as plain matmuls on MultiHeadAttention's weights (same outputs)
     scale_item_embedding: bool = True  # input item embeddings x sqrt(hidden_units), as the paper's code
     embedding_initializer: str = "uniform"
@@ -208,6 +223,18 @@ class SASRecConfig:
         if self.time_variant_bases < 0:
             raise OptionError("time_variant_bases", "SASRecConfig.time_variant_bases must be an integer >= 0, "
                               f"got {self.time_variant_bases!r}")
+        if not 0.0 <= self.wavelet_mixing <= 1.0:
+            raise OptionError("wavelet_mixing",
+                              f"SASRecConfig.wavelet_mixing must be in [0, 1], got {self.wavelet_mixing!r}")
+        if not 0.0 <= self.wavelet_frequency_weight <= 1.0:
+            raise OptionError("wavelet_frequency_weight", "SASRecConfig.wavelet_frequency_weight must be in [0, 1], "
+                              f"got {self.wavelet_frequency_weight!r}")
+        if self.wavelet_heads < 1 or (self.wavelet_mixing > 0 and self.hidden_units % self.wavelet_heads):
+            raise OptionError("wavelet_heads", "SASRecConfig.wavelet_heads must be a positive integer dividing "
+                              f"hidden_units ({self.hidden_units}), got {self.wavelet_heads!r}")
+        if not 1 <= self.wavelet_levels <= self.max_len.bit_length() - 1:  # 2 ** levels <= max_len
+            raise OptionError("wavelet_levels", "SASRecConfig.wavelet_levels must be a positive integer with "
+                              f"2 ** wavelet_levels <= max_len ({self.max_len}), got {self.wavelet_levels!r}")
         if not 0.0 <= self.feature_id_dropout < 1.0:
             raise OptionError("feature_id_dropout",
                               f"SASRecConfig.feature_id_dropout must be in [0, 1), got {self.feature_id_dropout!r}")

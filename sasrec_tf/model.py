@@ -135,6 +135,10 @@ class SASRec(keras.Model):
             time_variant_mixing=config.time_variant_mixing,
             time_variant_taps=config.time_variant_taps,
             time_variant_bases=config.time_variant_bases,
+            wavelet_mixing=config.wavelet_mixing,
+            wavelet_frequency_weight=config.wavelet_frequency_weight,
+            wavelet_heads=config.wavelet_heads,
+            wavelet_levels=config.wavelet_levels,
             name="encoder",
         )
         self._embedding_scale = math.sqrt(d) if config.scale_item_embedding else 1.0

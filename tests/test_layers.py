@@ -177,8 +177,9 @@ EARLIER_CONFIGS = [
 ]
 # Arguments added since, with the defaults an earlier config loads with.
 _TIME_VARIANT = {"time_variant_mixing": 0.0, "time_variant_taps": None, "time_variant_bases": 32}
-ADDED_SINCE = {"SASRecEncoder": {"fused_attention": False, **_TIME_VARIANT},
-               "CausalSelfAttentionBlock": {"fused_attention": False, **_TIME_VARIANT}}
+_WAVELET = {"wavelet_mixing": 0.0, "wavelet_frequency_weight": 0.2, "wavelet_heads": 1, "wavelet_levels": 1}
+ADDED_SINCE = {"SASRecEncoder": {"fused_attention": False, **_TIME_VARIANT, **_WAVELET},
+               "CausalSelfAttentionBlock": {"fused_attention": False, **_TIME_VARIANT, **_WAVELET}}
 
 
 @pytest.mark.parametrize("class_name, config", EARLIER_CONFIGS, ids=[c for c, _ in EARLIER_CONFIGS])

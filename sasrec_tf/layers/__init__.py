@@ -1,5 +1,5 @@
 """Keras layers of SASRec: positional embedding, feed-forward network, frequency filter,
-time-variant filter, causal self-attention block, encoder stack.
+time-variant filter, WEARec's wavelet filter, causal self-attention block, encoder stack.
 
 Shapes: ``B`` batch, ``T`` sequence width (``T <= max_len``), ``d`` hidden units. Sequences are
 left-padded; ``padding_mask`` is ``True`` at real items.
@@ -11,6 +11,7 @@ as ``sasrec_tf>ClassName`` whichever module defines them.
 
 Modules: :mod:`~sasrec_tf.layers.positional`, :mod:`~sasrec_tf.layers.feed_forward`,
 :mod:`~sasrec_tf.layers.frequency`, :mod:`~sasrec_tf.layers.time_variant`,
+:mod:`~sasrec_tf.layers.wavelet`,
 :mod:`~sasrec_tf.layers.self_attention`,
 :mod:`~sasrec_tf.layers.encoder`, :mod:`~sasrec_tf.layers.item_representation`; import the names from ``sasrec_tf.layers``.
 """
@@ -22,15 +23,19 @@ from sasrec_tf.layers.frequency import CausalFrequencyFilter, lowpass_kernel_mat
 from sasrec_tf.layers.positional import PositionalEmbedding
 from sasrec_tf.layers.self_attention import CausalSelfAttentionBlock, causal_attention_mask
 from sasrec_tf.layers.time_variant import CausalTimeVariantFilter
+from sasrec_tf.layers.wavelet import CausalWaveletFilter, frequency_response_basis, haar_average_matrices
 
 __all__ = [
     "CausalFrequencyFilter",
     "CausalSelfAttentionBlock",
     "CausalTimeVariantFilter",
+    "CausalWaveletFilter",
     "ItemRepresentation",
     "PointWiseFeedForward",
     "PositionalEmbedding",
     "SASRecEncoder",
     "causal_attention_mask",
+    "frequency_response_basis",
+    "haar_average_matrices",
     "lowpass_kernel_matrix",
 ]

@@ -45,6 +45,11 @@ class SASRecEncoder(keras.layers.Layer):
         (mixed in after the frequency filter); 0: no filter.
       time_variant_taps: positive integer ``<= max_len``, the filter's lags; ``None``: ``max_len``.
       time_variant_bases: integer ``>= 0``, TV-Rec's ``M`` (:class:`CausalTimeVariantFilter`).
+      wavelet_mixing: float in ``[0, 1]``, the weight of WEARec's layer in every block (mixed in
+        last); 0: none.
+      wavelet_frequency_weight: float in ``[0, 1]``, WEARec's ``alpha`` (:class:`CausalWaveletFilter`).
+      wavelet_heads: positive integer dividing ``hidden_units``, WEARec's ``num_heads``.
+      wavelet_levels: positive integer, ``2 ** wavelet_levels <= max_len``, the Haar levels.
       **kwargs: base ``keras.layers.Layer`` arguments (``name``, ``dtype``, ``trainable``).
 
     Call arguments:
@@ -87,6 +92,10 @@ class SASRecEncoder(keras.layers.Layer):
         time_variant_mixing: float = 0.0,
         time_variant_taps: int | None = None,
         time_variant_bases: int = 32,
+        wavelet_mixing: float = 0.0,
+        wavelet_frequency_weight: float = 0.2,
+        wavelet_heads: int = 1,
+        wavelet_levels: int = 1,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -107,6 +116,14 @@ class SASRecEncoder(keras.layers.Layer):
             raise ValueError(f"{layer}: time_variant_taps must be <= max_len ({self.max_len}), "
                              f"got {time_variant_taps!r}")
         self.time_variant_bases = check_int(layer, "time_variant_bases", time_variant_bases, minimum=0)
+        self.wavelet_mixing = check_rate(layer, "wavelet_mixing", wavelet_mixing, include_one=True)
+        self.wavelet_frequency_weight = check_rate(layer, "wavelet_frequency_weight", wavelet_frequency_weight,
+                                                   include_one=True)
+        self.wavelet_heads = check_int(layer, "wavelet_heads", wavelet_heads)
+        self.wavelet_levels = check_int(layer, "wavelet_levels", wavelet_levels)
+        if self.wavelet_levels > self.max_len.bit_length() - 1:  # 2 ** levels > max_len
+            raise ValueError(f"{layer}: wavelet_levels must have 2 ** wavelet_levels <= max_len ({self.max_len}), "
+                             f"got {wavelet_levels!r}")
 
         self.positional_embedding = (
             PositionalEmbedding(self.max_len, name="positional_embedding") if self.use_positional_embedding else None
@@ -129,6 +146,10 @@ class SASRecEncoder(keras.layers.Layer):
                 time_variant_mixing=self.time_variant_mixing,
                 time_variant_taps=self.time_variant_taps,
                 time_variant_bases=self.time_variant_bases,
+                wavelet_mixing=self.wavelet_mixing,
+                wavelet_frequency_weight=self.wavelet_frequency_weight,
+                wavelet_heads=self.wavelet_heads,
+                wavelet_levels=self.wavelet_levels,
                 name=f"block_{i}",
             )
             for i in range(self.num_blocks)
@@ -188,4 +209,8 @@ class SASRecEncoder(keras.layers.Layer):
             "time_variant_mixing": self.time_variant_mixing,
             "time_variant_taps": self.time_variant_taps,
             "time_variant_bases": self.time_variant_bases,
+            "wavelet_mixing": self.wavelet_mixing,
+            "wavelet_frequency_weight": self.wavelet_frequency_weight,
+            "wavelet_heads": self.wavelet_heads,
+            "wavelet_levels": self.wavelet_levels,
         }

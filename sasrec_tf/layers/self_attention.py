@@ -11,6 +11,7 @@ from sasrec_tf.layers._arguments import KERAS_PACKAGE, check_block_arguments, ch
 from sasrec_tf.layers.feed_forward import PointWiseFeedForward
 from sasrec_tf.layers.frequency import CausalFrequencyFilter
 from sasrec_tf.layers.time_variant import CausalTimeVariantFilter
+from sasrec_tf.layers.wavelet import CausalWaveletFilter
 
 
 @keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
@@ -35,6 +36,12 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
     last: ``beta * dropout(tv(v)) + (1 - beta) * m``, ``m`` being the output above (attention,
     or attention and frequency filter mixed by ``alpha``). So both filters compose: ``beta`` 1
     is TV-Rec's filter alone, and ``beta`` 0 builds nothing and computes what it did before.
+
+    With ``wavelet_mixing`` ``gamma > 0`` (WEARec), a :class:`CausalWaveletFilter`
+    (``wavelet_heads``, ``wavelet_levels``, ``wavelet_frequency_weight``, ``max_len``) of the same
+    ``v`` is mixed in after both: ``gamma * dropout(wearec(v)) + (1 - gamma) * m``, ``m`` the
+    output above. ``gamma`` 1 is WEARec's layer alone (WEARec has no attention; its layer's own
+    residual and LayerNorm are the block's, as for BSARec's).
 
     With ``fused_attention``, the attention reads the same ``MultiHeadAttention`` variables
     (``attention/query``, ``key``, ``value``, ``attention_output``: names and shapes unchanged, so
@@ -66,8 +73,14 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
       time_variant_taps: positive integer ``<= max_len``, the lags the filter reads; ``None``:
         ``max_len`` (:class:`CausalTimeVariantFilter`).
       time_variant_bases: integer ``>= 0``, TV-Rec's ``M`` (rank of the filter's weights; 0: full).
+      wavelet_mixing: float in ``[0, 1]``, the weight ``gamma`` of WEARec's layer; 0 (the
+        default) builds none.
+      wavelet_frequency_weight: float in ``[0, 1]``, WEARec's ``alpha`` (:class:`CausalWaveletFilter`).
+      wavelet_heads: positive integer dividing ``hidden_units``, WEARec's ``num_heads``.
+      wavelet_levels: positive integer, ``2 ** wavelet_levels <= max_len``, the Haar levels.
       max_len: positive integer, the widest sequence (the filters' window); needed when
-        ``frequency_mixing > 0`` or ``time_variant_mixing > 0``, else may be ``None``.
+        ``frequency_mixing``, ``time_variant_mixing`` or ``wavelet_mixing`` is ``> 0``, else may
+        be ``None``.
       fused_attention: boolean, compute attention with plain matmuls on ``MultiHeadAttention``'s
         weights (above); ``False`` (the default) calls ``MultiHeadAttention``.
       **kwargs: base ``keras.layers.Layer`` arguments (``name``, ``dtype``, ``trainable``).
@@ -91,8 +104,8 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
     Raises:
       TypeError: an argument has the wrong type (a float for an integer, a string for a boolean).
       ValueError: an argument is out of its range or not one of its choices,
-        ``hidden_units`` is not a multiple of ``num_heads``, or ``frequency_mixing > 0`` or
-        ``time_variant_mixing > 0`` without ``max_len``.
+        ``hidden_units`` is not a multiple of ``num_heads`` (or of ``wavelet_heads`` with
+        ``wavelet_mixing > 0``), or a filter's mixing ``> 0`` without ``max_len``.
     """
 
     def __init__(
@@ -112,6 +125,10 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
         time_variant_mixing: float = 0.0,
         time_variant_taps: int | None = None,
         time_variant_bases: int = 32,
+        wavelet_mixing: float = 0.0,
+        wavelet_frequency_weight: float = 0.2,
+        wavelet_heads: int = 1,
+        wavelet_levels: int = 1,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -144,6 +161,22 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
             if self.time_variant_mixing > 0 else None
         )
         self.time_variant_dropout = keras.layers.Dropout(self.dropout_rate) if self.time_variant_mixing > 0 else None
+        self.wavelet_mixing = check_rate(layer, "wavelet_mixing", wavelet_mixing, include_one=True)
+        self.wavelet_frequency_weight = check_rate(layer, "wavelet_frequency_weight", wavelet_frequency_weight,
+                                                   include_one=True)
+        self.wavelet_heads = check_int(layer, "wavelet_heads", wavelet_heads)
+        self.wavelet_levels = check_int(layer, "wavelet_levels", wavelet_levels)
+        self.wavelet_filter = None
+        if self.wavelet_mixing > 0:
+            if self.max_len is None:
+                raise ValueError(f"{layer}: wavelet_mixing={wavelet_mixing!r} needs max_len (the filter's window), "
+                                 "got max_len=None")
+            if self.hidden_units % self.wavelet_heads:
+                raise ValueError(f"{layer}: hidden_units ({hidden_units}) must be divisible by wavelet_heads "
+                                 f"({wavelet_heads})")
+            self.wavelet_filter = CausalWaveletFilter(self.max_len, self.wavelet_heads, self.wavelet_levels,
+                                                      self.wavelet_frequency_weight, name="wavelet_filter")
+        self.wavelet_dropout = keras.layers.Dropout(self.dropout_rate) if self.wavelet_mixing > 0 else None
 
         self.attention = keras.layers.MultiHeadAttention(
             num_heads=self.num_heads,
@@ -191,7 +224,7 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
                 attended, scores = self.attention(
                     query, value, attention_mask=attention_mask, training=training, return_attention_scores=True
                 )
-            if self.frequency_filter is None and self.time_variant_filter is None:
+            if self.frequency_filter is None and self.time_variant_filter is None and self.wavelet_filter is None:
                 return attended, scores
             real = tf.cast(full_padding_mask, value.dtype)[..., tf.newaxis]
             if self.frequency_filter is not None:
@@ -202,6 +235,10 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
                 filtered = self.time_variant_filter(value * real, full_padding_mask, last_only=last_only)
                 beta = self.time_variant_mixing
                 attended = beta * self.time_variant_dropout(filtered, training=training) + (1.0 - beta) * attended
+            if self.wavelet_filter is not None:
+                filtered = self.wavelet_filter(value * real, full_padding_mask, last_only=last_only)
+                gamma = self.wavelet_mixing
+                attended = gamma * self.wavelet_dropout(filtered, training=training) + (1.0 - gamma) * attended
             return attended, scores
 
         if self.layer_norm == "original":
@@ -252,6 +289,10 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
             "time_variant_mixing": self.time_variant_mixing,
             "time_variant_taps": self.time_variant_taps,
             "time_variant_bases": self.time_variant_bases,
+            "wavelet_mixing": self.wavelet_mixing,
+            "wavelet_frequency_weight": self.wavelet_frequency_weight,
+            "wavelet_heads": self.wavelet_heads,
+            "wavelet_levels": self.wavelet_levels,
         }
 
     def _fused_attention(self, query, value, attention_mask, training):
