@@ -1,7 +1,7 @@
 """Roofline of SASRec on this CPU: FLOPs per step from the configuration, achieved FLOP/s, matmul FLOP/s.
 
     python benchmarks/roofline.py                               # the paper's configuration
-    python benchmarks/roofline.py --set fused_attention=true    # the fused attention path
+    python benchmarks/roofline.py --set fused_attention=false   # MultiHeadAttention's own call
     python benchmarks/roofline.py --config pipelines/recommended.json --set num_heads=2
     python benchmarks/roofline.py --alternate fused_attention   # both values, rounds alternating
     python benchmarks/roofline.py --width 11                    # a bucketed batch's width

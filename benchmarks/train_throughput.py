@@ -46,7 +46,8 @@ def parse_args(argv=None):
                    help="batch windows of similar length, cut to the batch's longest (default)")
     p.add_argument("--no-bucket", dest="bucket", action="store_false")
     p.add_argument("--xla", action="store_true", help="compile the train step with XLA (jit_compile)")
-    p.add_argument("--fused-attention", action="store_true", help="SASRecConfig.fused_attention")
+    p.add_argument("--fused-attention", action=argparse.BooleanOptionalAction, default=True,
+                   help="SASRecConfig.fused_attention (default: on, the model default)")
     p.add_argument("--optimizer", default="adam",
                    help="SASRecConfig.optimizer: adam (default), lazy_adam, keras_adam")
     p.add_argument("--threads", type=int, default=0, help="intra/inter-op threads (0: TensorFlow's default)")

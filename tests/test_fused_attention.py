@@ -121,8 +121,12 @@ def test_weights_saved_under_one_path_load_into_the_other(tmp_path, saved_fused)
     np.testing.assert_allclose(_outputs(restored, IDS), _outputs(saved, IDS), atol=1e-5)
 
 
-def test_fused_attention_is_an_option_off_by_default():
-    assert sasrec_tf.SASRecConfig().fused_attention is False
+def test_models_fuse_attention_by_default_and_the_layer_keeps_multi_head_attention():
+    # The model default went on after the parity benchmark; a block built alone (and an older
+    # layer config without the key) is still Keras' MultiHeadAttention call.
+    assert sasrec_tf.SASRecConfig().fused_attention is True
+    assert small_sasrec(20, max_len=T, hidden_units=D).encoder.fused_attention is True
+    assert CausalSelfAttentionBlock(D).fused_attention is False
     block = CausalSelfAttentionBlock(D, fused_attention=True)
     assert block.get_config()["fused_attention"] is True
     assert CausalSelfAttentionBlock.from_config(block.get_config()).fused_attention is True

@@ -42,8 +42,9 @@ ARCHITECTURES = [
     dict(scale_item_embedding=False, embedding_initializer="xavier_normal"),
     dict(frequency_mixing=0.7, frequency_cutoff=5, layer_norm="post"),  # BSARec's Beauty setting
     dict(frequency_mixing=0.5, frequency_cutoff=3),
-    dict(fused_attention=True),  # the paper's blocks, attention as plain matmuls
-    dict(fused_attention=True, layer_norm="pre", frequency_mixing=0.5),  # one QKV matmul, two heads
+    dict(fused_attention=False),  # the paper's blocks through MultiHeadAttention's own call
+    dict(fused_attention=False, layer_norm="pre", frequency_mixing=0.5),
+    dict(layer_norm="pre", frequency_mixing=0.5),  # fused (the default): one QKV matmul
 ]
 
 
