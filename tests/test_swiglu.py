@@ -6,10 +6,9 @@ import tensorflow as tf
 
 from sasrec_tf import SASRecConfig
 from sasrec_tf._compat import keras
-from sasrec_tf.artifacts import save_trained
-from sasrec_tf.export import export_saved_model
 from sasrec_tf.layers import PointWiseFeedForward
 from sasrec_tf.testing.models import make_trained, small_sasrec
+from sasrec_tf.testing.properties import assert_export_serves_offline_top_k, assert_saves_and_reloads
 
 NUM_ITEMS = 40
 
@@ -89,26 +88,8 @@ def test_a_swiglu_model_is_causal_and_padding_invariant():
 
 def test_a_swiglu_model_saves_and_reloads(tmp_path):
     model = small_sasrec(NUM_ITEMS, max_len=6, hidden_units=8, num_blocks=1, ffn_activation="swiglu")
-    path = tmp_path / "model.keras"
-    model.save(path)
-    restored = keras.models.load_model(path)
-    assert restored.config == model.config
-    batch = tf.constant([[0, 0, 3, 1, 4, 1]])
-    np.testing.assert_array_equal(restored(batch, training=False).numpy(), model(batch, training=False).numpy())
+    assert_saves_and_reloads(model, tmp_path / "model.keras", [[0, 0, 3, 1, 4, 1]])
 
 
 def test_a_swiglu_model_exports_and_serves_its_own_top_k(tmp_path):
-    trained = make_trained(seed=3, ffn_activation="swiglu", ffn_units=24)
-    save_trained(tmp_path / "model", trained.model, trained.vocab, item_counts=trained.item_counts)
-    loaded = tf.saved_model.load(str(export_saved_model(tmp_path / "model", tmp_path / "exports", "sasrec", k=5)))
-    history = ["sku-3", "sku-9", "sku-4"]
-    out = loaded.signatures["serving_default"](history=tf.constant([[""] + history]))
-    model, vocab = trained.model, trained.vocab
-    dense = vocab.encode(history)
-    ids = np.zeros((1, model.max_len), np.int64)
-    ids[0, -len(dense):] = dense
-    scores = model.query_embeddings(tf.constant(ids)).numpy()[0] @ model.item_embeddings().numpy().T
-    scores[0] = -np.inf
-    scores[dense] = -np.inf  # serving_default excludes the history
-    top = np.sort(scores)[::-1][:5]
-    np.testing.assert_allclose(out["scores"].numpy()[0], top, rtol=1e-4, atol=1e-5)
+    assert_export_serves_offline_top_k(make_trained(seed=3, ffn_activation="swiglu", ffn_units=24), tmp_path)

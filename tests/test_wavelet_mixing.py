@@ -11,11 +11,11 @@ import tensorflow as tf
 
 from sasrec_tf import SASRecConfig
 from sasrec_tf._compat import keras
-from sasrec_tf.artifacts import save_trained
 from sasrec_tf.data import training_dataset
-from sasrec_tf.export import export_saved_model
 from sasrec_tf.layers import CausalSelfAttentionBlock, CausalWaveletFilter, SASRecEncoder, causal_attention_mask
 from sasrec_tf.testing.models import make_trained, small_sasrec
+from sasrec_tf.testing.properties import (assert_causal_and_padding_invariant, assert_export_serves_offline_top_k,
+                                          assert_history_cut_at_every_position, assert_saves_and_reloads)
 
 NUM_ITEMS = 40
 
@@ -197,10 +197,6 @@ def _model_with_a_filter_that_matters(**config):
     return model
 
 
-def _call(model, items):
-    return model(tf.constant(items), training=False).numpy()
-
-
 @pytest.mark.parametrize("config", [dict(wavelet_mixing=0.5, wavelet_heads=2, frequency_mixing=0.7),
                                     dict(wavelet_mixing=1.0, wavelet_levels=2, wavelet_frequency_weight=0.5,
                                          layer_norm="pre")],
@@ -208,28 +204,12 @@ def _call(model, items):
 def test_a_model_with_the_filter_is_causal_and_padding_invariant(config):
     model = _model_with_a_filter_that_matters(**config)
     assert SASRecConfig.from_json(model.config.to_json()).wavelet_mixing == config["wavelet_mixing"]
-    rng = np.random.default_rng(1)
-    base = np.array([[0, 0, 0] + list(rng.integers(1, NUM_ITEMS + 1, size=9))])
-    reference = _call(model, base)
-    for t in (3, 6, 10):
-        changed = base.copy()
-        changed[0, t + 1:] = rng.integers(1, NUM_ITEMS + 1, size=11 - t)
-        np.testing.assert_allclose(_call(model, changed)[0, : t + 1], reference[0, : t + 1], atol=1e-5)
-    items = [5, 9, 1, 33, 7]
-    full = _call(model, [[0] * 7 + items])[0, 7:]
-    np.testing.assert_allclose(_call(model, [[0] * 2 + items])[0, 2:], full, atol=1e-5)
-    np.testing.assert_allclose(_call(model, [items])[0], full, atol=1e-5)
-    # The served query (the last block computes its last row only) is the last row of the full pass.
-    np.testing.assert_allclose(model.query_embeddings(tf.constant(base)).numpy(), reference[:, -1], atol=1e-5)
+    assert_causal_and_padding_invariant(model, NUM_ITEMS)
 
 
 def test_without_positions_each_training_position_is_the_history_cut_there():
     model = _model_with_a_filter_that_matters(wavelet_mixing=1.0, wavelet_heads=4, use_positional_embedding=False)
-    items = [5, 9, 1, 33, 7, 12, 3]
-    full = _call(model, [[0] * 5 + items])[0, 5:]
-    for n in (1, 2, 4, 7):
-        cut = _call(model, [[0] * (12 - n) + items[:n]])[0, -1]
-        np.testing.assert_allclose(cut, full[n - 1], atol=1e-5)
+    assert_history_cut_at_every_position(model, [5, 9, 1, 33, 7, 12, 3], cuts=(1, 2, 4, 7))
 
 
 def test_a_model_with_the_filter_trains_on_a_small_log_and_its_weights_move():
@@ -251,12 +231,7 @@ def test_a_model_with_the_filter_trains_on_a_small_log_and_its_weights_move():
 
 def test_a_model_with_the_filter_saves_and_reloads(tmp_path):
     model = _model_with_a_filter_that_matters(wavelet_mixing=0.5, wavelet_heads=2, wavelet_levels=2)
-    path = tmp_path / "model.keras"
-    model.save(path)
-    restored = keras.models.load_model(path)
-    assert restored.config == model.config
-    batch = tf.constant([[0, 0, 3, 1, 4, 1, 5, 9, 2, 6, 5, 3]])
-    np.testing.assert_array_equal(restored(batch, training=False).numpy(), model(batch, training=False).numpy())
+    assert_saves_and_reloads(model, tmp_path / "model.keras", [[0, 0, 3, 1, 4, 1, 5, 9, 2, 6, 5, 3]])
 
 
 def test_a_model_with_the_filter_exports_and_serves_its_own_top_k(tmp_path):
@@ -265,16 +240,4 @@ def test_a_model_with_the_filter_exports_and_serves_its_own_top_k(tmp_path):
     for block in trained.model.encoder.blocks:
         for weight in block.wavelet_filter.weights:
             weight.assign(rng.normal(size=weight.shape) * 0.5)
-    save_trained(tmp_path / "model", trained.model, trained.vocab, item_counts=trained.item_counts)
-    loaded = tf.saved_model.load(str(export_saved_model(tmp_path / "model", tmp_path / "exports", "sasrec", k=5)))
-    history = ["sku-3", "sku-9", "sku-4"]
-    out = loaded.signatures["serving_default"](history=tf.constant([[""] + history]))
-    model, vocab = trained.model, trained.vocab
-    dense = vocab.encode(history)
-    ids = np.zeros((1, model.max_len), np.int64)
-    ids[0, -len(dense):] = dense
-    scores = model.query_embeddings(tf.constant(ids)).numpy()[0] @ model.item_embeddings().numpy().T
-    scores[0] = -np.inf
-    scores[dense] = -np.inf  # serving_default excludes the history
-    top = np.sort(scores)[::-1][:5]
-    np.testing.assert_allclose(out["scores"].numpy()[0], top, rtol=1e-4, atol=1e-5)
+    assert_export_serves_offline_top_k(trained, tmp_path)

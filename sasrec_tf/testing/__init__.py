@@ -3,6 +3,8 @@ module imports this package).
 
 - :mod:`~sasrec_tf.testing.cluster`: free ports, local multi-worker clusters (imported here);
 - :mod:`~sasrec_tf.testing.models`: small seeded SASRec models for tests;
+- :mod:`~sasrec_tf.testing.properties`: the checks every encoder option keeps (causality, padding
+  invariance, save/load, served == offline);
 - :mod:`~sasrec_tf.testing.serving`: many clients at once against a model server;
 - :mod:`~sasrec_tf.testing.bench`: the benchmarks' TensorFlow environment, log and memory figure;
 - :mod:`~sasrec_tf.testing.clock`: the benchmarks' one ``model.fit`` timer;
