@@ -115,6 +115,9 @@ class SASRecConfig:
     training) by a second, separate mean of attribute embeddings instead of the fusion's own
     attribute part, so warm and cold vectors are learned apart (``ItemRepresentation``'s
     ``cold_tower``; measured in docs/results.md, "Item features and cold-start items").
+    ``feature_cold_loss_weight`` ``w`` > 0 (needs the tower) adds ``w`` times the same objective
+    with every candidate item scored by its tower vector: the tower then learns as a prediction
+    layer from every training target, not only from the id-dropped lookups.
 
     ``contrastive_weight`` > 0 adds an auxiliary InfoNCE term (DuoRec / CL4SRec family): each
     training window is encoded twice under independent dropout, and the two last-position
@@ -163,6 +166,7 @@ class SASRecConfig:
     feature_id_dropout: float = 0.5  # item features: P(a training lookup drops the id part), for cold items
     feature_id_dropout_count: int = 0  # > 0: item i dropped with feature_id_dropout * max(0, 1 - count_i / this)
     feature_cold_tower: bool = False  # id-less items (cold, id-dropped) from their own attribute embedding
+    feature_cold_loss_weight: float = 0.0  # > 0: + this x the objective scored on the tower's vectors
     # Training.
     learning_rate: float = 1e-3
     weight_decay: float = 0.0  # > 0: AdamW's decoupled weight decay (not on biases or LayerNorm)
@@ -244,6 +248,12 @@ class SASRecConfig:
         if self.feature_id_dropout_count < 0:
             raise OptionError("feature_id_dropout_count", "SASRecConfig.feature_id_dropout_count must be an integer "
                               f">= 0 (training-target count), got {self.feature_id_dropout_count!r}")
+        if not (math.isfinite(self.feature_cold_loss_weight) and self.feature_cold_loss_weight >= 0):
+            raise OptionError("feature_cold_loss_weight", "SASRecConfig.feature_cold_loss_weight must be a finite "
+                              f"number >= 0, got {self.feature_cold_loss_weight!r}")
+        if self.feature_cold_loss_weight > 0 and not self.feature_cold_tower:
+            raise OptionError("feature_cold_loss_weight", "SASRecConfig.feature_cold_loss_weight > 0 trains the "
+                              "cold tower: set feature_cold_tower=true")
         if not 0.0 <= self.item_dropout_rate < 1.0:
             raise OptionError("item_dropout_rate",
                               f"SASRecConfig.item_dropout_rate must be in [0, 1), got {self.item_dropout_rate!r}")

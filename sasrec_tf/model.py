@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 
 import tensorflow as tf
@@ -333,6 +334,8 @@ class SASRec(keras.Model):
                 item_matrix=self.item_embeddings, num_items=self.num_items, training=training,
                 step=optimizer.iterations if optimizer is not None else None)
             loss, accuracy = self._objective.compute(batch, self.config, self.item_frequency)
+            if training and self.config.feature_cold_loss_weight > 0:
+                loss += self.config.feature_cold_loss_weight * self._cold_tower_loss(batch)
             if "expected_targets" in data:
                 loss = self._renormalize(loss, positives, data["expected_targets"])
             if training and self.config.contrastive_weight > 0:
@@ -342,6 +345,22 @@ class SASRec(keras.Model):
                 loss += self.config.contrastive_weight * losses.contrastive_infonce(
                     hidden[:, -1], second[:, -1], positives[:, -1], self.config.contrastive_temperature)
         return loss, accuracy
+
+    def _cold_tower_loss(self, batch):
+        """The objective of ``batch`` again with every candidate item (positives, negatives, the
+        catalogue) scored by its cold-tower vector, so the tower learns as a prediction layer from
+        every target (``feature_cold_loss_weight``). Its targets are not counted into the item
+        frequency a second time."""
+        def tower(item_ids):
+            return self.item_representation.pooled_attributes(item_ids, cold=True)
+
+        cold = dataclasses.replace(
+            batch, item_embeddings=tower, training=False,
+            score_items=lambda representations, item_ids: tf.einsum("...d,...kd->...k", representations,
+                                                                   tower(item_ids)),
+            item_matrix=lambda: tower(tf.range(self.num_items + 1)))
+        loss, _ = self._objective.compute(cold, self.config, self.item_frequency)
+        return loss
 
     @staticmethod
     def _renormalize(mean_loss, positives, expected_targets):

@@ -154,3 +154,62 @@ def test_the_tower_learns_in_training_from_id_dropped_lookups():
     before = model.item_representation.cold_attribute_embeddings.numpy()
     training.fit(model, leave_one_out(data), eval_every=2, verbose=0)
     np.testing.assert_array_equal(model.item_representation.cold_attribute_embeddings.numpy(), before)
+
+
+def _softplus(x):
+    return np.log1p(np.exp(-np.abs(x))) + np.maximum(x, 0)
+
+
+def test_the_cold_loss_adds_the_objective_scored_on_tower_vectors():
+    # The paper's BCE with one negative, computed by hand on the tower's vectors (mean of the
+    # items' tower rows): -log σ(h·c_pos) - log(1 - σ(h·c_neg)), masked mean over real positions.
+    plain = tower_trained(feature_id_dropout=0.0)  # every training lookup as at inference
+    weighted = tower_trained(feature_id_dropout=0.0, feature_cold_loss_weight=0.5)
+    for a, b in zip(plain.model.weights, weighted.model.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    item_ids = np.array([[0, 0, 3, 7, 2, 9, 11, 4, 1, 6], [5, 8, 2, 12, 13, 3, 30, 31, 7, 2]], np.int32)
+    positives = np.concatenate([item_ids[:, 1:], [[36], [38]]], axis=1)  # two cold targets (36, 38)
+    positives[0, :2] = 0
+    negatives = ((positives * 7 + 3) % NUM_ITEMS + 1)[..., None]
+    data = {"item_ids": tf.constant(item_ids), "positives": tf.constant(positives),
+            "negatives": tf.constant(negatives)}
+    base, _ = plain.model._forward_loss(data, training=True)
+    total, _ = weighted.model._forward_loss(data, training=True)
+    hidden = plain.model(tf.constant(item_ids), training=False).numpy()
+    tower = plain.model.item_representation.cold_attribute_embeddings.numpy()
+    vectors = np.stack([np.zeros(8)] + [mean_rows(tower, i) for i in range(1, NUM_ITEMS + 1)])
+    per_position = (_softplus(-np.sum(hidden * vectors[positives], -1))
+                    + _softplus(np.sum(hidden * vectors[negatives[..., 0]], -1)))
+    expected = per_position[positives > 0].mean()
+    np.testing.assert_allclose((total.numpy() - base.numpy()) / 0.5, expected, rtol=1e-4)
+
+
+def test_the_cold_loss_trains_the_tower_from_every_target_and_counts_them_once():
+    data = build_sequences(generate_interactions(100, NUM_ITEMS, mean_length=6, seed=1))
+    config = SASRecConfig(max_len=6, hidden_units=8, num_blocks=1, epochs=1, batch_size=32, seed=2,
+                          feature_fusion="sum", feature_cold_tower=True, feature_id_dropout=0.0,
+                          loss="inbatch_softmax", logq_correction=True)
+    moved, counted = {}, {}
+    for weight in (0.0, 1.0):
+        model = training.build_model(config.replace(feature_cold_loss_weight=weight), data.num_items,
+                                     num_attributes=NUM_ATTRIBUTES, max_item_attributes=3)
+        model.set_item_features(TABLE[: data.num_items + 1], np.ones(data.num_items + 1, bool))
+        before = model.item_representation.cold_attribute_embeddings.numpy()
+        counts = model.item_frequency.counts.numpy().sum()
+        history = training.fit(model, leave_one_out(data), eval_every=1, verbose=0)
+        assert np.isfinite(history.history["loss"]).all()
+        moved[weight] = np.abs(model.item_representation.cold_attribute_embeddings.numpy() - before).max()
+        counted[weight] = model.item_frequency.counts.numpy().sum() - counts
+    # Without id dropout only the cold loss reaches the tower; the epoch's targets are the same
+    # (same pipeline seed) and the log-q counts hold each of them once, not once per objective.
+    assert moved[0.0] == 0 and moved[1.0] > 1e-3
+    assert counted[0.0] > 0 and counted[1.0] == counted[0.0]
+
+
+@pytest.mark.parametrize("bad, message", [(dict(feature_cold_loss_weight=-0.1), "finite number >= 0"),
+                                          (dict(feature_cold_loss_weight=float("nan")), "finite number >= 0"),
+                                          (dict(feature_cold_loss_weight=0.5), "set feature_cold_tower=true")])
+def test_a_cold_loss_without_the_tower_or_below_zero_is_refused(bad, message):
+    with pytest.raises(OptionError, match=message):
+        SASRecConfig(feature_fusion="sum", **bad)
+    assert SASRecConfig().feature_cold_loss_weight == 0.0
