@@ -308,3 +308,37 @@ def test_the_median_pruner_waits_for_the_warmup_epochs(tmp_path):
         poor.report(0.1, step=epoch)
         verdicts.append(poor.should_prune())
     assert verdicts == [False, True, True]  # no pruning before epoch 2
+
+
+def test_two_processes_share_one_study_through_a_storage_url(tmp_path, log):
+    # Two machines tuning one study: each `sasrec-tf tune` with the same --storage URL (SQLite
+    # here; PostgreSQL/MySQL the same way) and its own --out. The study stops at --trials
+    # finished trials in all, both processes run trials, and each writes the whole table.
+    data = tmp_path / "log.csv"
+    log[0].to_csv(data, index=False)
+    space = _write(tmp_path / "space.json", {"model": {"learning_rate": {"low": 0.001, "high": 0.01}}})
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in {**TINY_MODEL, **TINY_TRAIN}.items()]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    processes = [subprocess.Popen([sys.executable, "-m", "sasrec_tf.cli", "tune", "--data", str(data), "--space",
+                                   str(space), "--trials", "4", "--storage", url, "--study-name", "shared",
+                                   "--out", str(tmp_path / f"machine{i}"), "--no-final-run", "--pruner", "none",
+                                   *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                 for i in (0, 1)]
+    outputs = [process.communicate(timeout=600) for process in processes]
+    for process, (out, err) in zip(processes, outputs):
+        assert process.returncode == 0, err[-2000:]
+    import optuna
+
+    study = optuna.load_study(study_name="shared", storage=url)
+    finished = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    assert 4 <= len(finished) <= 5  # MaxTrialsCallback: a trial already running elsewhere may finish too
+    ran = [sum(line.startswith("trial ") for line in out.splitlines()) for out, _ in outputs]
+    assert all(count >= 1 for count in ran) and sum(ran) == len(finished)
+    # Each writes the table and best.json as the study stood when it stopped; the last to stop saw it all.
+    tables = [(tmp_path / f"machine{i}" / "trials.csv").read_text().splitlines() for i in (0, 1)]
+    assert max(len(table) for table in tables) == 1 + len(study.get_trials(deepcopy=False))
+    rates = [json.loads((tmp_path / f"machine{i}" / "best.json").read_text())["model"]["learning_rate"]
+             for i in (0, 1)]
+    assert all(any(rate == pytest.approx(t.params["learning_rate"]) for t in finished) for rate in rates)
+    assert any(rate == pytest.approx(study.best_trial.params["learning_rate"]) for rate in rates)

@@ -101,7 +101,7 @@ def open_study(out_dir: Path, *, storage: str | None, study_name: str, pruner: s
     """
     own = storage is None
     url = f"sqlite:///{(Path(out_dir) / STUDY_FILE).absolute()}" if own else storage
-    rdb = optuna.storages.RDBStorage(url, **({} if own else {
+    rdb = _open_storage(url, **({} if own else {
         "heartbeat_interval": _HEARTBEAT_SECONDS, "grace_period": _GRACE_SECONDS,
         "failed_trial_callback": _retry_interrupted}))
     chosen = (optuna.pruners.MedianPruner(n_startup_trials=prune_after, n_warmup_steps=prune_warmup)
@@ -115,6 +115,25 @@ def open_study(out_dir: Path, *, storage: str | None, study_name: str, pruner: s
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)):
         _retry_interrupted(study, trial)
     return study
+
+
+def _open_storage(url: str, attempts: int = 8, **kwargs) -> Any:
+    """Optuna's RDB storage at ``url``. Machines that start on a new database at the same moment
+    race to create its schema, and the losers fail (seen with two processes on one SQLite file:
+    8 of 24 starts, ``UNIQUE constraint failed: alembic_version`` or ``table studies already
+    exists``); each retries after a short random pause and then finds the schema made."""
+    import random
+
+    import sqlalchemy.exc
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, **kwargs)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(random.uniform(0.1, 0.5) * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _trial_pipeline(pipeline: PipelineFile, values: dict[str, dict[str, Any]], source: str) -> PipelineFile:
