@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -83,13 +85,39 @@ def save_trained(
     return path
 
 
+_CONFIG_MEMBER, _WEIGHTS_MEMBER = "config.json", "model.weights.h5"
+
+
+def load_model_file(path: str | os.PathLike[str]):
+    """The model in a ``model.keras`` file, uncompiled, as ``keras.models.load_model`` reads it.
+
+    Keras hands h5py the weights member of the zip as a file object; Python's zip reader answers
+    every backward seek by reading the member again from its start, so reading grows with the
+    square of the table (a 768 MB file at 1M items took 3-14 minutes). Here the member is first
+    copied out in one sequential pass into a temporary directory (removed afterwards, also on
+    error), and the weights are read from that plain file.
+    """
+    path = Path(path)
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        if _CONFIG_MEMBER not in names or _WEIGHTS_MEMBER not in names:  # another Keras format
+            return keras.models.load_model(path, compile=False)
+        config = json.loads(archive.read(_CONFIG_MEMBER))
+        config["compile_config"] = None
+        with tempfile.TemporaryDirectory(prefix="sasrec-weights-") as scratch:
+            weights = Path(archive.extract(_WEIGHTS_MEMBER, scratch))
+            model = keras.saving.deserialize_keras_object(config)
+            model.load_weights(weights)
+    return model
+
+
 def load_trained(path: str | os.PathLike[str]) -> TrainedModel:
     """Load a directory written by :func:`save_trained` (or by ``sasrec-tf train``)."""
     path = Path(path)
     missing = [name for name in (MODEL_FILE, VOCAB_FILE) if not (path / name).exists()]
     if missing:
         raise FileNotFoundError(f"{path} is not a sasrec-tf model directory: missing {', '.join(missing)}")
-    model = keras.models.load_model(path / MODEL_FILE, compile=False)
+    model = load_model_file(path / MODEL_FILE)
     vocab = ItemVocabulary.load(path / VOCAB_FILE)
     if len(vocab) != model.num_items:  # every command that loads a run relies on the two agreeing
         raise ValueError(f"{path}: {VOCAB_FILE} has {len(vocab)} item ids but {MODEL_FILE} scores {model.num_items} "
