@@ -116,8 +116,9 @@ class SASRecConfig:
     attribute part, so warm and cold vectors are learned apart (``ItemRepresentation``'s
     ``cold_tower``; measured in docs/results.md, "Item features and cold-start items").
     ``feature_cold_loss_weight`` ``w`` > 0 (needs the tower) adds ``w`` times the same objective
-    with every candidate item scored by its tower vector: the tower then learns as a prediction
-    layer from every training target, not only from the id-dropped lookups.
+    with every candidate item scored by its tower vector (the queries held fixed in it): the tower
+    then learns as a prediction layer from every training target, not only from the id-dropped
+    lookups, and the rest of the model only from the main objective.
 
     ``contrastive_weight`` > 0 adds an auxiliary InfoNCE term (DuoRec / CL4SRec family): each
     training window is encoded twice under independent dropout, and the two last-position

@@ -206,6 +206,28 @@ def test_the_cold_loss_trains_the_tower_from_every_target_and_counts_them_once()
     assert counted[0.0] > 0 and counted[1.0] == counted[0.0]
 
 
+def test_the_cold_loss_trains_the_tower_and_leaves_the_rest_to_the_main_objective():
+    # Same weights, with and without the cold loss: every gradient but the tower's is the same
+    # (the queries are held fixed in it); the tower's gains the cold loss's part (the cold
+    # targets 36 and 38 reach it through the main objective too).
+    item_ids = np.array([[0, 0, 3, 7, 2, 9, 11, 4, 1, 6], [5, 8, 2, 12, 13, 3, 30, 31, 7, 2]], np.int32)
+    positives = np.concatenate([item_ids[:, 1:], [[36], [38]]], axis=1)
+    data = {"item_ids": tf.constant(item_ids), "positives": tf.constant(positives),
+            "negatives": tf.constant(((positives * 7 + 3) % NUM_ITEMS + 1)[..., None])}
+    grads = {}
+    for weight in (0.0, 1.0):
+        model = tower_trained(feature_id_dropout=0.0, feature_cold_loss_weight=weight).model
+        with tf.GradientTape() as tape:
+            loss, _ = model._forward_loss(data, training=True)
+        grads[weight] = {w.name: (None if g is None else tf.convert_to_tensor(g).numpy())
+                         for w, g in zip(model.trainable_weights, tape.gradient(loss, model.trainable_weights))}
+    tower = "item_representation/cold_attribute_embeddings:0"
+    assert np.abs(grads[1.0][tower] - grads[0.0][tower]).max() > 1e-4
+    for name, plain in grads[0.0].items():
+        if name != tower:
+            np.testing.assert_allclose(grads[1.0][name], plain, rtol=1e-5, atol=1e-7, err_msg=name)
+
+
 @pytest.mark.parametrize("bad, message", [(dict(feature_cold_loss_weight=-0.1), "finite number >= 0"),
                                           (dict(feature_cold_loss_weight=float("nan")), "finite number >= 0"),
                                           (dict(feature_cold_loss_weight=0.5), "set feature_cold_tower=true")])
