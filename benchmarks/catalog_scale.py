@@ -50,9 +50,15 @@ def main(argv=None) -> int:
     parser.add_argument("--export-from", metavar="MODEL_DIR",
                         help="only export this model directory (into --out or a temporary directory) and report")
     parser.add_argument("--no-fresh-export", action="store_true", help="skip the export in a fresh process")
+    parser.add_argument("--read-from", metavar="MODEL_DIR",
+                        help="only read MODEL_DIR/model.keras in this process, with --reader, and report")
+    parser.add_argument("--reader", choices=("ours", "keras"), default="ours",
+                        help="--read-from: sasrec_tf.artifacts.load_model_file or keras.models.load_model")
     args = parser.parse_args(argv)
     if args.export_from:
         return _export_only(Path(args.export_from), args.out)
+    if args.read_from:
+        return _read_only(Path(args.read_from), args.reader)
     if args.ps and "TF_CONFIG" not in os.environ:
         return _cluster(args)
     if args.ps:  # a task of that cluster: the ps tasks and workers serve at once (no data)
@@ -149,6 +155,22 @@ def _export_only(model_dir: Path, out: str | None) -> int:
         print(f"fresh export: {export_s:.1f} s; SavedModel {dir_mib(version):.0f} MiB; RSS after imports {imports:.0f} "
               f"MiB, peak {peak:.0f} MiB; item table {table_mib:.0f} MiB; peak - imports - table "
               f"{peak - imports - table_mib:.0f} MiB", flush=True)
+    return 0
+
+
+def _read_only(model_dir: Path, reader: str) -> int:
+    """Read ``model_dir/model.keras`` in this (fresh) process; print the seconds and the peak RSS."""
+    import tensorflow as tf  # noqa: F401  (imported before the baseline is taken)
+
+    from sasrec_tf._compat import keras
+    from sasrec_tf.artifacts import load_model_file
+
+    path = model_dir / "model.keras"
+    imports = _status_mib("VmRSS")
+    started = time.perf_counter()
+    load_model_file(path) if reader == "ours" else keras.models.load_model(path, compile=False)
+    print(f"read {path} ({path.stat().st_size / 2**20:.0f} MiB) with {reader}: {time.perf_counter() - started:.1f} s; "
+          f"RSS after imports {imports:.0f} MiB, peak {_status_mib('VmHWM'):.0f} MiB", flush=True)
     return 0
 
 

@@ -302,13 +302,16 @@ class CausalSelfAttentionBlock(keras.layers.Layer):
         heads, width = self.num_heads, self.hidden_units
         key_dim = width // heads
         if not attention.built:  # the variables, under the names, that calling it would create
+            # From the block's width, not the inputs' static shapes: a model built in a graph (the
+            # parameter-server path builds it in a throwaway tf.Graph) sees inputs of unknown rank.
+            inputs = tf.TensorShape([None, None, width])
             with tf.name_scope(attention.name):
-                attention._build_from_signature(query, value)
-                for layer, shape in ((attention._query_dense, query.shape), (attention._key_dense, value.shape),
-                                     (attention._value_dense, value.shape),
+                attention._build_from_signature(inputs, inputs)
+                for layer, shape in ((attention._query_dense, inputs), (attention._key_dense, inputs),
+                                     (attention._value_dense, inputs),
                                      (attention._output_dense, [None, None, heads, key_dim])):
                     with tf.name_scope(layer.name):
-                        layer._maybe_build(tf.TensorShape(shape))
+                        layer.build(tf.TensorShape(shape))  # not _maybe_build: in graph mode it reads shapes off tensors
             attention.built = True
         dense = (attention._query_dense, attention._key_dense, attention._value_dense)
         kernels = [tf.reshape(layer.kernel, [-1, width]) for layer in dense]  # [d_in, heads * key_dim]
