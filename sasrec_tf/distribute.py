@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -107,7 +108,8 @@ def read_tf_config(environ: Mapping[str, str] | None = None) -> dict | None:
 
 # ------------------------------------------------------------------------------------ strategies
 def make_strategy(name: str = "default", *, devices: Sequence[str] | None = None, communication: str = "auto",
-                  ps_shards: int | None = None, min_shard_bytes: int | None = None):
+                  ps_shards: int | None = None, min_shard_bytes: int | None = None,
+                  heartbeat_timeout_s: float | None = None):
     """Build a :class:`tf.distribute.Strategy` by name: ``default``, ``mirrored``, ``multi_worker``
     or ``parameter_server``.
 
@@ -119,6 +121,10 @@ def make_strategy(name: str = "default", *, devices: Sequence[str] | None = None
       ps_shards: ``parameter_server`` only: cut each embedding table into this many shards
         (default: one per ps task); or
       min_shard_bytes: ``parameter_server`` only: as many shards as keep each this large.
+      heartbeat_timeout_s: ``multi_worker`` only: how long the cluster's coordination service
+        waits for a task's heartbeat before it declares the task dead and aborts every collective
+        (TensorFlow's default: 10 s). Longer on crowded or preemptible machines, where a live task
+        can stall that long.
 
     ``parameter_server`` is built on the chief only (the ``worker`` and ``ps`` tasks serve:
     :func:`sasrec_tf.parameter_server.serve`).
@@ -150,6 +156,8 @@ def make_strategy(name: str = "default", *, devices: Sequence[str] | None = None
     if communication not in implementations:
         raise ValueError(f"communication must be one of {sorted(implementations)}, got {communication!r}")
     options = tf.distribute.experimental.CommunicationOptions(implementation=implementations[communication])
+    if heartbeat_timeout_s is not None:
+        _configure_coordination_service(config, heartbeat_timeout_s)
     try:
         return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     except RuntimeError as err:  # e.g. "Collective ops must be configured at program startup"
@@ -157,6 +165,30 @@ def make_strategy(name: str = "default", *, devices: Sequence[str] | None = None
             f"could not start MultiWorkerMirroredStrategy ({err}); create the strategy at the start "
             "of the program, before TensorFlow runs any operation"
         ) from err
+
+
+def _configure_coordination_service(config: dict | None, heartbeat_timeout_s: float) -> None:
+    """Start the coordination service ``MultiWorkerMirroredStrategy`` would start, with another
+    heartbeat timeout (the strategy keeps a service that is already configured). TensorFlow has no
+    public option for it; the calls are those of ``CollectiveAllReduceExtended`` (TF 2.21)."""
+    if not (math.isfinite(heartbeat_timeout_s) and heartbeat_timeout_s > 0):
+        raise ValueError(f"heartbeat_timeout_s must be a positive number of seconds, got {heartbeat_timeout_s!r}")
+    if config is None or config["task"]["type"] not in ("chief", "worker"):
+        return  # one process, or a task the service does not coordinate
+    import tensorflow as tf
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+    from tensorflow.python.distribute import multi_worker_util
+    from tensorflow.python.eager import context
+
+    if context.context().coordination_service is not None:
+        raise RuntimeError("the coordination service is already configured in this process; "
+                           "create the strategy at the start of the program")
+    cluster = tf.train.ClusterSpec(config["cluster"])
+    jobs = [coordination_config_pb2.CoordinatedJob(name=job, num_tasks=cluster.num_tasks(job))
+            for job in ("chief", "worker") if job in cluster.jobs]
+    context.context().configure_coordination_service(
+        service_type="standalone", service_leader=multi_worker_util.coordination_leader(cluster),
+        coordinated_jobs=jobs, heartbeat_timeout_in_ms=int(heartbeat_timeout_s * 1000))
 
 
 def _in_multi_worker_mode(strategy) -> bool:

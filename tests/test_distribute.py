@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -30,7 +31,9 @@ def _worker_main(out_dir: str, result_dir: str, shard_dir: str) -> None:
     import sasrec_tf  # noqa: F401  (selects Keras 2 first)
     from sasrec_tf import distribute
 
-    strategy = distribute.make_strategy("multi_worker")  # first: before TensorFlow runs anything
+    # First, before TensorFlow runs anything. A long heartbeat timeout: on a crowded 2-core machine
+    # (the suite's other worker beside this cluster) a live task once missed TensorFlow's 10 s.
+    strategy = distribute.make_strategy("multi_worker", heartbeat_timeout_s=120)
 
     import tensorflow as tf
 
@@ -100,6 +103,7 @@ def _worker_main(out_dir: str, result_dir: str, shard_dir: str) -> None:
         "num_workers": distribute.num_workers(strategy),
         "replicas": strategy.num_replicas_in_sync,
         "pid": os.getpid(),
+        "heartbeat_timeout_ms": _heartbeat_timeout_ms(),
         "loss": history.history["loss"],
         "val_ndcg": history.history.get("val_ndcg@10", []),
         "sharded_loss": sharded_history.history["loss"],
@@ -107,6 +111,13 @@ def _worker_main(out_dir: str, result_dir: str, shard_dir: str) -> None:
         "tfrecord_users": seen_users,
     }
     (results / f"worker{index}.json").write_text(json.dumps(report))
+
+
+def _heartbeat_timeout_ms() -> int:
+    """The heartbeat timeout of the coordination service this process runs under."""
+    from tensorflow.python.eager import context
+
+    return int(context.context().config.experimental.coordination_config.heartbeat_timeout_in_ms)
 
 
 if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] == "worker":
@@ -154,6 +165,20 @@ def test_strategies_by_name_and_unknown_names_rejected():
         distribute.make_strategy("central_storage")
     with pytest.raises(ValueError, match="needs TF_CONFIG"):  # the chief of a parameter-server cluster
         distribute.make_strategy("parameter_server")
+    for bad in (0, -1, float("nan")):  # refused before any strategy is built
+        with pytest.raises(ValueError, match="heartbeat_timeout_s must be a positive"):
+            distribute.make_strategy("multi_worker", heartbeat_timeout_s=bad)
+
+
+def test_the_cli_refuses_a_heartbeat_timeout_without_multi_worker(tmp_path):
+    log = tmp_path / "log.csv"
+    log.write_text("user,item,timestamp\n")
+    env = {key: value for key, value in os.environ.items() if key != "TF_CONFIG"}
+    done = subprocess.run([sys.executable, "-m", "sasrec_tf.cli", "train", "--data", str(log), "--out",
+                           str(tmp_path / "o"), "--heartbeat-timeout", "60"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and "--heartbeat-timeout needs --strategy multi_worker" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_global_and_per_replica_batch_sizes_are_explicit():
@@ -237,6 +262,7 @@ def test_two_workers_train_as_one_and_end_with_identical_weights(two_worker_run)
     first, second = two_worker_run["reports"]
     assert (first["num_workers"], first["replicas"], second["replicas"]) == (2, 2, 2)
     assert first["is_chief"] and not second["is_chief"]
+    assert first["heartbeat_timeout_ms"] == second["heartbeat_timeout_ms"] == 120_000  # make_strategy's option
     weights = [[a[k] for k in sorted(a, key=_arr_order) if k.startswith("arr_")] for a in two_worker_run["arrays"]]
     assert len(weights[0]) == len(weights[1]) > 0
     for mine, theirs in zip(*weights):

@@ -68,6 +68,9 @@ def register(subcommands) -> None:
     parser.add_argument("--min-shard-bytes", dest="min_shard_bytes", type=int, metavar="BYTES",
                         help="parameter_server: instead, as many shards (at most one per ps task) as keep each "
                              "this large")
+    parser.add_argument("--heartbeat-timeout", dest="heartbeat_timeout", type=float, metavar="SECONDS",
+                        help="multi_worker: how long the cluster waits for a task's heartbeat before it aborts "
+                             "(TensorFlow's default: 10 s; longer on crowded or preemptible machines)")
     parser.add_argument("--per-replica-batch-size", dest="per_replica_batch_size", type=int, metavar="INT",
                         help="batch per replica; the global batch (--batch-size) becomes this x replicas")
     parser.add_argument("--data-format", dest="data_format", choices=("log", "tfrecord"), default="log",
@@ -101,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
         _serve_unless_chief()  # a worker or ps task serves the chief until it is stopped
     elif args.ps_shards is not None or args.min_shard_bytes is not None:
         raise UsageError("--ps-shards and --min-shard-bytes need --strategy parameter_server")
+    if args.heartbeat_timeout is not None and args.strategy != "multi_worker":
+        raise UsageError("--heartbeat-timeout needs --strategy multi_worker")
     pipeline = experiment.load_pipeline(args.config)
     config = resolve_config(args, pipeline)
     options = train_options(args, pipeline)
@@ -173,10 +178,12 @@ def _serve_unless_chief() -> None:
 
 def _distribution(args: argparse.Namespace, config: SASRecConfig):
     """The ``--strategy`` and the config with the global batch (from ``--per-replica-batch-size``)."""
-    shards = ({"ps_shards": args.ps_shards, "min_shard_bytes": args.min_shard_bytes}
-              if args.strategy == "parameter_server" else {})
+    strategy_options = ({"ps_shards": args.ps_shards, "min_shard_bytes": args.min_shard_bytes}
+                        if args.strategy == "parameter_server" else {})
+    if args.heartbeat_timeout is not None:
+        strategy_options["heartbeat_timeout_s"] = args.heartbeat_timeout
     try:
-        strategy = make_strategy(args.strategy, **shards)
+        strategy = make_strategy(args.strategy, **strategy_options)
     except (ValueError, RuntimeError) as err:
         raise UsageError(str(err)) from None
     if args.per_replica_batch_size is not None:
