@@ -18,7 +18,7 @@ from typing import Mapping
 __all__ = ["OBJECTIVE_SPECS", "OPTIMIZER_SPECS", "ObjectiveSpec", "OptimizerSpec", "check_registry",
            "LAYER_NORM_PLACEMENTS", "TRAINING_WINDOWS", "FFN_ACTIVATIONS", "EMBEDDING_INITIALIZERS",
            "NEGATIVE_SAMPLING", "REPEATED_TARGETS", "STAGES", "PROTOCOLS", "TARGET_GROUPS",
-           "FEATURE_FUSIONS"]
+           "FEATURE_FUSIONS", "COLD_NEGATIVES"]
 
 # The layer-norm placement of each block: the paper's code, Pre-LN, Post-LN, eSASRec's LiGR.
 LAYER_NORM_PLACEMENTS = ("original", "pre", "post", "ligr")
@@ -37,6 +37,8 @@ REPEATED_TARGETS = ("miss", "drop", "rank")
 # How an item's id embedding and its pooled attribute embeddings combine (item features): none
 # (the id alone, today's model), their sum, concatenation projected to d, a learned gate.
 FEATURE_FUSIONS = ("none", "sum", "concat", "gate")
+# What a target's cold-tower vector competes with in the cold loss (SASRecConfig.feature_cold_negatives).
+COLD_NEGATIVES = ("tower", "trained")
 # The evaluation's stages (each user's second-to-last and last item) and protocols (full ranking
 # against the whole catalogue; the paper's sampled negatives): metrics.json, the model card and
 # the publish gate are keyed by these names.

@@ -10,7 +10,7 @@ from typing import Any
 
 # The named choices a configuration may take are declared in sasrec_tf.choices, and the generic
 # option parsing lives in sasrec_tf.options; both are re-exported here, where they were first.
-from sasrec_tf.choices import (EMBEDDING_INITIALIZERS, FEATURE_FUSIONS, FFN_ACTIVATIONS, LAYER_NORM_PLACEMENTS,  # noqa: F401
+from sasrec_tf.choices import (COLD_NEGATIVES, EMBEDDING_INITIALIZERS, FEATURE_FUSIONS, FFN_ACTIVATIONS, LAYER_NORM_PLACEMENTS,  # noqa: F401
                                NEGATIVE_SAMPLING, OBJECTIVE_SPECS, OPTIMIZER_SPECS, REPEATED_TARGETS,
                                TRAINING_WINDOWS)
 from sasrec_tf.files import atomic_write_text
@@ -118,7 +118,10 @@ class SASRecConfig:
     ``feature_cold_loss_weight`` ``w`` > 0 (needs the tower) adds ``w`` times the same objective
     with every candidate item scored by its tower vector (the queries held fixed in it): the tower
     then learns as a prediction layer from every training target, not only from the id-dropped
-    lookups, and the rest of the model only from the main objective.
+    lookups, and the rest of the model only from the main objective. ``feature_cold_negatives``
+    says what a target's tower vector competes with in that objective: ``"tower"`` (the default)
+    the other candidates' tower vectors; ``"trained"`` the other candidates' trained vectors (held
+    fixed), the ones a cold item competes with when it is served.
 
     ``contrastive_weight`` > 0 adds an auxiliary InfoNCE term (DuoRec / CL4SRec family): each
     training window is encoded twice under independent dropout, and the two last-position
@@ -168,6 +171,7 @@ class SASRecConfig:
     feature_id_dropout_count: int = 0  # > 0: item i dropped with feature_id_dropout * max(0, 1 - count_i / this)
     feature_cold_tower: bool = False  # id-less items (cold, id-dropped) from their own attribute embedding
     feature_cold_loss_weight: float = 0.0  # > 0: + this x the objective scored on the tower's vectors
+    feature_cold_negatives: str = "tower"  # the cold objective's other candidates: tower or trained vectors
     # Training.
     learning_rate: float = 1e-3
     weight_decay: float = 0.0  # > 0: AdamW's decoupled weight decay (not on biases or LayerNorm)
@@ -255,6 +259,16 @@ class SASRecConfig:
         if self.feature_cold_loss_weight > 0 and not self.feature_cold_tower:
             raise OptionError("feature_cold_loss_weight", "SASRecConfig.feature_cold_loss_weight > 0 trains the "
                               "cold tower: set feature_cold_tower=true")
+        if self.feature_cold_negatives not in COLD_NEGATIVES:
+            raise OptionError("feature_cold_negatives", f"SASRecConfig.feature_cold_negatives must be one of "
+                              f"{COLD_NEGATIVES}, got {self.feature_cold_negatives!r}")
+        if self.feature_cold_negatives != "tower":
+            if self.feature_cold_loss_weight == 0:
+                raise OptionError("feature_cold_negatives", "SASRecConfig.feature_cold_negatives applies to the "
+                                  "cold loss: set feature_cold_loss_weight > 0")
+            if self.loss == "full_softmax":
+                raise OptionError("feature_cold_negatives", "SASRecConfig.feature_cold_negatives='trained' is not "
+                                  "implemented for loss='full_softmax'")
         if not 0.0 <= self.item_dropout_rate < 1.0:
             raise OptionError("item_dropout_rate",
                               f"SASRecConfig.item_dropout_rate must be in [0, 1), got {self.item_dropout_rate!r}")

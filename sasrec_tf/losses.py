@@ -224,8 +224,17 @@ def chunked_full_softmax_crossentropy(queries, item_matrix, labels, chunk_size: 
     return masked_mean(per_position(queries, item_matrix), mask)
 
 
+def _with_positive_logits(logits, column, positive_column, positive_logits):
+    """``logits [M, U]`` with row ``i``'s own column (``column[i]``) set to ``positive_logits[i]``
+    (no gradient reaches the replaced entries); unchanged when ``positive_logits`` is ``None``."""
+    if positive_logits is None:
+        return logits
+    own = tf.gather(logits, column, batch_dims=1)
+    return logits + positive_column * (tf.cast(positive_logits, logits.dtype) - own)[:, tf.newaxis]
+
+
 def inbatch_softmax_crossentropy(queries, candidate_embeddings, candidate_ids,
-                                 candidate_sampling_probability=None) -> tf.Tensor:
+                                 candidate_sampling_probability=None, positive_logits=None) -> tf.Tensor:
     """In-batch softmax cross-entropy, mean per query; equal to tensorflow-recommenders' ``Retrieval``.
 
     Row ``i`` of ``queries [M, d]`` is the query whose positive is row ``i`` of
@@ -233,7 +242,9 @@ def inbatch_softmax_crossentropy(queries, candidate_embeddings, candidate_ids,
     except rows of the same item (accidental hits), which are removed. Rows with the same id must
     hold the same embedding (they are the same item's).
     ``candidate_sampling_probability [M]`` (one value per item) subtracts ``log q`` from every
-    candidate's logit (log-q correction).
+    candidate's logit (log-q correction). ``positive_logits [M]``, if given, is each query's logit
+    for its own positive in place of ``queries[i] · candidate_embeddings[i]`` (the positive scored
+    by other rows than the ones it is scored by as the other queries' candidate).
 
     The value and gradients are those of ``tfrs.tasks.Retrieval(remove_accidental_hits=True)``
     with a summed ``CategoricalCrossentropy`` divided by ``M`` (tests check both), but the logits
@@ -252,6 +263,7 @@ def inbatch_softmax_crossentropy(queries, candidate_embeddings, candidate_ids,
     log_counts = tf.math.log(tf.cast(counts, logits.dtype))
     # Other queries' copies of the positive are accidental hits: the positive counts once.
     positive_column = tf.one_hot(column, num_unique, dtype=logits.dtype)
+    logits = _with_positive_logits(logits, column, positive_column, positive_logits)
     logits += log_counts[tf.newaxis, :] - positive_column * tf.gather(log_counts, column)[:, tf.newaxis]
     if candidate_sampling_probability is not None:
         log_q = tf.math.log(tf.cast(tf.gather(candidate_sampling_probability, first_row), logits.dtype))
@@ -261,7 +273,7 @@ def inbatch_softmax_crossentropy(queries, candidate_embeddings, candidate_ids,
 
 
 def mixed_softmax_crossentropy(queries, positive_embeddings, positive_ids, negative_embeddings, negative_ids,
-                               positive_log_q=None, negative_log_q=None) -> tf.Tensor:
+                               positive_log_q=None, negative_log_q=None, positive_logits=None) -> tf.Tensor:
     """Softmax cross-entropy over in-batch positives plus shared sampled negatives, mean per query.
 
     Mixed Negative Sampling (Yang et al., "Mixed Negative Sampling for Learning Two-tower Neural
@@ -282,6 +294,7 @@ def mixed_softmax_crossentropy(queries, positive_embeddings, positive_ids, negat
         candidate, subtracted from its logit wherever it is a candidate (log-q correction, as
         TFRS's ``candidate_sampling_probability``).
       negative_log_q: ``[k]`` or ``None``: each sampled item's log probability under its sampler.
+      positive_logits: ``[M]`` or ``None``: as in :func:`inbatch_softmax_crossentropy`.
 
     Returns:
       The scalar mean cross-entropy over the ``M`` queries (0 when there are none).
@@ -293,6 +306,7 @@ def mixed_softmax_crossentropy(queries, positive_embeddings, positive_ids, negat
     batch_logits = tf.matmul(queries, tf.gather(positive_embeddings, first_row), transpose_b=True)
     log_counts = tf.math.log(tf.cast(counts, batch_logits.dtype))
     positive_column = tf.one_hot(column, num_unique, dtype=batch_logits.dtype)
+    batch_logits = _with_positive_logits(batch_logits, column, positive_column, positive_logits)
     batch_logits += log_counts[tf.newaxis, :] - positive_column * tf.gather(log_counts, column)[:, tf.newaxis]
     if positive_log_q is not None:
         batch_logits -= tf.gather(tf.cast(positive_log_q, batch_logits.dtype), first_row)[tf.newaxis, :]

@@ -360,3 +360,29 @@ def test_contrastive_infonce_matches_a_direct_computation():
     got = losses.contrastive_infonce(tf.constant(first, tf.float32), tf.constant(second, tf.float32),
                                      tf.constant(labels), temperature=0.7)
     assert got.numpy() == pytest.approx(np.mean(terms), rel=1e-5)
+
+
+def test_in_batch_losses_take_each_querys_own_logit_from_other_rows_when_given():
+    # positive_logits replaces query i's logit for its own target (accidental hits still removed);
+    # equal to the default when it is the default's own logit, and only its gradient reaches
+    # the own term.
+    rng = np.random.default_rng(3)
+    queries = tf.constant(rng.normal(size=(6, 4)), tf.float32)
+    candidates = tf.constant(rng.normal(size=(6, 4)), tf.float32)
+    ids = tf.constant([4, 7, 4, 9, 2, 7])
+    candidates = tf.gather(candidates, [0, 1, 0, 3, 4, 1])  # rows of one id equal
+    own = tf.reduce_sum(queries * candidates, -1)
+    negative_embeddings = tf.constant(rng.normal(size=(3, 4)), tf.float32)
+    negative_ids = tf.constant([9, 5, 1])
+    for loss in (lambda pl: losses.inbatch_softmax_crossentropy(queries, candidates, ids, positive_logits=pl),
+                 lambda pl: losses.mixed_softmax_crossentropy(queries, candidates, ids, negative_embeddings,
+                                                              negative_ids, positive_logits=pl)):
+        np.testing.assert_allclose(loss(own).numpy(), loss(None).numpy(), rtol=1e-6)
+        other = own + tf.constant([1.0, -2.0, 0.5, 0.0, 3.0, -1.0])
+        assert abs(float(loss(other)) - float(loss(None))) > 1e-3
+        with tf.GradientTape() as tape:
+            tape.watch(other)
+            value = loss(other)
+        # d loss_i / d own_i = (p_i - 1) / M, p_i the softmax probability of the own column.
+        gradient = tape.gradient(value, other).numpy()
+        assert np.all(gradient < 0) and np.all(gradient > -1 / 6)
