@@ -14,12 +14,14 @@ Layout of ``DIR``::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -88,7 +90,8 @@ def save_trained(
 _CONFIG_MEMBER, _WEIGHTS_MEMBER = "config.json", "model.weights.h5"
 
 
-def load_model_file(path: str | os.PathLike[str]):
+def load_model_file(path: str | os.PathLike[str], *, weights_dir: str | os.PathLike[str] | None = None,
+                    prepare: Callable[[keras.Model], None] | None = None):
     """The model in a ``model.keras`` file, uncompiled, as ``keras.models.load_model`` reads it.
 
     Keras hands h5py the weights member of the zip as a file object; Python's zip reader answers
@@ -96,28 +99,41 @@ def load_model_file(path: str | os.PathLike[str]):
     square of the table (a 768 MB file at 1M items took 3-14 minutes). Here the member is first
     copied out in one sequential pass into a temporary directory (removed afterwards, also on
     error), and the weights are read from that plain file.
+
+    Args:
+      path: the ``model.keras`` file.
+      weights_dir: copy the weights file (``model.weights.h5``) out into this directory and leave
+        it there, for a caller that reads some weights itself later (the export's tables).
+      prepare: called with the model once it is built, before its weights are read.
     """
     path = Path(path)
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
         if _CONFIG_MEMBER not in names or _WEIGHTS_MEMBER not in names:  # another Keras format
+            if weights_dir is not None or prepare is not None:
+                raise ValueError(f"{path} is not a model.keras file of config and weights members")
             return keras.models.load_model(path, compile=False)
         config = json.loads(archive.read(_CONFIG_MEMBER))
         config["compile_config"] = None
-        with tempfile.TemporaryDirectory(prefix="sasrec-weights-") as scratch:
+        with contextlib.ExitStack() as stack:
+            scratch = weights_dir if weights_dir is not None else stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="sasrec-weights-"))
             weights = Path(archive.extract(_WEIGHTS_MEMBER, scratch))
             model = keras.saving.deserialize_keras_object(config)
+            if prepare is not None:
+                prepare(model)
             model.load_weights(weights)
     return model
 
 
-def load_trained(path: str | os.PathLike[str]) -> TrainedModel:
-    """Load a directory written by :func:`save_trained` (or by ``sasrec-tf train``)."""
+def load_trained(path: str | os.PathLike[str], **model_file_options) -> TrainedModel:
+    """Load a directory written by :func:`save_trained` (or by ``sasrec-tf train``);
+    ``model_file_options`` go to :func:`load_model_file`."""
     path = Path(path)
     missing = [name for name in (MODEL_FILE, VOCAB_FILE) if not (path / name).exists()]
     if missing:
         raise FileNotFoundError(f"{path} is not a sasrec-tf model directory: missing {', '.join(missing)}")
-    model = load_model_file(path / MODEL_FILE)
+    model = load_model_file(path / MODEL_FILE, **model_file_options)
     vocab = ItemVocabulary.load(path / VOCAB_FILE)
     if len(vocab) != model.num_items:  # every command that loads a run relies on the two agreeing
         raise ValueError(f"{path}: {VOCAB_FILE} has {len(vocab)} item ids but {MODEL_FILE} scores {model.num_items} "

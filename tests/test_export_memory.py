@@ -53,3 +53,64 @@ def test_model_directory_loads_the_same_weights_with_zero_initial_values(tmp_pat
     assert [w.name for w in loaded.model.weights] == [w.name for w in trained.model.weights]
     for saved, got in zip(trained.model.weights, loaded.model.weights):
         np.testing.assert_array_equal(got.numpy(), saved.numpy(), err_msg=saved.name)
+
+
+def test_the_export_of_a_model_directory_never_reads_its_item_tables_into_the_model(tmp_path):
+    # defer_item_tables: the tables stay zeros and name their datasets; every other weight is read.
+    from sasrec_tf.artifacts import load_trained, save_trained
+    from sasrec_tf.export.publish import _zeros_until_loaded
+    from sasrec_tf.export.tables import defer_item_tables
+
+    trained = make_trained(num_items=NUM_ITEMS, share_item_embedding=False)
+    save_trained(tmp_path / "model", trained.model, trained.vocab, item_counts=trained.item_counts)
+    deferred = []
+    with tf.variable_creator_scope(_zeros_until_loaded):
+        loaded = load_trained(tmp_path / "model", weights_dir=tmp_path / "w",
+                              prepare=lambda model: defer_item_tables(model, deferred))
+    tables = [loaded.model.item_embedding.embeddings, loaded.model.output_item_embedding.embeddings]
+    assert sorted(id(t.variable) for t in deferred) == sorted(id(t) for t in tables)
+    assert (tmp_path / "w" / "model.weights.h5").is_file()
+    assert len({t.dataset for t in deferred}) == 2
+    for saved, got in zip(trained.model.weights, loaded.model.weights):
+        if any(got is table for table in tables):
+            assert not got.numpy().any(), got.name
+        else:
+            np.testing.assert_array_equal(got.numpy(), saved.numpy(), err_msg=saved.name)
+
+
+def _data_files(version) -> list:
+    return sorted((version / "variables").glob("variables.data-*"))
+
+
+def test_a_directory_exports_its_tables_in_row_blocks_that_load_whole(tmp_path, monkeypatch):
+    # Blocks of 10 rows (16 floats each): the input and the output tables of 151 rows in 16 slices
+    # each, merged into one bundle with the other weights (1 + 32 data files); tf.saved_model.load
+    # reads them whole, equal to the model's, and the signatures score as the model does.
+    from sasrec_tf.artifacts import save_trained
+    from sasrec_tf.export import tables
+
+    monkeypatch.setattr(tables, "TABLE_BLOCK_BYTES", 10 * D * 4)
+    trained = make_trained(num_items=NUM_ITEMS, share_item_embedding=False)
+    save_trained(tmp_path / "model", trained.model, trained.vocab, item_counts=trained.item_counts)
+    seen = []
+    version = export_saved_model(tmp_path / "model", tmp_path / "exports", "m", k=5, warmup=False,
+                                 progress=lambda *step: seen.append(step[0]))
+    assert "item tables written in 16/16 slices" in seen[1]
+    assert len(_data_files(version)) == 1 + 32
+    assert not list(version.glob("variables.*")) and not list(version.parent.glob(".tmp-export-*"))
+    loaded = tf.saved_model.load(str(version))
+    ids = tf.constant(np.array(trained.vocab.ids, dtype=object))
+    embeddings = loaded.signatures["item_embeddings"](item_ids=ids)["embeddings"].numpy()
+    np.testing.assert_array_equal(embeddings, trained.model.output_item_embedding.embeddings.numpy()[1:])
+    history = np.array([["sku-3", "sku-9", "café-7", "sku-40"]], dtype=object)
+    dense = trained.vocab.encode(history[0])
+    query = trained.model.query_embeddings(tf.constant(dense[None], tf.int32)).numpy()
+    served = loaded.signatures["embed"](history=tf.constant(history))
+    np.testing.assert_allclose(served["embedding"].numpy(), query, rtol=1e-5, atol=1e-6)
+    in_memory = export_saved_model(trained, tmp_path / "exports", "m", k=5, warmup=False)  # the Keras way
+    assert len(_data_files(in_memory)) == 1
+    reference, written = (tf.train.load_checkpoint(str(v / "variables" / "variables")) for v in (in_memory, version))
+    assert reference.get_variable_to_shape_map() == written.get_variable_to_shape_map()
+    for key in reference.get_variable_to_shape_map():
+        if key != "_CHECKPOINTABLE_OBJECT_GRAPH":
+            np.testing.assert_array_equal(written.get_tensor(key), reference.get_tensor(key), err_msg=key)

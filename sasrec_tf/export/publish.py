@@ -111,10 +111,7 @@ def export_saved_model(
         GateRefused: the gate refused the model (a ``ValueError``); nothing was written.
         ValueError: a bad name, version, k or gate, or a model with a user embedding.
     """
-    import tensorflow as tf
-
-    from sasrec_tf.artifacts import TrainedModel, load_trained
-    from sasrec_tf.export.module import SASRecServingModule
+    from sasrec_tf.artifacts import TrainedModel
 
     if not name or name in (".", "..") or "/" in name or os.sep in name or name.startswith("."):
         raise ValueError(f"invalid model name {name!r}: use a plain directory name")
@@ -144,11 +141,28 @@ def export_saved_model(
         if progress is not None:
             progress(what, done, steps)
 
+    with tempfile.TemporaryDirectory(prefix="sasrec-weights-") as weights_dir:
+        return _export(model, root, name, version, k, warmup, card, source, gate, notes, report, weights_dir)
+
+
+def _export(model, root: Path, name: str, version: int, k: int, warmup: bool, card: dict[str, Any], source,
+            gate, notes, report: Callable[[str], None], weights_dir: str) -> Path:
+    """:func:`export_saved_model` from the loaded card on; ``weights_dir`` a scratch directory for
+    the model file's weights while the tables are written (:mod:`sasrec_tf.export.tables`)."""
+    import tensorflow as tf
+
+    from sasrec_tf.artifacts import TrainedModel, load_trained
+    from sasrec_tf.export.module import SASRecServingModule
+    from sasrec_tf.export.tables import defer_item_tables, write_deferred_tables
+
+    final = root / str(version)
+    deferred = []
     if isinstance(model, TrainedModel):
         trained = model
     else:
         with tf.variable_creator_scope(_zeros_until_loaded):
-            trained = load_trained(model)
+            trained = load_trained(model, weights_dir=weights_dir,
+                                   prepare=lambda built: defer_item_tables(built, deferred))
     report("model loaded")
     if len(trained.vocab) != trained.model.num_items:
         raise ValueError(f"the vocabulary has {len(trained.vocab)} items but the model {trained.model.num_items}")
@@ -162,7 +176,10 @@ def export_saved_model(
             trained.vocab.save(vocab_file)
             module = SASRecServingModule(trained.model, vocab_file, trained.item_counts, k=k)
             tf.saved_model.save(module, str(staging), signatures=module.signatures())
-        report(f"SavedModel saved ({len(SIGNATURE_REGISTRY)} signatures traced)")
+        slices = (write_deferred_tables(staging, module, deferred, Path(weights_dir) / "model.weights.h5")
+                  if deferred else {})
+        written = f"; item tables written in {'/'.join(map(str, slices.values()))} slices" if slices else ""
+        report(f"SavedModel saved ({len(SIGNATURE_REGISTRY)} signatures traced{written})")
         extra = staging / ASSETS_EXTRA_DIR
         extra.mkdir()
         if warmup:
