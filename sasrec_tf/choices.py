@@ -37,8 +37,8 @@ REPEATED_TARGETS = ("miss", "drop", "rank")
 # How an item's id embedding and its pooled attribute embeddings combine (item features): none
 # (the id alone, today's model), their sum, concatenation projected to d, a learned gate.
 FEATURE_FUSIONS = ("none", "sum", "concat", "gate")
-# What a target's cold-tower vector competes with in the cold loss (SASRecConfig.feature_cold_negatives).
-COLD_NEGATIVES = ("tower", "trained")
+# What the cold loss scores a target's tower vector against (SASRecConfig.feature_cold_negatives).
+COLD_NEGATIVES = ("tower", "served")
 # The evaluation's stages (each user's second-to-last and last item) and protocols (full ranking
 # against the whole catalogue; the paper's sampled negatives): metrics.json, the model card and
 # the publish gate are keyed by these names.

@@ -119,9 +119,10 @@ class SASRecConfig:
     with every candidate item scored by its tower vector (the queries held fixed in it): the tower
     then learns as a prediction layer from every training target, not only from the id-dropped
     lookups, and the rest of the model only from the main objective. ``feature_cold_negatives``
-    says what a target's tower vector competes with in that objective: ``"tower"`` (the default)
-    the other candidates' tower vectors; ``"trained"`` the other candidates' trained vectors (held
-    fixed), the ones a cold item competes with when it is served.
+    says what the tower's vectors compete with there: ``"tower"`` (the default) only each other;
+    ``"served"`` (``loss="inbatch_softmax"``) the batch's items as they are served, each by its
+    trained vector (held fixed) and by its tower vector, a target's tower vector and its trained
+    vector each against both kinds (:func:`sasrec_tf.losses.served_inbatch_softmax_crossentropy`).
 
     ``contrastive_weight`` > 0 adds an auxiliary InfoNCE term (DuoRec / CL4SRec family): each
     training window is encoded twice under independent dropout, and the two last-position
@@ -171,7 +172,7 @@ class SASRecConfig:
     feature_id_dropout_count: int = 0  # > 0: item i dropped with feature_id_dropout * max(0, 1 - count_i / this)
     feature_cold_tower: bool = False  # id-less items (cold, id-dropped) from their own attribute embedding
     feature_cold_loss_weight: float = 0.0  # > 0: + this x the objective scored on the tower's vectors
-    feature_cold_negatives: str = "tower"  # the cold objective's other candidates: tower or trained vectors
+    feature_cold_negatives: str = "tower"  # the cold objective's candidates: tower vectors, or served (both kinds)
     # Training.
     learning_rate: float = 1e-3
     weight_decay: float = 0.0  # > 0: AdamW's decoupled weight decay (not on biases or LayerNorm)
@@ -262,13 +263,13 @@ class SASRecConfig:
         if self.feature_cold_negatives not in COLD_NEGATIVES:
             raise OptionError("feature_cold_negatives", f"SASRecConfig.feature_cold_negatives must be one of "
                               f"{COLD_NEGATIVES}, got {self.feature_cold_negatives!r}")
-        if self.feature_cold_negatives != "tower":
+        if self.feature_cold_negatives == "served":
             if self.feature_cold_loss_weight == 0:
                 raise OptionError("feature_cold_negatives", "SASRecConfig.feature_cold_negatives applies to the "
                                   "cold loss: set feature_cold_loss_weight > 0")
-            if self.loss == "full_softmax":
-                raise OptionError("feature_cold_negatives", "SASRecConfig.feature_cold_negatives='trained' is not "
-                                  "implemented for loss='full_softmax'")
+            if self.loss != "inbatch_softmax":
+                raise OptionError("feature_cold_negatives", "SASRecConfig.feature_cold_negatives='served' is "
+                                  f"implemented for loss='inbatch_softmax', not loss={self.loss!r}")
         if not 0.0 <= self.item_dropout_rate < 1.0:
             raise OptionError("item_dropout_rate",
                               f"SASRecConfig.item_dropout_rate must be in [0, 1), got {self.item_dropout_rate!r}")

@@ -224,17 +224,8 @@ def chunked_full_softmax_crossentropy(queries, item_matrix, labels, chunk_size: 
     return masked_mean(per_position(queries, item_matrix), mask)
 
 
-def _with_positive_logits(logits, column, positive_column, positive_logits):
-    """``logits [M, U]`` with row ``i``'s own column (``column[i]``) set to ``positive_logits[i]``
-    (no gradient reaches the replaced entries); unchanged when ``positive_logits`` is ``None``."""
-    if positive_logits is None:
-        return logits
-    own = tf.gather(logits, column, batch_dims=1)
-    return logits + positive_column * (tf.cast(positive_logits, logits.dtype) - own)[:, tf.newaxis]
-
-
 def inbatch_softmax_crossentropy(queries, candidate_embeddings, candidate_ids,
-                                 candidate_sampling_probability=None, positive_logits=None) -> tf.Tensor:
+                                 candidate_sampling_probability=None) -> tf.Tensor:
     """In-batch softmax cross-entropy, mean per query; equal to tensorflow-recommenders' ``Retrieval``.
 
     Row ``i`` of ``queries [M, d]`` is the query whose positive is row ``i`` of
@@ -242,9 +233,7 @@ def inbatch_softmax_crossentropy(queries, candidate_embeddings, candidate_ids,
     except rows of the same item (accidental hits), which are removed. Rows with the same id must
     hold the same embedding (they are the same item's).
     ``candidate_sampling_probability [M]`` (one value per item) subtracts ``log q`` from every
-    candidate's logit (log-q correction). ``positive_logits [M]``, if given, is each query's logit
-    for its own positive in place of ``queries[i] · candidate_embeddings[i]`` (the positive scored
-    by other rows than the ones it is scored by as the other queries' candidate).
+    candidate's logit (log-q correction).
 
     The value and gradients are those of ``tfrs.tasks.Retrieval(remove_accidental_hits=True)``
     with a summed ``CategoricalCrossentropy`` divided by ``M`` (tests check both), but the logits
@@ -263,7 +252,6 @@ def inbatch_softmax_crossentropy(queries, candidate_embeddings, candidate_ids,
     log_counts = tf.math.log(tf.cast(counts, logits.dtype))
     # Other queries' copies of the positive are accidental hits: the positive counts once.
     positive_column = tf.one_hot(column, num_unique, dtype=logits.dtype)
-    logits = _with_positive_logits(logits, column, positive_column, positive_logits)
     logits += log_counts[tf.newaxis, :] - positive_column * tf.gather(log_counts, column)[:, tf.newaxis]
     if candidate_sampling_probability is not None:
         log_q = tf.math.log(tf.cast(tf.gather(candidate_sampling_probability, first_row), logits.dtype))
@@ -272,8 +260,52 @@ def inbatch_softmax_crossentropy(queries, candidate_embeddings, candidate_ids,
     return tf.math.divide_no_nan(tf.reduce_sum(per_query), tf.cast(tf.shape(queries)[0], per_query.dtype))
 
 
+def served_inbatch_softmax_crossentropy(queries, trained_embeddings, tower_embeddings, candidate_ids,
+                                        candidate_sampling_probability=None) -> tf.Tensor:
+    """In-batch softmax cross-entropy over a catalogue served as it is for cold items: each of the
+    batch's ``U`` distinct items is a candidate twice, by its trained vector (as a warm item) and by
+    its cold-tower vector (as a cold one). Two terms per query, their mean over the ``M`` queries:
+    its target's tower vector against the other items' vectors of both kinds (a cold target must
+    win against the whole served catalogue), and its target's trained vector against the same
+    candidates (a warm target must not lose to other items' tower vectors). In each, the target's
+    other vector is no candidate, and another query's copy of the target counts once, as in
+    :func:`inbatch_softmax_crossentropy`.
+
+    Args:
+      queries: ``[M, d]``; row ``i`` queries ``candidate_ids[i]``.
+      trained_embeddings: ``[M, d]`` the targets' trained vectors (rows of one id equal).
+      tower_embeddings: ``[M, d]`` the targets' tower vectors.
+      candidate_ids: ``[M]`` the targets' item ids.
+      candidate_sampling_probability: ``[M]`` or ``None``: log-q correction, subtracted from both
+        columns of an item.
+
+    Returns:
+      The scalar mean over the queries of the two terms' sum.
+    """
+    unique_ids, column, counts = tf.unique_with_counts(candidate_ids)
+    num_unique = tf.shape(unique_ids)[0]
+    first_row = tf.math.unsorted_segment_min(tf.range(tf.shape(candidate_ids)[0]), column, num_unique)
+    trained = tf.matmul(queries, tf.gather(trained_embeddings, first_row), transpose_b=True)  # [M, U]
+    tower = tf.matmul(queries, tf.gather(tower_embeddings, first_row), transpose_b=True)  # [M, U]
+    log_counts = tf.math.log(tf.cast(counts, trained.dtype))
+    positive_column = tf.one_hot(column, num_unique, dtype=trained.dtype)
+    shift = log_counts[tf.newaxis, :] - positive_column * tf.gather(log_counts, column)[:, tf.newaxis]
+    if candidate_sampling_probability is not None:
+        log_q = tf.math.log(tf.cast(tf.gather(candidate_sampling_probability, first_row), trained.dtype))
+        shift -= log_q[tf.newaxis, :]
+    trained, tower = trained + shift, tower + shift
+    own = tf.cast(positive_column, tf.bool)
+    excluded = tf.cast(_EXCLUDED_LOGIT, trained.dtype)
+    # Columns [0, U): trained vectors; [U, 2U): tower vectors.
+    cold_target = tf.concat([tf.where(own, excluded, trained), tower], axis=-1)
+    warm_target = tf.concat([trained, tf.where(own, excluded, tower)], axis=-1)
+    per_query = (tf.nn.sparse_softmax_cross_entropy_with_logits(labels=column + num_unique, logits=cold_target)
+                 + tf.nn.sparse_softmax_cross_entropy_with_logits(labels=column, logits=warm_target))
+    return tf.math.divide_no_nan(tf.reduce_sum(per_query), tf.cast(tf.shape(queries)[0], per_query.dtype))
+
+
 def mixed_softmax_crossentropy(queries, positive_embeddings, positive_ids, negative_embeddings, negative_ids,
-                               positive_log_q=None, negative_log_q=None, positive_logits=None) -> tf.Tensor:
+                               positive_log_q=None, negative_log_q=None) -> tf.Tensor:
     """Softmax cross-entropy over in-batch positives plus shared sampled negatives, mean per query.
 
     Mixed Negative Sampling (Yang et al., "Mixed Negative Sampling for Learning Two-tower Neural
@@ -294,7 +326,6 @@ def mixed_softmax_crossentropy(queries, positive_embeddings, positive_ids, negat
         candidate, subtracted from its logit wherever it is a candidate (log-q correction, as
         TFRS's ``candidate_sampling_probability``).
       negative_log_q: ``[k]`` or ``None``: each sampled item's log probability under its sampler.
-      positive_logits: ``[M]`` or ``None``: as in :func:`inbatch_softmax_crossentropy`.
 
     Returns:
       The scalar mean cross-entropy over the ``M`` queries (0 when there are none).
@@ -306,7 +337,6 @@ def mixed_softmax_crossentropy(queries, positive_embeddings, positive_ids, negat
     batch_logits = tf.matmul(queries, tf.gather(positive_embeddings, first_row), transpose_b=True)
     log_counts = tf.math.log(tf.cast(counts, batch_logits.dtype))
     positive_column = tf.one_hot(column, num_unique, dtype=batch_logits.dtype)
-    batch_logits = _with_positive_logits(batch_logits, column, positive_column, positive_logits)
     batch_logits += log_counts[tf.newaxis, :] - positive_column * tf.gather(log_counts, column)[:, tf.newaxis]
     if positive_log_q is not None:
         batch_logits -= tf.gather(tf.cast(positive_log_q, batch_logits.dtype), first_row)[tf.newaxis, :]

@@ -352,25 +352,25 @@ class SASRec(keras.Model):
         every target (``feature_cold_loss_weight``). The queries are held fixed here (they learn from
         the main objective only: with its gradient in them, warm targets lost 3-7% NDCG@10 on
         Beauty and Sports), and the targets are not counted into the item frequency a second time.
-        With ``feature_cold_negatives="trained"`` only the targets are scored by their tower
-        vectors, the other candidates by their trained vectors, held fixed: the tower then learns
-        to win against the catalogue a cold item meets when it is served."""
+        With ``feature_cold_negatives="served"`` the candidates are the batch's items as served,
+        each by its trained vector (held fixed: only the tower learns here) and by its tower vector
+        (:func:`sasrec_tf.losses.served_inbatch_softmax_crossentropy`)."""
         def tower(item_ids):
             return self.item_representation.pooled_attributes(item_ids, cold=True)
 
-        if self.config.feature_cold_negatives == "trained":
-            cold = dataclasses.replace(
-                batch, hidden=tf.stop_gradient(batch.hidden), training=False, positive_embeddings=tower,
-                item_embeddings=lambda item_ids: tf.stop_gradient(batch.item_embeddings(item_ids)),
-                score_items=lambda representations, item_ids: tf.stop_gradient(
-                    batch.score_items(representations, item_ids)),
-                item_matrix=lambda: tf.stop_gradient(batch.item_matrix()))
-        else:
-            cold = dataclasses.replace(
-                batch, hidden=tf.stop_gradient(batch.hidden), item_embeddings=tower, training=False,
-                score_items=lambda representations, item_ids: tf.einsum("...d,...kd->...k", representations,
-                                                                       tower(item_ids)),
-                item_matrix=lambda: tower(tf.range(self.num_items + 1)))
+        if self.config.feature_cold_negatives == "served":
+            t = objectives.gather_targets(dataclasses.replace(batch, training=False), self.config, self.item_frequency)
+            probabilities = None
+            if self.config.logq_correction:
+                probabilities = tf.exp(tf.gather(self.item_frequency.log_sampling_probabilities(), t.targets))
+            return losses.served_inbatch_softmax_crossentropy(
+                tf.stop_gradient(t.queries), tf.stop_gradient(t.positive_embeddings), tower(t.targets), t.targets,
+                probabilities)
+        cold = dataclasses.replace(
+            batch, hidden=tf.stop_gradient(batch.hidden), item_embeddings=tower, training=False,
+            score_items=lambda representations, item_ids: tf.einsum("...d,...kd->...k", representations,
+                                                                   tower(item_ids)),
+            item_matrix=lambda: tower(tf.range(self.num_items + 1)))
         loss, _ = self._objective.compute(cold, self.config, self.item_frequency)
         return loss
 

@@ -50,9 +50,6 @@ class TrainingBatch:
       training: a training step: its targets are counted into the item frequency.
       step: in a training step, the optimizer's ``iterations`` (it seeds popularity draws);
         ``None`` otherwise.
-      positive_embeddings: item ids → the rows that score each query's own target, where they
-        differ from the rows that score it as another query's candidate (``item_embeddings``,
-        ``score_items``, ``item_matrix``); ``None``: the same rows.
     """
 
     hidden: tf.Tensor
@@ -64,11 +61,6 @@ class TrainingBatch:
     num_items: int
     training: bool = False
     step: tf.Variable | tf.Tensor | None = None
-    positive_embeddings: Callable[[tf.Tensor], tf.Tensor] | None = None
-
-    def embed_positives(self, item_ids: tf.Tensor) -> tf.Tensor:
-        """The rows that score ``item_ids`` as the targets of their own queries."""
-        return (self.positive_embeddings or self.item_embeddings)(item_ids)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +104,7 @@ def gather_targets(batch: TrainingBatch, config: SASRecConfig, frequency: ItemFr
         negative_mask = tf.not_equal(negatives, targets[:, tf.newaxis])
     if batch.training and frequency is not None:
         frequency.count(targets)
-    positive_embeddings = batch.embed_positives(targets)
+    positive_embeddings = batch.item_embeddings(targets)
     return Targets(
         queries=queries,
         targets=targets,
@@ -128,7 +120,7 @@ def _bce(batch, config, frequency):
     if config.negative_sampling == "uniform":
         # The paper's objective on the padded batch as it comes (no gather): the fast path.
         mask = tf.not_equal(batch.positives, 0)
-        positive_logits = tf.reduce_sum(batch.hidden * batch.embed_positives(batch.positives), axis=-1)
+        positive_logits = tf.reduce_sum(batch.hidden * batch.item_embeddings(batch.positives), axis=-1)
         negative_logits = batch.score_items(batch.hidden, batch.negatives)
         return (losses.sampled_binary_crossentropy(positive_logits, negative_logits, mask),
                 losses.pairwise_accuracy(positive_logits, negative_logits, mask))
@@ -159,22 +151,12 @@ def _sampled_softmax(batch, config, frequency):
     return loss, t.accuracy()
 
 
-def _inbatch_candidates(batch: TrainingBatch, t: Targets):
-    """The batch's targets as candidates ``[M, d]``, and each query's own-target logit ``[M]`` where
-    it is scored by other rows (``batch.positive_embeddings``; else ``None``)."""
-    if batch.positive_embeddings is None:
-        return t.positive_embeddings, None
-    return batch.item_embeddings(t.targets), t.positive_logits
-
-
 def _inbatch_softmax(batch, config, frequency):
     t = gather_targets(batch, config, frequency)
     probabilities = None
     if config.logq_correction:
         probabilities = tf.exp(tf.gather(frequency.log_sampling_probabilities(), t.targets))
-    candidates, own_logits = _inbatch_candidates(batch, t)
-    loss = losses.inbatch_softmax_crossentropy(t.queries, candidates, t.targets, probabilities,
-                                               positive_logits=own_logits)
+    loss = losses.inbatch_softmax_crossentropy(t.queries, t.positive_embeddings, t.targets, probabilities)
     return loss, t.accuracy()
 
 
@@ -191,10 +173,9 @@ def _mixed_softmax(batch, config, frequency):
             negative_log_q = tf.gather(log_q, negative_ids)
         else:
             negative_log_q = tf.fill(tf.shape(negative_ids), -tf.math.log(tf.cast(batch.num_items, log_q.dtype)))
-    candidates, own_logits = _inbatch_candidates(batch, t)
-    loss = losses.mixed_softmax_crossentropy(t.queries, candidates, t.targets,
+    loss = losses.mixed_softmax_crossentropy(t.queries, t.positive_embeddings, t.targets,
                                              batch.item_embeddings(negative_ids), negative_ids,
-                                             positive_log_q, negative_log_q, positive_logits=own_logits)
+                                             positive_log_q, negative_log_q)
     return loss, t.accuracy()
 
 

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from test_export import check_top_k, pad, run_signature
 
-from sasrec_tf import SASRec, SASRecConfig, training
+from sasrec_tf import SASRec, SASRecConfig, losses, training
 from sasrec_tf._compat import keras
 from sasrec_tf.artifacts import TrainedModel
 from sasrec_tf.data.item_features import ItemFeatures
@@ -184,58 +184,40 @@ def test_the_cold_loss_adds_the_objective_scored_on_tower_vectors():
     np.testing.assert_allclose((total.numpy() - base.numpy()) / 0.5, expected, rtol=1e-4)
 
 
-def test_the_cold_loss_against_trained_negatives_scores_only_the_targets_by_the_tower():
-    # feature_cold_negatives="trained", the paper's BCE by hand: -log σ(h·c_pos) - log(1 - σ(h·m_neg)),
-    # c the tower's vector of the target, m the negative's trained (served) vector.
-    plain = tower_trained(feature_id_dropout=0.0)
-    weighted = tower_trained(feature_id_dropout=0.0, feature_cold_loss_weight=0.5, feature_cold_negatives="trained")
-    item_ids = np.array([[0, 0, 3, 7, 2, 9, 11, 4, 1, 6], [5, 8, 2, 12, 13, 3, 30, 31, 7, 2]], np.int32)
-    positives = np.concatenate([item_ids[:, 1:], [[36], [38]]], axis=1)
-    positives[0, :2] = 0
-    negatives = ((positives * 7 + 3) % NUM_ITEMS + 1)[..., None]
-    data = {"item_ids": tf.constant(item_ids), "positives": tf.constant(positives),
-            "negatives": tf.constant(negatives)}
-    base, _ = plain.model._forward_loss(data, training=True)
-    total, _ = weighted.model._forward_loss(data, training=True)
-    hidden = plain.model(tf.constant(item_ids), training=False).numpy()
-    tower = plain.model.item_representation.cold_attribute_embeddings.numpy()
-    vectors = np.stack([np.zeros(8)] + [mean_rows(tower, i) for i in range(1, NUM_ITEMS + 1)])
-    served = plain.model.item_embeddings().numpy()
-    per_position = (_softplus(-np.sum(hidden * vectors[positives], -1))
-                    + _softplus(np.sum(hidden * served[negatives[..., 0]], -1)))
-    expected = per_position[positives > 0].mean()
-    np.testing.assert_allclose((total.numpy() - base.numpy()) / 0.5, expected, rtol=1e-4)
-
-
-def test_the_in_batch_cold_loss_against_trained_negatives_by_hand():
-    # In-batch softmax (no log-q): query i's logits over the batch's distinct targets u are
-    # h_i·m_u + log c_u (m the trained vectors, c_u the u's count), except its own target's, h_i·t
-    # (t the tower's vector, the count dropped: the positive counts once).
-    config = dict(feature_id_dropout=0.0, loss="inbatch_softmax")
+def test_the_served_cold_loss_scores_the_targets_trained_and_tower_vectors_against_both_kinds():
+    # feature_cold_negatives="served": the cold term is the served in-batch loss over the real
+    # targets, with the model's trained vectors and the tower's (log-q from the item counts).
+    config = dict(feature_id_dropout=0.0, loss="inbatch_softmax", logq_correction=True)
     plain = tower_trained(**config)
-    weighted = tower_trained(**config, feature_cold_loss_weight=1.0, feature_cold_negatives="trained")
+    weighted = tower_trained(**config, feature_cold_loss_weight=0.5, feature_cold_negatives="served")
     item_ids = np.array([[0, 0, 3, 7, 2, 9, 11, 4, 1, 6], [5, 8, 2, 12, 13, 3, 30, 31, 7, 2]], np.int32)
-    positives = np.concatenate([item_ids[:, 1:], [[36], [2]]], axis=1)  # item 2 the target of three rows
+    positives = np.concatenate([item_ids[:, 1:], [[36], [2]]], axis=1)
     positives[0, :2] = 0
     data = {"item_ids": tf.constant(item_ids), "positives": tf.constant(positives),
             "negatives": tf.constant(np.ones_like(positives)[..., None])}
+    for model in (plain.model, weighted.model):  # the same frequencies in both (not counted in the check)
+        model.set_item_counts(np.arange(NUM_ITEMS + 1) + 1.0)
+    base, _ = plain.model._forward_loss(data, training=False)
+    total, _ = weighted.model._forward_loss(data, training=False)
+    assert float(base) == float(total)  # an evaluation batch has no cold term
     base, _ = plain.model._forward_loss(data, training=True)
+    plain.model.set_item_counts(np.arange(NUM_ITEMS + 1) + 1.0)  # undo the training step's counting
+    weighted.model.set_item_counts(np.arange(NUM_ITEMS + 1) + 1.0)
     total, _ = weighted.model._forward_loss(data, training=True)
-    hidden = plain.model(tf.constant(item_ids), training=False).numpy()[positives > 0]
-    targets = positives[positives > 0]
+    mask = positives > 0
+    hidden = plain.model(tf.constant(item_ids), training=False).numpy()[mask]
+    targets = positives[mask]
     tower = plain.model.item_representation.cold_attribute_embeddings.numpy()
-    served = plain.model.item_embeddings().numpy()
-    distinct, counts = np.unique(targets, return_counts=True)
-    losses = []
-    for h, target in zip(hidden, targets):
-        logits = h @ served[distinct].T + np.log(counts)
-        own = int(np.flatnonzero(distinct == target)[0])
-        logits[own] = h @ mean_rows(tower, target)
-        losses.append(np.log(np.exp(logits - logits.max()).sum()) + logits.max() - logits[own])
-    np.testing.assert_allclose(total.numpy() - base.numpy(), np.mean(losses), rtol=1e-4)
+    # The frequencies the cold term read: the main objective's counting of this batch included.
+    probabilities = np.exp(weighted.model.item_frequency.log_sampling_probabilities().numpy())[targets]
+    expected = losses.served_inbatch_softmax_crossentropy(
+        tf.constant(hidden), tf.constant(plain.model.item_embeddings().numpy()[targets]),
+        tf.constant(np.stack([mean_rows(tower, i) for i in targets]), tf.float32), tf.constant(targets),
+        tf.constant(probabilities, tf.float32))
+    np.testing.assert_allclose((total.numpy() - base.numpy()) / 0.5, expected.numpy(), rtol=1e-4)
 
 
-@pytest.mark.parametrize("negatives", ["tower", "trained"])
+@pytest.mark.parametrize("negatives", ["tower", "served"])
 def test_the_cold_loss_trains_the_tower_from_every_target_and_counts_them_once(negatives):
     data = build_sequences(generate_interactions(100, NUM_ITEMS, mean_length=6, seed=1))
     config = SASRecConfig(max_len=6, hidden_units=8, num_blocks=1, epochs=1, batch_size=32, seed=2,
@@ -259,7 +241,7 @@ def test_the_cold_loss_trains_the_tower_from_every_target_and_counts_them_once(n
     assert counted[0.0] > 0 and counted[1.0] == counted[0.0]
 
 
-@pytest.mark.parametrize("negatives", ["tower", "trained"])
+@pytest.mark.parametrize("negatives", ["tower", "served"])
 def test_the_cold_loss_trains_the_tower_and_leaves_the_rest_to_the_main_objective(negatives):
     # Same weights, with and without the cold loss: every gradient but the tower's is the same
     # (the queries are held fixed in it); the tower's gains the cold loss's part (the cold
@@ -270,7 +252,7 @@ def test_the_cold_loss_trains_the_tower_and_leaves_the_rest_to_the_main_objectiv
             "negatives": tf.constant(((positives * 7 + 3) % NUM_ITEMS + 1)[..., None])}
     grads = {}
     for weight in (0.0, 1.0):
-        model = tower_trained(feature_id_dropout=0.0, feature_cold_loss_weight=weight,
+        model = tower_trained(feature_id_dropout=0.0, feature_cold_loss_weight=weight, loss="inbatch_softmax",
                               feature_cold_negatives=negatives if weight else "tower").model
         with tf.GradientTape() as tape:
             loss, _ = model._forward_loss(data, training=True)
@@ -286,11 +268,12 @@ def test_the_cold_loss_trains_the_tower_and_leaves_the_rest_to_the_main_objectiv
 @pytest.mark.parametrize("bad, message", [(dict(feature_cold_loss_weight=-0.1), "finite number >= 0"),
                                           (dict(feature_cold_loss_weight=float("nan")), "finite number >= 0"),
                                           (dict(feature_cold_loss_weight=0.5), "set feature_cold_tower=true"),
-                                          (dict(feature_cold_negatives="trained"), "set feature_cold_loss_weight > 0"),
-                                          (dict(feature_cold_negatives="served"), "must be one of"),
+                                          (dict(feature_cold_negatives="served", loss="inbatch_softmax"),
+                                           "set feature_cold_loss_weight > 0"),
+                                          (dict(feature_cold_negatives="trained"), "must be one of"),
                                           (dict(feature_cold_tower=True, feature_cold_loss_weight=1.0,
-                                                feature_cold_negatives="trained", loss="full_softmax"),
-                                           "not implemented for loss='full_softmax'")])
+                                                feature_cold_negatives="served", loss="bce"),
+                                           "implemented for loss='inbatch_softmax', not loss='bce'")])
 def test_a_cold_loss_without_the_tower_or_below_zero_is_refused(bad, message):
     with pytest.raises(OptionError, match=message):
         SASRecConfig(feature_fusion="sum", **bad)

@@ -362,27 +362,37 @@ def test_contrastive_infonce_matches_a_direct_computation():
     assert got.numpy() == pytest.approx(np.mean(terms), rel=1e-5)
 
 
-def test_in_batch_losses_take_each_querys_own_logit_from_other_rows_when_given():
-    # positive_logits replaces query i's logit for its own target (accidental hits still removed);
-    # equal to the default when it is the default's own logit, and only its gradient reaches
-    # the own term.
-    rng = np.random.default_rng(3)
-    queries = tf.constant(rng.normal(size=(6, 4)), tf.float32)
-    candidates = tf.constant(rng.normal(size=(6, 4)), tf.float32)
-    ids = tf.constant([4, 7, 4, 9, 2, 7])
-    candidates = tf.gather(candidates, [0, 1, 0, 3, 4, 1])  # rows of one id equal
-    own = tf.reduce_sum(queries * candidates, -1)
-    negative_embeddings = tf.constant(rng.normal(size=(3, 4)), tf.float32)
-    negative_ids = tf.constant([9, 5, 1])
-    for loss in (lambda pl: losses.inbatch_softmax_crossentropy(queries, candidates, ids, positive_logits=pl),
-                 lambda pl: losses.mixed_softmax_crossentropy(queries, candidates, ids, negative_embeddings,
-                                                              negative_ids, positive_logits=pl)):
-        np.testing.assert_allclose(loss(own).numpy(), loss(None).numpy(), rtol=1e-6)
-        other = own + tf.constant([1.0, -2.0, 0.5, 0.0, 3.0, -1.0])
-        assert abs(float(loss(other)) - float(loss(None))) > 1e-3
-        with tf.GradientTape() as tape:
-            tape.watch(other)
-            value = loss(other)
-        # d loss_i / d own_i = (p_i - 1) / M, p_i the softmax probability of the own column.
-        gradient = tape.gradient(value, other).numpy()
-        assert np.all(gradient < 0) and np.all(gradient > -1 / 6)
+def _served_reference(queries, trained, tower, ids, probabilities=None):
+    """served_inbatch_softmax_crossentropy by hand: per query, over the distinct items u, columns
+    q·W_u + log c_u - log q_u and q·T_u + log c_u - log q_u, the own item's count not added; the
+    cold term's label its own T column (own W column out), the warm term's its W column (own T out)."""
+    distinct, first, counts = np.unique(ids, return_index=True, return_counts=True)
+    total = 0.0
+    for q, item in zip(queries, ids):
+        own = int(np.flatnonzero(distinct == item)[0])
+        shift = np.log(counts).astype(np.float64)
+        shift[own] = 0.0
+        if probabilities is not None:
+            shift -= np.log(probabilities[first])
+        w, t = trained[first] @ q + shift, tower[first] @ q + shift
+        for label, logits in ((len(distinct) + own, np.concatenate([np.delete(w, own), t])),
+                              (own, np.concatenate([w, np.delete(t, own)]))):
+            position = label - 1 if label >= len(distinct) else label  # the deleted column shifts the tower half
+            total += np.log(np.exp(logits - logits.max()).sum()) + logits.max() - logits[position]
+    return total / len(ids)
+
+
+def test_served_in_batch_softmax_scores_each_target_both_ways_against_both_kinds_by_hand():
+    rng = np.random.default_rng(5)
+    ids = np.array([4, 7, 4, 9, 2, 7, 7])
+    index = {item: row for row, item in enumerate(sorted(set(ids)))}
+    trained_rows, tower_rows = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    trained = trained_rows[[index[i] for i in ids]]
+    tower = tower_rows[[index[i] for i in ids]]
+    queries = rng.normal(size=(7, 3))
+    probabilities = np.array([0.1, 0.3, 0.1, 0.2, 0.05, 0.3, 0.3])
+    for q in (None, probabilities):
+        got = losses.served_inbatch_softmax_crossentropy(
+            tf.constant(queries, tf.float32), tf.constant(trained, tf.float32), tf.constant(tower, tf.float32),
+            tf.constant(ids), None if q is None else tf.constant(q, tf.float32))
+        np.testing.assert_allclose(got.numpy(), _served_reference(queries, trained, tower, ids, q), rtol=1e-5)
