@@ -174,3 +174,25 @@ def test_the_export_of_the_sharded_run_loads_with_every_signature_is_served_and_
         served = client.recommend(histories)
     np.testing.assert_array_equal(np.asarray(served.item_ids).astype(str), got["item_ids"].numpy().astype(str))
     np.testing.assert_allclose(served.scores, got["scores"].numpy(), rtol=1e-6)
+
+
+def test_a_killed_ps_task_stops_the_chief_with_the_way_out_and_the_same_command_resumes(tmp_path):
+    # A ps task holds half of every table: losing it loses the variables, so the chief stops
+    # (exit 2, one line saying what to do) instead of hanging; the same command on every task
+    # resumes from the chief's backup after the last finished epoch, not from the start.
+    # (A killed chief resumes the same way: checked by hand, docs/distributed.md.)
+    log, out = tmp_path / "log.csv", tmp_path / "out"
+    generate_interactions(**LOG).to_csv(log, index=False)
+    argv = _train_argv(log, out, "--strategy", "parameter_server")
+    lost = run_parameter_server_cluster(argv, 2, 2, timeout=240, env=_env(), kill=("ps", 0), kill_when="Epoch 3/")
+    assert lost.killed == ("ps", 0) and lost.chief.returncode == 2, lost.chief.output[-4000:]
+    message = [line for line in lost.chief.output.splitlines() if line.startswith("sasrec-tf: error:")]
+    assert len(message) == 1 and "a ps task (or every worker) of the cluster was lost" in message[0]
+    assert f"resumes from {out / 'backup'}" in message[0]
+    assert not (out / "metrics.json").exists()
+    again = run_parameter_server_cluster(argv, 2, 2, timeout=240, env=_env())
+    assert again.chief.returncode == 0, again.chief.output[-6000:]
+    epochs = re.findall(r"^Epoch (\d+)/", again.chief.output, flags=re.MULTILINE)
+    assert epochs[0] == "3" and epochs[-1] == str(EPOCHS), epochs  # epochs 1 and 2 were not trained again
+    training = json.loads((out / "metrics.json").read_text())["training"]
+    assert training["epochs"] == EPOCHS and training["stopped"] == "max_epochs"
