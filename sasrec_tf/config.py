@@ -122,7 +122,9 @@ class SASRecConfig:
     says what the tower's vectors compete with there: ``"tower"`` (the default) only each other;
     ``"served"`` (``loss="inbatch_softmax"``) the batch's items as they are served, each by its
     trained vector (held fixed) and by its tower vector, a target's tower vector and its trained
-    vector each against both kinds (:func:`sasrec_tf.losses.served_inbatch_softmax_crossentropy`).
+    vector each against both kinds (:func:`sasrec_tf.losses.served_inbatch_softmax_crossentropy`);
+    ``feature_cold_warm_weight`` weighs the second of these (warm targets must not lose to tower
+    vectors) against the first: higher keeps warm rankings, lower lets cold items in more often.
 
     ``contrastive_weight`` > 0 adds an auxiliary InfoNCE term (DuoRec / CL4SRec family): each
     training window is encoded twice under independent dropout, and the two last-position
@@ -173,6 +175,7 @@ class SASRecConfig:
     feature_cold_tower: bool = False  # id-less items (cold, id-dropped) from their own attribute embedding
     feature_cold_loss_weight: float = 0.0  # > 0: + this x the objective scored on the tower's vectors
     feature_cold_negatives: str = "tower"  # the cold objective's candidates: tower vectors, or served (both kinds)
+    feature_cold_warm_weight: float = 1.0  # served: the weight of its warm-target term against the cold one
     # Training.
     learning_rate: float = 1e-3
     weight_decay: float = 0.0  # > 0: AdamW's decoupled weight decay (not on biases or LayerNorm)
@@ -270,6 +273,12 @@ class SASRecConfig:
             if self.loss != "inbatch_softmax":
                 raise OptionError("feature_cold_negatives", "SASRecConfig.feature_cold_negatives='served' is "
                                   f"implemented for loss='inbatch_softmax', not loss={self.loss!r}")
+        if not (math.isfinite(self.feature_cold_warm_weight) and self.feature_cold_warm_weight >= 0):
+            raise OptionError("feature_cold_warm_weight", "SASRecConfig.feature_cold_warm_weight must be a finite "
+                              f"number >= 0, got {self.feature_cold_warm_weight!r}")
+        if self.feature_cold_warm_weight != 1.0 and self.feature_cold_negatives != "served":
+            raise OptionError("feature_cold_warm_weight", "SASRecConfig.feature_cold_warm_weight weighs a term of "
+                              "feature_cold_negatives='served'")
         if not 0.0 <= self.item_dropout_rate < 1.0:
             raise OptionError("item_dropout_rate",
                               f"SASRecConfig.item_dropout_rate must be in [0, 1), got {self.item_dropout_rate!r}")

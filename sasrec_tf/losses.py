@@ -261,7 +261,7 @@ def inbatch_softmax_crossentropy(queries, candidate_embeddings, candidate_ids,
 
 
 def served_inbatch_softmax_crossentropy(queries, trained_embeddings, tower_embeddings, candidate_ids,
-                                        candidate_sampling_probability=None) -> tf.Tensor:
+                                        candidate_sampling_probability=None, warm_weight: float = 1.0) -> tf.Tensor:
     """In-batch softmax cross-entropy over a catalogue served as it is for cold items: each of the
     batch's ``U`` distinct items is a candidate twice, by its trained vector (as a warm item) and by
     its cold-tower vector (as a cold one). Two terms per query, their mean over the ``M`` queries:
@@ -278,9 +278,10 @@ def served_inbatch_softmax_crossentropy(queries, trained_embeddings, tower_embed
       candidate_ids: ``[M]`` the targets' item ids.
       candidate_sampling_probability: ``[M]`` or ``None``: log-q correction, subtracted from both
         columns of an item.
+      warm_weight: the weight of the warm-target term (the cold-target term's is 1).
 
     Returns:
-      The scalar mean over the queries of the two terms' sum.
+      The scalar mean over the queries of the cold term plus ``warm_weight`` times the warm one.
     """
     unique_ids, column, counts = tf.unique_with_counts(candidate_ids)
     num_unique = tf.shape(unique_ids)[0]
@@ -300,7 +301,7 @@ def served_inbatch_softmax_crossentropy(queries, trained_embeddings, tower_embed
     cold_target = tf.concat([tf.where(own, excluded, trained), tower], axis=-1)
     warm_target = tf.concat([trained, tf.where(own, excluded, tower)], axis=-1)
     per_query = (tf.nn.sparse_softmax_cross_entropy_with_logits(labels=column + num_unique, logits=cold_target)
-                 + tf.nn.sparse_softmax_cross_entropy_with_logits(labels=column, logits=warm_target))
+                 + warm_weight * tf.nn.sparse_softmax_cross_entropy_with_logits(labels=column, logits=warm_target))
     return tf.math.divide_no_nan(tf.reduce_sum(per_query), tf.cast(tf.shape(queries)[0], per_query.dtype))
 
 

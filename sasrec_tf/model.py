@@ -365,7 +365,7 @@ class SASRec(keras.Model):
                 probabilities = tf.exp(tf.gather(self.item_frequency.log_sampling_probabilities(), t.targets))
             return losses.served_inbatch_softmax_crossentropy(
                 tf.stop_gradient(t.queries), tf.stop_gradient(t.positive_embeddings), tower(t.targets), t.targets,
-                probabilities)
+                probabilities, warm_weight=self.config.feature_cold_warm_weight)
         cold = dataclasses.replace(
             batch, hidden=tf.stop_gradient(batch.hidden), item_embeddings=tower, training=False,
             score_items=lambda representations, item_ids: tf.einsum("...d,...kd->...k", representations,

@@ -189,7 +189,8 @@ def test_the_served_cold_loss_scores_the_targets_trained_and_tower_vectors_again
     # targets, with the model's trained vectors and the tower's (log-q from the item counts).
     config = dict(feature_id_dropout=0.0, loss="inbatch_softmax", logq_correction=True)
     plain = tower_trained(**config)
-    weighted = tower_trained(**config, feature_cold_loss_weight=0.5, feature_cold_negatives="served")
+    weighted = tower_trained(**config, feature_cold_loss_weight=0.5, feature_cold_negatives="served",
+                             feature_cold_warm_weight=2.0)
     item_ids = np.array([[0, 0, 3, 7, 2, 9, 11, 4, 1, 6], [5, 8, 2, 12, 13, 3, 30, 31, 7, 2]], np.int32)
     positives = np.concatenate([item_ids[:, 1:], [[36], [2]]], axis=1)
     positives[0, :2] = 0
@@ -213,7 +214,7 @@ def test_the_served_cold_loss_scores_the_targets_trained_and_tower_vectors_again
     expected = losses.served_inbatch_softmax_crossentropy(
         tf.constant(hidden), tf.constant(plain.model.item_embeddings().numpy()[targets]),
         tf.constant(np.stack([mean_rows(tower, i) for i in targets]), tf.float32), tf.constant(targets),
-        tf.constant(probabilities, tf.float32))
+        tf.constant(probabilities, tf.float32), warm_weight=2.0)
     np.testing.assert_allclose((total.numpy() - base.numpy()) / 0.5, expected.numpy(), rtol=1e-4)
 
 
@@ -271,6 +272,10 @@ def test_the_cold_loss_trains_the_tower_and_leaves_the_rest_to_the_main_objectiv
                                           (dict(feature_cold_negatives="served", loss="inbatch_softmax"),
                                            "set feature_cold_loss_weight > 0"),
                                           (dict(feature_cold_negatives="trained"), "must be one of"),
+                                          (dict(feature_cold_warm_weight=2.0), "weighs a term of"),
+                                          (dict(feature_cold_tower=True, feature_cold_loss_weight=1.0,
+                                                feature_cold_negatives="served", loss="inbatch_softmax",
+                                                feature_cold_warm_weight=-1.0), "finite number >= 0"),
                                           (dict(feature_cold_tower=True, feature_cold_loss_weight=1.0,
                                                 feature_cold_negatives="served", loss="bce"),
                                            "implemented for loss='inbatch_softmax', not loss='bce'")])

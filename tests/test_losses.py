@@ -362,7 +362,7 @@ def test_contrastive_infonce_matches_a_direct_computation():
     assert got.numpy() == pytest.approx(np.mean(terms), rel=1e-5)
 
 
-def _served_reference(queries, trained, tower, ids, probabilities=None):
+def _served_reference(queries, trained, tower, ids, probabilities=None, warm_weight=1.0):
     """served_inbatch_softmax_crossentropy by hand: per query, over the distinct items u, columns
     q·W_u + log c_u - log q_u and q·T_u + log c_u - log q_u, the own item's count not added; the
     cold term's label its own T column (own W column out), the warm term's its W column (own T out)."""
@@ -375,10 +375,10 @@ def _served_reference(queries, trained, tower, ids, probabilities=None):
         if probabilities is not None:
             shift -= np.log(probabilities[first])
         w, t = trained[first] @ q + shift, tower[first] @ q + shift
-        for label, logits in ((len(distinct) + own, np.concatenate([np.delete(w, own), t])),
-                              (own, np.concatenate([w, np.delete(t, own)]))):
+        for weight, label, logits in ((1.0, len(distinct) + own, np.concatenate([np.delete(w, own), t])),
+                                      (warm_weight, own, np.concatenate([w, np.delete(t, own)]))):
             position = label - 1 if label >= len(distinct) else label  # the deleted column shifts the tower half
-            total += np.log(np.exp(logits - logits.max()).sum()) + logits.max() - logits[position]
+            total += weight * (np.log(np.exp(logits - logits.max()).sum()) + logits.max() - logits[position])
     return total / len(ids)
 
 
@@ -391,8 +391,8 @@ def test_served_in_batch_softmax_scores_each_target_both_ways_against_both_kinds
     tower = tower_rows[[index[i] for i in ids]]
     queries = rng.normal(size=(7, 3))
     probabilities = np.array([0.1, 0.3, 0.1, 0.2, 0.05, 0.3, 0.3])
-    for q in (None, probabilities):
+    for q, weight in ((None, 1.0), (probabilities, 1.0), (probabilities, 3.0), (None, 0.0)):
         got = losses.served_inbatch_softmax_crossentropy(
             tf.constant(queries, tf.float32), tf.constant(trained, tf.float32), tf.constant(tower, tf.float32),
-            tf.constant(ids), None if q is None else tf.constant(q, tf.float32))
-        np.testing.assert_allclose(got.numpy(), _served_reference(queries, trained, tower, ids, q), rtol=1e-5)
+            tf.constant(ids), None if q is None else tf.constant(q, tf.float32), warm_weight=weight)
+        np.testing.assert_allclose(got.numpy(), _served_reference(queries, trained, tower, ids, q, weight), rtol=1e-5)
