@@ -66,8 +66,9 @@ def main() -> None:
             features = read_item_features(Path(scratch) / "features.csv")
         cold = args.cold_items > 0
         print("| data | fusion | seed | test HR@10 | test NDCG@10 | epochs | s/epoch |"
-              + (" cold HR@10 / NDCG@10 | warm HR@10 / NDCG@10 | content cold | content warm |" if cold else "")
-              + "\n|---|---|---|---|---|---|---|" + ("---|---|---|---|" if cold else ""), flush=True)
+              + (" cold HR@10 / NDCG@10 | warm HR@10 / NDCG@10 | content cold | content warm |"
+                 " valid cold / warm NDCG@10 |" if cold else "")
+              + "\n|---|---|---|---|---|---|---|" + ("---|---|---|---|---|" if cold else ""), flush=True)
         for seed in args.seeds:
             for fusion in args.fusions:
                 model = {**pipeline.model, "seed": seed, "feature_fusion": fusion}
@@ -90,6 +91,8 @@ def main() -> None:
                     groups += [content[group] for group in ("cold", "warm")] if content else []
                     row += "".join(f" {g['hr@10']:.4f} / {g['ndcg@10']:.4f} ({g['targets']}) |" for g in groups)
                     row += "" if content else " - | - |"
+                    # For choices (validation only): the same split of the validation ranking.
+                    row += f" {metrics['valid']['cold']['ndcg@10']:.4f} / {metrics['valid']['warm']['ndcg@10']:.4f} |"
                 print(row, flush=True)
                 if fusion != "none":
                     print(f"  item_features: {json.dumps(result.metrics['item_features'])}", flush=True)
