@@ -104,15 +104,14 @@ def load_model_file(path: str | os.PathLike[str], *, weights_dir: str | os.PathL
       path: the ``model.keras`` file.
       weights_dir: copy the weights file (``model.weights.h5``) out into this directory and leave
         it there, for a caller that reads some weights itself later (the export's tables).
-      prepare: called with the model once it is built, before its weights are read.
+      prepare: called with the model once it is built, before its weights are read. A file of
+        another Keras format is read by ``keras.models.load_model``: not prepared, nothing copied.
     """
     path = Path(path)
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
         if _CONFIG_MEMBER not in names or _WEIGHTS_MEMBER not in names:  # another Keras format
-            if weights_dir is not None or prepare is not None:
-                raise ValueError(f"{path} is not a model.keras file of config and weights members")
-            return keras.models.load_model(path, compile=False)
+            return keras.models.load_model(path, compile=False)  # (not prepared, nothing copied out)
         config = json.loads(archive.read(_CONFIG_MEMBER))
         config["compile_config"] = None
         with contextlib.ExitStack() as stack:
