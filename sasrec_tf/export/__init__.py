@@ -4,7 +4,10 @@
 version is built in a hidden temporary directory next to it, then renamed), so a server polling
 ``BASE/NAME`` never sees a half-written version::
 
-    saved_model.pb, variables/        the graph and the weights (no Python needed to run them)
+    saved_model.pb, variables/        the graph and the weights (no Python needed to run them;
+                                      exported from a model directory, the item tables are
+                                      stored as row slices, which every TensorFlow reader
+                                      assembles: sasrec_tf.export.tables)
     assets/vocab.txt                  item vocabulary (line i = raw id of dense item i + 1), read
                                       by the lookup tables inside the graph
     assets.extra/tf_serving_warmup_requests   PredictionLog records TF Serving replays at load
