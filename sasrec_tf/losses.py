@@ -244,20 +244,27 @@ def inbatch_softmax_crossentropy(queries, candidate_embeddings, candidate_ids,
     the ``[M, M]`` form needs ``4 M^2`` bytes per copy (about 4.8 GB at M = 34,639, a MovieLens-100K
     batch of 256 users at ``max_len`` 200).
     """
-    unique_ids, column, counts = tf.unique_with_counts(candidate_ids)
-    num_unique = tf.shape(unique_ids)[0]
-    rows = tf.range(tf.shape(candidate_ids)[0])
-    first_row = tf.math.unsorted_segment_min(rows, column, num_unique)
-    logits = tf.matmul(queries, tf.gather(candidate_embeddings, first_row), transpose_b=True)  # [M, U]
-    log_counts = tf.math.log(tf.cast(counts, logits.dtype))
-    # Other queries' copies of the positive are accidental hits: the positive counts once.
-    positive_column = tf.one_hot(column, num_unique, dtype=logits.dtype)
-    logits += log_counts[tf.newaxis, :] - positive_column * tf.gather(log_counts, column)[:, tf.newaxis]
-    if candidate_sampling_probability is not None:
-        log_q = tf.math.log(tf.cast(tf.gather(candidate_sampling_probability, first_row), logits.dtype))
-        logits -= log_q[tf.newaxis, :]
+    column, first_row, shift = _distinct_candidates(candidate_ids, candidate_sampling_probability, queries.dtype)
+    logits = tf.matmul(queries, tf.gather(candidate_embeddings, first_row), transpose_b=True) + shift  # [M, U]
     per_query = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=column, logits=logits)
     return tf.math.divide_no_nan(tf.reduce_sum(per_query), tf.cast(tf.shape(queries)[0], per_query.dtype))
+
+
+def _distinct_candidates(candidate_ids, candidate_sampling_probability, dtype):
+    """The in-batch candidates as the ``U`` distinct items of ``candidate_ids [M]``: each row's
+    column ``[M]``, each column's first row ``[U]``, and the ``[M, U]`` shift every logit gets:
+    ``log c_u`` (an item that is the target of ``c_u`` rows counts ``c_u`` times), except in a
+    row's own column (other queries' copies of its positive are accidental hits: it counts once),
+    minus ``log q_u`` with a sampling probability (log-q correction)."""
+    unique_ids, column, counts = tf.unique_with_counts(candidate_ids)
+    num_unique = tf.shape(unique_ids)[0]
+    first_row = tf.math.unsorted_segment_min(tf.range(tf.shape(candidate_ids)[0]), column, num_unique)
+    log_counts = tf.math.log(tf.cast(counts, dtype))
+    positive_column = tf.one_hot(column, num_unique, dtype=dtype)
+    shift = log_counts[tf.newaxis, :] - positive_column * tf.gather(log_counts, column)[:, tf.newaxis]
+    if candidate_sampling_probability is not None:
+        shift -= tf.math.log(tf.cast(tf.gather(candidate_sampling_probability, first_row), dtype))[tf.newaxis, :]
+    return column, first_row, shift
 
 
 def served_inbatch_softmax_crossentropy(queries, trained_embeddings, tower_embeddings, candidate_ids,
@@ -283,19 +290,11 @@ def served_inbatch_softmax_crossentropy(queries, trained_embeddings, tower_embed
     Returns:
       The scalar mean over the queries of the cold term plus ``warm_weight`` times the warm one.
     """
-    unique_ids, column, counts = tf.unique_with_counts(candidate_ids)
-    num_unique = tf.shape(unique_ids)[0]
-    first_row = tf.math.unsorted_segment_min(tf.range(tf.shape(candidate_ids)[0]), column, num_unique)
-    trained = tf.matmul(queries, tf.gather(trained_embeddings, first_row), transpose_b=True)  # [M, U]
-    tower = tf.matmul(queries, tf.gather(tower_embeddings, first_row), transpose_b=True)  # [M, U]
-    log_counts = tf.math.log(tf.cast(counts, trained.dtype))
-    positive_column = tf.one_hot(column, num_unique, dtype=trained.dtype)
-    shift = log_counts[tf.newaxis, :] - positive_column * tf.gather(log_counts, column)[:, tf.newaxis]
-    if candidate_sampling_probability is not None:
-        log_q = tf.math.log(tf.cast(tf.gather(candidate_sampling_probability, first_row), trained.dtype))
-        shift -= log_q[tf.newaxis, :]
-    trained, tower = trained + shift, tower + shift
-    own = tf.cast(positive_column, tf.bool)
+    column, first_row, shift = _distinct_candidates(candidate_ids, candidate_sampling_probability, queries.dtype)
+    num_unique = tf.shape(first_row)[0]
+    trained = tf.matmul(queries, tf.gather(trained_embeddings, first_row), transpose_b=True) + shift  # [M, U]
+    tower = tf.matmul(queries, tf.gather(tower_embeddings, first_row), transpose_b=True) + shift  # [M, U]
+    own = tf.one_hot(column, num_unique, on_value=True, off_value=False)
     excluded = tf.cast(_EXCLUDED_LOGIT, trained.dtype)
     # Columns [0, U): trained vectors; [U, 2U): tower vectors.
     cold_target = tf.concat([tf.where(own, excluded, trained), tower], axis=-1)

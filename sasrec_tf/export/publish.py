@@ -11,6 +11,7 @@ Importing this module does not import TensorFlow (``sasrec-tf info`` lists versi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -111,7 +112,11 @@ def export_saved_model(
         GateRefused: the gate refused the model (a ``ValueError``); nothing was written.
         ValueError: a bad name, version, k or gate, or a model with a user embedding.
     """
-    from sasrec_tf.artifacts import TrainedModel
+    import tensorflow as tf
+
+    from sasrec_tf.artifacts import TrainedModel, load_trained
+    from sasrec_tf.export.module import SASRecServingModule
+    from sasrec_tf.export.tables import defer_item_tables, write_deferred_tables
 
     if not name or name in (".", "..") or "/" in name or os.sep in name or name.startswith("."):
         raise ValueError(f"invalid model name {name!r}: use a plain directory name")
@@ -141,74 +146,62 @@ def export_saved_model(
         if progress is not None:
             progress(what, done, steps)
 
-    with tempfile.TemporaryDirectory(prefix="sasrec-weights-") as weights_dir:
-        return _export(model, root, name, version, k, warmup, card, source, gate, notes, report, weights_dir)
+    # A model directory is read with its item tables left at zeros; the SavedModel's are written
+    # from its weights file, copied out into `scratch` until then (sasrec_tf.export.tables).
+    with contextlib.ExitStack() as scratch:
+        deferred = []
+        if isinstance(model, TrainedModel):
+            trained = model
+        else:
+            weights_dir = scratch.enter_context(tempfile.TemporaryDirectory(prefix="sasrec-weights-"))
+            with tf.variable_creator_scope(_zeros_until_loaded):
+                trained = load_trained(model, weights_dir=weights_dir,
+                                       prepare=lambda built: defer_item_tables(built, deferred))
+        report("model loaded")
+        if len(trained.vocab) != trained.model.num_items:
+            raise ValueError(f"the vocabulary has {len(trained.vocab)} items but the model {trained.model.num_items}")
 
-
-def _export(model, root: Path, name: str, version: int, k: int, warmup: bool, card: dict[str, Any], source,
-            gate, notes, report: Callable[[str], None], weights_dir: str) -> Path:
-    """:func:`export_saved_model` from the loaded card on; ``weights_dir`` a scratch directory for
-    the model file's weights while the tables are written (:mod:`sasrec_tf.export.tables`)."""
-    import tensorflow as tf
-
-    from sasrec_tf.artifacts import TrainedModel, load_trained
-    from sasrec_tf.export.module import SASRecServingModule
-    from sasrec_tf.export.tables import defer_item_tables, write_deferred_tables
-
-    final = root / str(version)
-    deferred = []
-    if isinstance(model, TrainedModel):
-        trained = model
-    else:
-        with tf.variable_creator_scope(_zeros_until_loaded):
-            trained = load_trained(model, weights_dir=weights_dir,
-                                   prepare=lambda built: defer_item_tables(built, deferred))
-    report("model loaded")
-    if len(trained.vocab) != trained.model.num_items:
-        raise ValueError(f"the vocabulary has {len(trained.vocab)} items but the model {trained.model.num_items}")
-
-    root.mkdir(parents=True, exist_ok=True)
-    remove_stale_staging(root)
-    staging = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=root))  # hidden, non-numeric: never served
-    try:
-        with tempfile.TemporaryDirectory() as vocab_dir:
-            vocab_file = Path(vocab_dir) / "vocab.txt"
-            trained.vocab.save(vocab_file)
-            module = SASRecServingModule(trained.model, vocab_file, trained.item_counts, k=k)
-            tf.saved_model.save(module, str(staging), signatures=module.signatures())
-        slices = (write_deferred_tables(staging, module, deferred, Path(weights_dir) / "model.weights.h5")
-                  if deferred else {})
-        written = f"; item tables written in {'/'.join(map(str, slices.values()))} slices" if slices else ""
-        report(f"SavedModel saved ({len(SIGNATURE_REGISTRY)} signatures traced{written})")
-        extra = staging / ASSETS_EXTRA_DIR
-        extra.mkdir()
-        if warmup:
-            write_warmup_requests(extra / WARMUP_FILE, name, trained.vocab.ids[: module.max_len])
-            report("warmup requests written")
-        info = {
-            "format": "sasrec-tf export 1",
-            "model_name": name,
-            "version": version,
-            "k": module.k,
-            "max_len": module.max_len,
-            "num_items": module.num_items,
-            "embedding_dim": int(module._item_matrix.shape[-1]),
-            "popularity": "training item counts" if trained.item_counts is not None else "dense-id order",
-            "unknown_score": UNKNOWN_SCORE,
-            "signatures": list(SIGNATURE_REGISTRY),
-            "config": trained.model.config.to_dict(),
-            **(notes or {}),
-        }
-        (extra / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        card = model_card.export_card(card, model_name=name, version=version, source=source, gate=gate)
-        (extra / model_card.CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        staging.chmod(0o755)  # mkdtemp creates 0700; the serving user may differ from the exporter
-        os.rename(staging, final)  # atomic on one filesystem; fails if `final` appeared meanwhile
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    report(f"version {version} published")
-    return final
+        root.mkdir(parents=True, exist_ok=True)
+        remove_stale_staging(root)
+        staging = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=root))  # hidden, non-numeric: never served
+        try:
+            with tempfile.TemporaryDirectory() as vocab_dir:
+                vocab_file = Path(vocab_dir) / "vocab.txt"
+                trained.vocab.save(vocab_file)
+                module = SASRecServingModule(trained.model, vocab_file, trained.item_counts, k=k)
+                tf.saved_model.save(module, str(staging), signatures=module.signatures())
+            slices = write_deferred_tables(staging, module, deferred) if deferred else {}
+            written = f"; item tables written in {'/'.join(map(str, slices.values()))} slices" if slices else ""
+            report(f"SavedModel saved ({len(SIGNATURE_REGISTRY)} signatures traced{written})")
+            extra = staging / ASSETS_EXTRA_DIR
+            extra.mkdir()
+            if warmup:
+                write_warmup_requests(extra / WARMUP_FILE, name, trained.vocab.ids[: module.max_len])
+                report("warmup requests written")
+            info = {
+                "format": "sasrec-tf export 1",
+                "model_name": name,
+                "version": version,
+                "k": module.k,
+                "max_len": module.max_len,
+                "num_items": module.num_items,
+                "embedding_dim": int(module._item_matrix.shape[-1]),
+                "popularity": "training item counts" if trained.item_counts is not None else "dense-id order",
+                "unknown_score": UNKNOWN_SCORE,
+                "signatures": list(SIGNATURE_REGISTRY),
+                "config": trained.model.config.to_dict(),
+                **(notes or {}),
+            }
+            (extra / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            card = model_card.export_card(card, model_name=name, version=version, source=source, gate=gate)
+            (extra / model_card.CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            staging.chmod(0o755)  # mkdtemp creates 0700; the serving user may differ from the exporter
+            os.rename(staging, final)  # atomic on one filesystem; fails if `final` appeared meanwhile
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        report(f"version {version} published")
+        return final
 
 
 def _zeros_until_loaded(next_creator, **kwargs):

@@ -46,7 +46,8 @@ class DeferredTable:
     """A table weight left at zeros when the model was read, and where its values are."""
 
     variable: Any  # the tf.Variable (zeros)
-    dataset: str  # the h5 dataset in the weights file holding its values
+    weights_file: str  # the h5 file holding its values
+    dataset: str  # their dataset in that file
 
 
 def defer_item_tables(model, deferred: list[DeferredTable]) -> None:
@@ -69,7 +70,7 @@ def defer_item_tables(model, deferred: list[DeferredTable]) -> None:
             if tuple(dataset.shape) != tuple(variable.shape) or dataset.dtype != variable.dtype.as_numpy_dtype:
                 raise ValueError(f"layer {layer.name!r}: the weights file holds {dataset.dtype}{tuple(dataset.shape)}, "
                                  f"the model {variable.dtype.name}{tuple(variable.shape)}")
-            deferred.append(DeferredTable(variable=variable, dataset=dataset.name))
+            deferred.append(DeferredTable(variable=variable, weights_file=dataset.file.filename, dataset=dataset.name))
 
         layer.load_own_variables = load_own_variables
 
@@ -86,10 +87,10 @@ def _checkpoint_key(object_graph, module, variable) -> str:
 
 
 def write_deferred_tables(saved_model_dir: str | os.PathLike[str], module, deferred: list[DeferredTable],
-                          weights_file: str | os.PathLike[str], block_bytes: int | None = None) -> dict[str, int]:
-    """Replace the zero tables in ``saved_model_dir/variables`` by their values in ``weights_file``,
-    written in row blocks; every other variable is kept as saved. Returns each table's checkpoint
-    key → the number of slices it was written in."""
+                          block_bytes: int | None = None) -> dict[str, int]:
+    """Replace the zero tables in ``saved_model_dir/variables`` by their values in their weights
+    files, written in row blocks; every other variable is kept as saved. Returns each table's
+    checkpoint key → the number of slices it was written in."""
     import h5py
     import numpy as np
     import tensorflow as tf
@@ -116,8 +117,8 @@ def write_deferred_tables(saved_model_dir: str | os.PathLike[str], module, defer
     tf.raw_ops.SaveV2(prefix=prefixes[0], tensor_names=others, shape_and_slices=[""] * len(others),
                       tensors=[tf.constant(reader.get_tensor(key), dtype=dtypes[key]) for key in others])
     slices = {}
-    with h5py.File(weights_file, "r") as weights:
-        for key, table in tables.items():
+    for key, table in tables.items():
+        with h5py.File(table.weights_file, "r") as weights:
             dataset = weights[table.dataset]
             rows, columns = dataset.shape
             block_rows = max(1, block_bytes // max(1, columns * dataset.dtype.itemsize))
