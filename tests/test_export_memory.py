@@ -114,3 +114,51 @@ def test_a_directory_exports_its_tables_in_row_blocks_that_load_whole(tmp_path, 
     for key in reference.get_variable_to_shape_map():
         if key != "_CHECKPOINTABLE_OBJECT_GRAPH":
             np.testing.assert_array_equal(written.get_tensor(key), reference.get_tensor(key), err_msg=key)
+
+
+def test_a_feature_model_directory_exports_its_id_and_fused_tables_in_row_blocks(tmp_path, monkeypatch):
+    # A model with item features (gate fusion, cold items served by their attributes): the id
+    # table and the fused table the signatures score against are both written in blocks of 10 rows
+    # (16 slices each), the fused blocks computed from the id table's blocks as they are read;
+    # every tensor equals the in-memory export's, and the served vectors are the model's.
+    from test_item_features_export import feature_trained
+
+    from sasrec_tf.artifacts import save_trained
+    from sasrec_tf.export import tables
+
+    monkeypatch.setattr(tables, "TABLE_BLOCK_BYTES", 10 * D * 4)
+    trained = feature_trained(fusion="gate")
+    save_trained(tmp_path / "model", trained.model, trained.vocab, item_counts=trained.item_counts,
+                 attribute_names=trained.attribute_names)
+    seen = []
+    version = export_saved_model(tmp_path / "model", tmp_path / "exports", "m", k=5, warmup=False,
+                                 progress=lambda *step: seen.append(step[0]))
+    assert "item tables written in 16/16 slices" in seen[1]
+    assert len(_data_files(version)) == 1 + 32
+    loaded = tf.saved_model.load(str(version))
+    ids = tf.constant(np.array(trained.vocab.ids, dtype=object))
+    embeddings = loaded.signatures["item_embeddings"](item_ids=ids)["embeddings"].numpy()
+    np.testing.assert_allclose(embeddings, trained.model.item_embeddings().numpy()[1:], rtol=1e-6, atol=1e-7)
+    in_memory = export_saved_model(trained, tmp_path / "exports", "m", k=5, warmup=False)
+    reference, written = (tf.train.load_checkpoint(str(v / "variables" / "variables")) for v in (in_memory, version))
+    assert reference.get_variable_to_shape_map() == written.get_variable_to_shape_map()
+    for key in reference.get_variable_to_shape_map():
+        if key != "_CHECKPOINTABLE_OBJECT_GRAPH":
+            np.testing.assert_allclose(written.get_tensor(key), reference.get_tensor(key), rtol=1e-6, atol=1e-7,
+                                       err_msg=key)
+
+
+def test_the_fused_table_is_filled_in_row_blocks_equal_to_the_whole(monkeypatch):
+    # The serving module fuses the table block by block (every item at once gathers
+    # [N + 1, attributes, d]); the blocks, the last one short, make the model's whole table.
+    from test_item_features_export import feature_trained
+
+    from sasrec_tf.export.tables import fill_fused_table
+
+    for fusion in ("sum", "concat", "gate"):
+        model = feature_trained(fusion=fusion).model
+        table = tf.Variable(tf.zeros([NUM_ITEMS + 1, D]))
+        fill_fused_table(table, model, block_bytes=7 * D * 4)  # 151 rows: 21 blocks of 7, one of 4
+        np.testing.assert_allclose(table.numpy(), model.item_embeddings().numpy(), rtol=1e-6, atol=1e-7,
+                                   err_msg=fusion)
+        assert np.abs(table.numpy()[1:]).min(axis=1).max() > 0, fusion  # no block left at zeros

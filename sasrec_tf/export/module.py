@@ -71,11 +71,16 @@ class SASRecServingModule(tf.Module):
             model.query_embeddings, input_signature=[tf.TensorSpec([None, None], tf.int64, name="item_ids")]
         )
         self.model_variables = list(model.variables)
-        self._item_matrix = model.item_embeddings()  # [N + 1, d], row 0 = padding (one of model_variables)
         if getattr(model, "uses_item_features", False):
             # Item features: the fused table, computed once here from the model's weights (the
-            # attribute table included), so serving runs plain gathers and matmuls.
-            self._item_matrix = tf.Variable(self._item_matrix, trainable=False, name="item_matrix")
+            # attribute table included) in row blocks, so serving runs plain gathers and matmuls.
+            from sasrec_tf.export.tables import fill_fused_table
+
+            self._item_matrix = tf.Variable(tf.zeros([self.num_items + 1, model.config.hidden_units]),
+                                            trainable=False, name="item_matrix")
+            fill_fused_table(self._item_matrix, model)
+        else:
+            self._item_matrix = model.item_embeddings()  # [N + 1, d], row 0 = padding (one of model_variables)
 
         # Scoring reads the item matrix itself (q · Mᵀ), with no transposed copy of it: the export
         # then needs the table once, in memory and in the SavedModel (a catalogue of millions).

@@ -116,7 +116,7 @@ def export_saved_model(
 
     from sasrec_tf.artifacts import TrainedModel, load_trained
     from sasrec_tf.export.module import SASRecServingModule
-    from sasrec_tf.export.tables import defer_item_tables, write_deferred_tables
+    from sasrec_tf.export.tables import FusedTable, defer_item_tables, write_deferred_tables
 
     if not name or name in (".", "..") or "/" in name or os.sep in name or name.startswith("."):
         raise ValueError(f"invalid model name {name!r}: use a plain directory name")
@@ -170,6 +170,10 @@ def export_saved_model(
                 trained.vocab.save(vocab_file)
                 module = SASRecServingModule(trained.model, vocab_file, trained.item_counts, k=k)
                 tf.saved_model.save(module, str(staging), signatures=module.signatures())
+            if deferred and trained.model.uses_item_features:  # its fused table, from the deferred id table
+                served = (trained.model.output_item_embedding or trained.model.item_embedding).embeddings
+                (id_table,) = [table for table in deferred if table.variable is served]
+                deferred.append(FusedTable(variable=module._item_matrix, source=id_table, model=trained.model))
             slices = write_deferred_tables(staging, module, deferred) if deferred else {}
             written = f"; item tables written in {'/'.join(map(str, slices.values()))} slices" if slices else ""
             report(f"SavedModel saved ({len(SIGNATURE_REGISTRY)} signatures traced{written})")

@@ -6,8 +6,7 @@ for a moment three copies of the table are resident (and with oneDNN's caching a
 them stay in its pool: measured 1,723 MiB peak for a 244 MiB table on top of 693 MiB of imports).
 Then ``tf.saved_model.save`` writes the variable once more.
 
-For a model without item features (whose export scores against the id table itself), the export
-instead:
+The export of a model directory instead:
 
 1. builds the model with its item tables as zeros and does not read them from the weights file
    (:func:`defer_item_tables`: the table layers record where their weight is);
@@ -18,11 +17,14 @@ instead:
    block a slice of the full tensor (``SaveV2`` with a slice spec, the format TF1's partitioned
    variables were saved in), the pieces merged into one bundle (``MergeV2Checkpoints``).
 
+A model with item features serves a fused table (each item's id row fused with its attributes,
+or its cold tower's vector) beside its id table: the serving module computes it in row blocks
+(:func:`fill_fused_table`), and a model directory's export writes it as one more deferred table
+(:class:`FusedTable`), each block fused from the id table's block as it is read.
+
 The export then holds one copy of each table (the zeros) plus one block. Restoring is unchanged:
 TensorFlow's bundle reader assembles a tensor saved in slices when it is read whole, as
 ``tf.saved_model.load`` and TF Serving's session loader read it (tests: ``tests/test_export_memory.py``).
-A model with item features serves a fused table computed from the id table, so its export reads the
-model file the Keras way.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TABLE_BLOCK_BYTES", "DeferredTable", "defer_item_tables", "write_deferred_tables"]
+__all__ = ["TABLE_BLOCK_BYTES", "DeferredTable", "FusedTable", "defer_item_tables", "fill_fused_table",
+           "write_deferred_tables"]
 
 # Rows of a table written at once: the export's memory above the table itself.
 TABLE_BLOCK_BYTES = 16 << 20
@@ -49,14 +52,63 @@ class DeferredTable:
     weights_file: str  # the h5 file holding its values
     dataset: str  # their dataset in that file
 
+    def blocks(self, block_bytes: int):
+        """``(start, stop, rows)`` over the table in row blocks of at most ``block_bytes``."""
+        import h5py
+        import numpy as np
+
+        with h5py.File(self.weights_file, "r") as weights:
+            dataset = weights[self.dataset]
+            for start, stop in _row_blocks(dataset.shape, dataset.dtype.itemsize, block_bytes):
+                yield start, stop, np.asarray(dataset[start:stop])
+
+
+@dataclasses.dataclass(frozen=True)
+class FusedTable:
+    """The serving module's fused item table of a model with item features (zeros until written),
+    computed block by block from the deferred id table it fuses (:func:`fused_rows`)."""
+
+    variable: Any  # the serving module's item matrix
+    source: DeferredTable  # the id table of the prediction layer
+    model: Any  # the SASRec, its attribute weights read
+
+    def blocks(self, block_bytes: int):
+        for start, stop, rows in self.source.blocks(block_bytes):
+            yield start, stop, fused_rows(self.model, rows, start).numpy()
+
+
+def _row_blocks(shape, itemsize: int, block_bytes: int):
+    rows, columns = shape
+    block_rows = max(1, block_bytes // max(1, columns * itemsize))
+    return [(start, min(rows, start + block_rows)) for start in range(0, rows, block_rows)]
+
+
+def fused_rows(model, id_rows, start: int):
+    """The served vectors of items ``start, start + 1, ...`` of a model with item features, from
+    their rows ``id_rows`` of the prediction layer's id table (as ``model.item_embeddings()``'s
+    rows, outside training)."""
+    import tensorflow as tf
+
+    id_rows = tf.convert_to_tensor(id_rows, tf.float32)
+    return model.item_representation(id_rows, tf.range(start, start + tf.shape(id_rows)[0]), training=False)
+
+
+def fill_fused_table(variable, model, block_bytes: int | None = None) -> None:
+    """Assign ``model.item_embeddings()`` of a model with item features to ``variable`` (``[N + 1, d]``)
+    in row blocks: fusing every item at once gathers ``[N + 1, attributes, d]`` (6 tables' worth
+    on the Amazon logs) where a block holds one block's."""
+    layer = model.output_item_embedding or model.item_embedding
+    table = layer.embeddings
+    for start, stop in _row_blocks(table.shape, table.dtype.size, TABLE_BLOCK_BYTES if block_bytes is None
+                                   else int(block_bytes)):
+        variable[start:stop].assign(fused_rows(model, table[start:stop], start))
+
 
 def defer_item_tables(model, deferred: list[DeferredTable]) -> None:
     """Make ``model``'s item tables (input and, if unshared, output embedding) record their weight's
-    dataset in ``deferred`` instead of reading it, when ``model.load_weights`` runs next. A model
-    with item features is left as it is (its export computes the fused table from the id table).
-    For :func:`sasrec_tf.artifacts.load_model_file`'s ``prepare``."""
-    if getattr(model, "uses_item_features", False):
-        return
+    dataset in ``deferred`` instead of reading it, when ``model.load_weights`` runs next (a model
+    with item features: its id tables; the attribute weights are read). For
+    :func:`sasrec_tf.artifacts.load_model_file`'s ``prepare``."""
     for layer in (model.item_embedding, model.output_item_embedding):
         if layer is None:
             continue
@@ -77,22 +129,25 @@ def defer_item_tables(model, deferred: list[DeferredTable]) -> None:
 
 def _checkpoint_key(object_graph, module, variable) -> str:
     """The key under which ``tf.saved_model.save(module, ...)`` stored ``variable``: the node
-    reached from the root by ``model_variables/<index>`` (every path to it names one node)."""
-    index = next(i for i, v in enumerate(module.model_variables) if v is variable)
+    reached from the root by ``model_variables/<index>``, or ``_item_matrix`` for the module's
+    fused table (every path to it names one node)."""
+    if variable is module._item_matrix and not any(v is variable for v in module.model_variables):
+        path = ("_item_matrix",)
+    else:
+        path = ("model_variables", str(next(i for i, v in enumerate(module.model_variables) if v is variable)))
     node = object_graph.nodes[0]
-    for name in ("model_variables", str(index)):
+    for name in path:
         node = object_graph.nodes[next(child.node_id for child in node.children if child.local_name == name)]
     (attribute,) = [a for a in node.attributes if a.name == "VARIABLE_VALUE"]
     return attribute.checkpoint_key
 
 
-def write_deferred_tables(saved_model_dir: str | os.PathLike[str], module, deferred: list[DeferredTable],
+def write_deferred_tables(saved_model_dir: str | os.PathLike[str], module, deferred: list,
                           block_bytes: int | None = None) -> dict[str, int]:
-    """Replace the zero tables in ``saved_model_dir/variables`` by their values in their weights
-    files, written in row blocks; every other variable is kept as saved. Returns each table's
-    checkpoint key → the number of slices it was written in."""
-    import h5py
-    import numpy as np
+    """Replace the zero tables in ``saved_model_dir/variables`` by their values (a
+    :class:`DeferredTable`'s in its weights file, a :class:`FusedTable`'s fused from one), written
+    in row blocks; every other variable is kept as saved. Returns each table's checkpoint key → the
+    number of slices it was written in."""
     import tensorflow as tf
     from tensorflow.core.protobuf import trackable_object_graph_pb2
 
@@ -118,18 +173,13 @@ def write_deferred_tables(saved_model_dir: str | os.PathLike[str], module, defer
                       tensors=[tf.constant(reader.get_tensor(key), dtype=dtypes[key]) for key in others])
     slices = {}
     for key, table in tables.items():
-        with h5py.File(table.weights_file, "r") as weights:
-            dataset = weights[table.dataset]
-            rows, columns = dataset.shape
-            block_rows = max(1, block_bytes // max(1, columns * dataset.dtype.itemsize))
-            starts = range(0, rows, block_rows)
-            for start in starts:
-                stop = min(rows, start + block_rows)
-                prefixes.append(str(parts / f"table-{len(prefixes)}"))
-                tf.raw_ops.SaveV2(prefix=prefixes[-1], tensor_names=[key],
-                                  shape_and_slices=[f"{rows} {columns} {start},{stop - start}:-"],
-                                  tensors=[np.asarray(dataset[start:stop])])
-            slices[key] = len(starts)
+        rows, columns = table.variable.shape
+        slices[key] = 0
+        for start, stop, block in table.blocks(block_bytes):
+            prefixes.append(str(parts / f"table-{len(prefixes)}"))
+            tf.raw_ops.SaveV2(prefix=prefixes[-1], tensor_names=[key],
+                              shape_and_slices=[f"{rows} {columns} {start},{stop - start}:-"], tensors=[block])
+            slices[key] += 1
     tf.raw_ops.MergeV2Checkpoints(checkpoint_prefixes=prefixes, destination_prefix=str(merged / prefix.name),
                                   delete_old_dirs=True)
     shutil.rmtree(parts, ignore_errors=True)
