@@ -117,24 +117,25 @@ def test_a_directory_exports_its_tables_in_row_blocks_that_load_whole(tmp_path, 
 
 
 def test_a_feature_model_directory_exports_its_id_and_fused_tables_in_row_blocks(tmp_path, monkeypatch):
-    # A model with item features (gate fusion, cold items served by their attributes): the id
-    # table and the fused table the signatures score against are both written in blocks of 10 rows
-    # (16 slices each), the fused blocks computed from the id table's blocks as they are read;
-    # every tensor equals the in-memory export's, and the served vectors are the model's.
+    # A model with item features (gate fusion, 4 attributes per item, cold items served by their
+    # attributes): the id table is written in blocks of 40 rows (4 slices), the fused table the
+    # signatures score against in blocks of 40 / 4 attributes = 10 rows (16 slices), each fused
+    # from the id table's rows as they are read; every tensor equals the in-memory export's, and
+    # the served vectors are the model's.
     from test_item_features_export import feature_trained
 
     from sasrec_tf.artifacts import save_trained
     from sasrec_tf.export import tables
 
-    monkeypatch.setattr(tables, "TABLE_BLOCK_BYTES", 10 * D * 4)
+    monkeypatch.setattr(tables, "TABLE_BLOCK_BYTES", 40 * D * 4)
     trained = feature_trained(fusion="gate")
     save_trained(tmp_path / "model", trained.model, trained.vocab, item_counts=trained.item_counts,
                  attribute_names=trained.attribute_names)
     seen = []
     version = export_saved_model(tmp_path / "model", tmp_path / "exports", "m", k=5, warmup=False,
                                  progress=lambda *step: seen.append(step[0]))
-    assert "item tables written in 16/16 slices" in seen[1]
-    assert len(_data_files(version)) == 1 + 32
+    assert "item tables written in 4/16 slices" in seen[1]
+    assert len(_data_files(version)) == 1 + 20
     loaded = tf.saved_model.load(str(version))
     ids = tf.constant(np.array(trained.vocab.ids, dtype=object))
     embeddings = loaded.signatures["item_embeddings"](item_ids=ids)["embeddings"].numpy()
@@ -158,7 +159,7 @@ def test_the_fused_table_is_filled_in_row_blocks_equal_to_the_whole(monkeypatch)
     for fusion in ("sum", "concat", "gate"):
         model = feature_trained(fusion=fusion).model
         table = tf.Variable(tf.zeros([NUM_ITEMS + 1, D]))
-        fill_fused_table(table, model, block_bytes=7 * D * 4)  # 151 rows: 21 blocks of 7, one of 4
+        fill_fused_table(table, model, block_bytes=4 * 7 * D * 4)  # 4 attributes: 151 rows in 21 blocks of 7, one of 4
         np.testing.assert_allclose(table.numpy(), model.item_embeddings().numpy(), rtol=1e-6, atol=1e-7,
                                    err_msg=fusion)
         assert np.abs(table.numpy()[1:]).min(axis=1).max() > 0, fusion  # no block left at zeros
