@@ -50,9 +50,13 @@ class SASRecServingModule(tf.Module):
         item_counts: ``[num_items + 1]`` training interactions per dense id, or None (then
             dense-id order stands for popularity; see the module docstring).
         k: the number of items the recommendation signatures return.
+        compute_item_matrix: False leaves a model with item features a zero fused table, for a
+            caller that writes its values into the SavedModel itself (the export of a model
+            directory: :mod:`sasrec_tf.export.tables`).
     """
 
-    def __init__(self, model, vocab_file: str | os.PathLike[str], item_counts=None, k: int = DEFAULT_K):
+    def __init__(self, model, vocab_file: str | os.PathLike[str], item_counts=None, k: int = DEFAULT_K, *,
+                 compute_item_matrix: bool = True):
         super().__init__(name="sasrec_serving")
         if model.uses_user_embedding:
             raise ValueError(
@@ -74,11 +78,12 @@ class SASRecServingModule(tf.Module):
         if getattr(model, "uses_item_features", False):
             # Item features: the fused table, computed once here from the model's weights (the
             # attribute table included) in row blocks, so serving runs plain gathers and matmuls.
-            from sasrec_tf.export.tables import fill_fused_table
+            from sasrec_tf.export.tables import fused_table
 
-            self._item_matrix = tf.Variable(tf.zeros([self.num_items + 1, model.config.hidden_units]),
-                                            trainable=False, name="item_matrix")
-            fill_fused_table(self._item_matrix, model)
+            initial = (fused_table(model) if compute_item_matrix
+                       else tf.zeros([self.num_items + 1, model.config.hidden_units]))
+            self._item_matrix = tf.Variable(initial, trainable=False, name="item_matrix")
+            del initial
         else:
             self._item_matrix = model.item_embeddings()  # [N + 1, d], row 0 = padding (one of model_variables)
 

@@ -168,7 +168,8 @@ def export_saved_model(
             with tempfile.TemporaryDirectory() as vocab_dir:
                 vocab_file = Path(vocab_dir) / "vocab.txt"
                 trained.vocab.save(vocab_file)
-                module = SASRecServingModule(trained.model, vocab_file, trained.item_counts, k=k)
+                module = SASRecServingModule(trained.model, vocab_file, trained.item_counts, k=k,
+                                             compute_item_matrix=not deferred)
                 tf.saved_model.save(module, str(staging), signatures=module.signatures())
             if deferred and trained.model.uses_item_features:  # its fused table, from the deferred id table
                 served = (trained.model.output_item_embedding or trained.model.item_embedding).embeddings

@@ -35,7 +35,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TABLE_BLOCK_BYTES", "DeferredTable", "FusedTable", "defer_item_tables", "fill_fused_table",
+__all__ = ["TABLE_BLOCK_BYTES", "DeferredTable", "FusedTable", "defer_item_tables", "fused_table",
            "fusion_block_bytes", "write_deferred_tables"]
 
 # Rows of a table written at once: the export's memory above the table itself.
@@ -100,20 +100,21 @@ def fused_rows(model, id_rows, start: int):
     return model.item_representation(id_rows, tf.range(start, start + tf.shape(id_rows)[0]), training=False)
 
 
-def fill_fused_table(variable, model, block_bytes: int | None = None) -> None:
-    """Assign ``model.item_embeddings()`` of a model with item features to ``variable`` (``[N + 1, d]``)
-    in row blocks: fusing every item at once gathers ``[N + 1, attributes, d]`` (6 tables' worth
-    on the Amazon logs) where a block holds one block's."""
+def fused_table(model, block_bytes: int | None = None):
+    """``model.item_embeddings()`` of a model with item features as a float32 array ``[N + 1, d]``,
+    fused in row blocks: fusing every item at once gathers ``[N + 1, attributes, d]`` (6 tables'
+    worth on the Amazon logs) where a block holds one block's. The rows are read by ``sparse_read``
+    (a slice of the variable reads the whole table) and written into the array, not into a
+    variable: a scatter into a variable leaves it copying itself on every later dense read."""
+    import numpy as np
     import tensorflow as tf
 
-    layer = model.output_item_embedding or model.item_embedding
-    table = layer.embeddings
+    table = (model.output_item_embedding or model.item_embedding).embeddings
+    out = np.empty(table.shape, np.float32)
     block_bytes = fusion_block_bytes(model, TABLE_BLOCK_BYTES if block_bytes is None else block_bytes)
     for start, stop in _row_blocks(table.shape, table.dtype.size, block_bytes):
-        # A scatter writes the rows in place; a sliced assign left a table-sized copy resident
-        # (1M x 64: +40 MiB against +300 MiB).
-        rows = tf.range(start, stop)  # sparse_read: a slice of the variable read the whole table
-        variable.scatter_update(tf.IndexedSlices(fused_rows(model, table.sparse_read(rows), start), rows))
+        out[start:stop] = fused_rows(model, table.sparse_read(tf.range(start, stop)), start).numpy()
+    return out
 
 
 def defer_item_tables(model, deferred: list[DeferredTable]) -> None:
