@@ -105,8 +105,8 @@ def main() -> None:
                     # For choices (validation only): the same split of the validation ranking.
                     row += f" {metrics['valid']['cold']['ndcg@10']:.4f} / {metrics['valid']['warm']['ndcg@10']:.4f} |"
                 print(row, flush=True)
-                for offset in args.cold_offsets:
-                    print(f"  cold offset {offset:g}: {_offset_metrics(result.model, data, train, offset)}", flush=True)
+                for line in _offset_metrics(result.model, data, train, args.cold_offsets):
+                    print(line, flush=True)
                 if fusion != "none":
                     print(f"  item_features: {json.dumps(result.metrics['item_features'])}", flush=True)
 
@@ -136,21 +136,24 @@ class _ColdOffset:
         return self._tf.concat([self._tf.convert_to_tensor(self._model.item_embeddings()), self._column], axis=-1)
 
 
-def _offset_metrics(model, data, train: dict, offset: float) -> str:
-    """Validation and test cold / warm NDCG@10 of ``model`` under :class:`_ColdOffset`, on the
-    split ``train_and_evaluate`` made (the same leave-one-out split and held-out items)."""
+def _offset_metrics(model, data, train: dict, offsets):
+    """Per offset, a line of the validation and test cold / warm NDCG@10 of ``model`` under
+    :class:`_ColdOffset`, on the split ``train_and_evaluate`` made (the same leave-one-out split
+    and held-out items, made once for all offsets)."""
     from sasrec_tf.data.cold_start import hold_out_items
     from sasrec_tf.data.sequences import leave_one_out
     from sasrec_tf.evaluation import evaluate
 
+    if not offsets:
+        return
     split, cold = hold_out_items(leave_one_out(data), train["cold_items"], train["cold_seed"])
-    ranked = _ColdOffset(model, cold.items, offset)
-    out = []
-    for stage in ("valid", "test"):
-        metrics = evaluate(ranked, split, stage=stage, protocols=("full",), cold_items=cold.items)
-        out.append(f"{stage} cold {metrics['cold']['ndcg@10']:.4f} / warm {metrics['warm']['ndcg@10']:.4f} "
-                   f"(all {metrics['full']['ndcg@10']:.4f})")
-    return "; ".join(out)
+    for offset in offsets:
+        ranked, out = _ColdOffset(model, cold.items, offset), []
+        for stage in ("valid", "test"):
+            metrics = evaluate(ranked, split, stage=stage, protocols=("full",), cold_items=cold.items)
+            out.append(f"{stage} cold {metrics['cold']['ndcg@10']:.4f} / warm {metrics['warm']['ndcg@10']:.4f} "
+                       f"(all {metrics['full']['ndcg@10']:.4f})")
+        yield f"  cold offset {offset:g}: " + "; ".join(out)
 
 
 if __name__ == "__main__":
