@@ -108,3 +108,23 @@ def test_a_feature_model_trains_and_its_attribute_embedding_learns():
     history = training.fit(model, leave_one_out(data), eval_every=2, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
     assert not np.allclose(model.item_representation.attribute_embedding.embeddings.numpy(), before)
+
+
+def test_building_a_feature_model_fuses_a_few_items_not_the_catalogue(monkeypatch):
+    # Fusing every item gathers [N + 1, attributes, d]: 4 GiB at 1M items, d 64, 6 attributes,
+    # which build() once spent on every load of a feature model. It fuses the history and one item.
+    from sasrec_tf.layers.item_representation import ItemRepresentation
+
+    fused = []
+    original = ItemRepresentation.pooled_attributes
+
+    def pooled_attributes(self, item_ids, cold=False):
+        fused.append(int(np.prod(item_ids.shape)))
+        return original(self, item_ids, cold)
+
+    monkeypatch.setattr(ItemRepresentation, "pooled_attributes", pooled_attributes)
+    for fusion in FUSIONS:
+        fused.clear()
+        SASRec(SASRecConfig(max_len=6, hidden_units=8, feature_fusion=fusion), NUM_ITEMS, num_attributes=5,
+               max_item_attributes=3).build_weights()
+        assert fused and max(fused) <= 6, (fusion, fused)
