@@ -29,7 +29,6 @@ import math
 import tempfile
 from pathlib import Path
 
-import numpy as np
 
 from sasrec_tf.testing.bench import set_tensorflow_environment
 
@@ -111,48 +110,28 @@ def main() -> None:
                     print(f"  item_features: {json.dumps(result.metrics['item_features'])}", flush=True)
 
 
-class _ColdOffset:
-    """``model`` ranked with each cold item's score lowered by ``offset``: one more dimension,
-    1 in every query, ``-offset`` in the cold items' rows and 0 in the others' (``inf``: a score
-    far below any real one, so that cold items are never above a warm target)."""
-
-    left_padding_invariant = True
-
-    def __init__(self, model, cold_items: np.ndarray, offset: float):
-        import tensorflow as tf
-
-        self._tf, self._model = tf, model
-        self.max_len, self.num_items = model.max_len, model.num_items
-        self.uses_user_embedding = bool(getattr(model, "uses_user_embedding", False))
-        column = np.zeros((int(model.num_items) + 1, 1), np.float32)
-        column[cold_items] = -1e30 if math.isinf(offset) else -offset
-        self._column = tf.constant(column)
-
-    def query_embeddings(self, item_ids, user_ids=None):
-        queries = self._model.query_embeddings(item_ids, user_ids)
-        return self._tf.concat([queries, self._tf.ones_like(queries[:, :1])], axis=-1)
-
-    def item_embeddings(self):
-        return self._tf.concat([self._tf.convert_to_tensor(self._model.item_embeddings()), self._column], axis=-1)
-
-
 def _offset_metrics(model, data, train: dict, offsets):
-    """Per offset, a line of the validation and test cold / warm NDCG@10 of ``model`` under
-    :class:`_ColdOffset`, on the split ``train_and_evaluate`` made (the same leave-one-out split
-    and held-out items, made once for all offsets)."""
+    """Per offset, a line of the validation and test cold / warm NDCG@10 of ``model`` with its cold
+    items' scores lowered by it (``sasrec_tf.evaluation.cold_offset_table``; ``inf``: its "not
+    served" row), on the split ``train_and_evaluate`` made (the same leave-one-out split and held-out
+    items, made once for all offsets). The run's own ``metrics.json`` has the validation table at the
+    default offsets (``cold_score_offsets``)."""
     from sasrec_tf.data.cold_start import hold_out_items
     from sasrec_tf.data.sequences import leave_one_out
-    from sasrec_tf.evaluation import evaluate
+    from sasrec_tf.evaluation import cold_offset_table
 
-    if not offsets:
+    finite = [o for o in offsets if not math.isinf(o)]
+    if not offsets or not getattr(model, "uses_item_features", False):
         return
     split, cold = hold_out_items(leave_one_out(data), train["cold_items"], train["cold_seed"])
+    tables = {stage: cold_offset_table(model, split, cold.items, offsets=finite or [0.0], stage=stage)
+              for stage in ("valid", "test")}
     for offset in offsets:
-        ranked, out = _ColdOffset(model, cold.items, offset), []
-        for stage in ("valid", "test"):
-            metrics = evaluate(ranked, split, stage=stage, protocols=("full",), cold_items=cold.items)
-            out.append(f"{stage} cold {metrics['cold']['ndcg@10']:.4f} / warm {metrics['warm']['ndcg@10']:.4f} "
-                       f"(all {metrics['full']['ndcg@10']:.4f})")
+        out = []
+        for stage, table in tables.items():
+            row = table["not_served"] if math.isinf(offset) else table["offsets"][finite.index(offset)]
+            out.append(f"{stage} cold {row['cold'].get('ndcg@10', 0.0):.4f} / warm {row['warm']['ndcg@10']:.4f} "
+                       f"(all {row['all']['ndcg@10']:.4f})")
         yield f"  cold offset {offset:g}: " + "; ".join(out)
 
 

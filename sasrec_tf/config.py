@@ -125,6 +125,12 @@ class SASRecConfig:
     vector each against both kinds (:func:`sasrec_tf.losses.served_inbatch_softmax_crossentropy`);
     ``feature_cold_warm_weight`` weighs the second of these (warm targets must not lose to tower
     vectors) against the first: higher keeps warm rankings, lower lets cold items in more often.
+    ``feature_cold_score_offset`` ``o`` >= 0 lowers the score of every item without a trained id
+    row (a held-out cold item, or one added by ``sasrec-tf add-items``) by ``o`` wherever items are
+    ranked (evaluation, recommendations, the export's signatures), never in the training loss: the
+    exposure knob for new items, set without retraining (``sasrec-tf export --cold-score-offset``;
+    the cold-start protocol's table of offsets on validation helps choose it; 0: cold items are
+    ranked by their feature vectors as they are).
 
     ``contrastive_weight`` > 0 adds an auxiliary InfoNCE term (DuoRec / CL4SRec family): each
     training window is encoded twice under independent dropout, and the two last-position
@@ -176,6 +182,7 @@ class SASRecConfig:
     feature_cold_loss_weight: float = 0.0  # > 0: + this x the objective scored on the tower's vectors
     feature_cold_negatives: str = "tower"  # the cold objective's candidates: tower vectors, or served (both kinds)
     feature_cold_warm_weight: float = 1.0  # served: the weight of its warm-target term against the cold one
+    feature_cold_score_offset: float = 0.0  # ranking only: cold items' scores lowered by this (new-item exposure)
     # Training.
     learning_rate: float = 1e-3
     weight_decay: float = 0.0  # > 0: AdamW's decoupled weight decay (not on biases or LayerNorm)
@@ -279,6 +286,13 @@ class SASRecConfig:
         if self.feature_cold_warm_weight != 1.0 and self.feature_cold_negatives != "served":
             raise OptionError("feature_cold_warm_weight", "SASRecConfig.feature_cold_warm_weight weighs a term of "
                               "feature_cold_negatives='served'")
+        if not (math.isfinite(self.feature_cold_score_offset) and self.feature_cold_score_offset >= 0):
+            raise OptionError("feature_cold_score_offset", "SASRecConfig.feature_cold_score_offset must be a finite "
+                              f"number >= 0, got {self.feature_cold_score_offset!r}")
+        if self.feature_cold_score_offset > 0 and self.feature_fusion == "none":
+            raise OptionError("feature_cold_score_offset", "SASRecConfig.feature_cold_score_offset lowers the scores "
+                              "of items served from their features: it needs item features (feature_fusion sum, "
+                              "concat or gate)")
         if not 0.0 <= self.item_dropout_rate < 1.0:
             raise OptionError("item_dropout_rate",
                               f"SASRecConfig.item_dropout_rate must be in [0, 1), got {self.item_dropout_rate!r}")

@@ -208,6 +208,30 @@ class SASRec(keras.Model):
             return self.item_representation(table, tf.range(self.num_items + 1), training=self._training_lookups)
         return table
 
+    def item_score_bias(self, offset: float | None = None) -> tf.Tensor | None:
+        """``[num_items + 1]`` float32 added to every item's score wherever items are ranked (the
+        ranking kernel's ``item_bias``): ``-offset`` for each item without a trained id row (cold),
+        0 for the others; None when nothing is added (no item features, or offset 0). Never part of
+        the training loss.
+
+        Args:
+          offset: the cold items' score offset, finite and >= 0; None: ``feature_cold_score_offset``.
+
+        Raises:
+          ValueError: a negative or non-finite offset, or one > 0 for a model without item features.
+        """
+        offset = float(self.config.feature_cold_score_offset if offset is None else offset)
+        if not (math.isfinite(offset) and offset >= 0):
+            raise ValueError(f"the cold-score offset must be a finite number >= 0, got {offset!r}")
+        if self.item_representation is None and offset > 0:
+            raise ValueError("a cold-score offset lowers the scores of items served from their features: this "
+                             "model uses no item features (feature_fusion='none')")
+        if self.item_representation is None or offset == 0.0:
+            return None
+        self.build()
+        cold = 1.0 - tf.convert_to_tensor(self.item_representation.id_mask)[1:]
+        return tf.concat([tf.zeros([1]), tf.constant(-offset, tf.float32) * cold], axis=0)  # padding: 0
+
     def _output_embedding(self, item_ids):
         return self._lookup(self.output_item_embedding or self.item_embedding, item_ids)
 

@@ -11,6 +11,7 @@ from sasrec_tf.data import build_sequences, leave_one_out
 from sasrec_tf.data.cold_start import choose_cold_items, cold_target_mask, hold_out_items
 from sasrec_tf.data.sequence_rules import window_ends
 from sasrec_tf.data.synthetic import generate_interactions
+from sasrec_tf.evaluation import DEFAULT_COLD_OFFSETS
 
 
 @pytest.fixture(scope="module")
@@ -187,3 +188,14 @@ def test_a_run_with_item_features_reports_the_content_baseline_on_cold_and_warm_
     assert content["cold"]["mrr"] > popular["cold"]["mrr"]
     # The feature model's held-out items were never trained on: their id part is masked out.
     assert result.metrics["item_features"]["items_not_trained_on"] >= result.metrics["cold_start"]["cold_items"]
+    # The table of cold-score offsets, on validation: offset 0 is the run's own ranking; a higher
+    # offset can only lower each cold target and raise each warm one; not served, no cold target is found.
+    table = result.metrics["cold_score_offsets"]
+    assert table["stage"] == "valid" and [row["offset"] for row in table["offsets"]] == list(DEFAULT_COLD_OFFSETS)
+    for group, key in (("cold", "cold"), ("warm", "warm"), ("all", "full")):
+        assert table["offsets"][0][group]["ndcg@10"] == pytest.approx(result.metrics["valid"][key]["ndcg@10"])
+    rows = table["offsets"] + [table["not_served"]]
+    for lower, higher in zip(rows, rows[1:]):
+        assert higher["warm"]["mrr"] >= lower["warm"]["mrr"] - 1e-12
+        assert higher["cold"]["mrr"] <= lower["cold"]["mrr"] + 1e-12
+    assert table["not_served"]["cold"]["hr@10"] == 0.0

@@ -80,6 +80,14 @@ def test_a_new_item_added_to_the_export_is_served_to_the_histories_that_lead_to_
         assert np.mean([item in row for row in leading]) >= 0.8, leading
         assert not any(item in row for row in elsewhere), elsewhere
     assert (files / "grown" / "vocab.txt").read_text().splitlines()[-2:] == list(NEW)
+    # The exposure knob: the same new items served far lower leave every top 10, warm items take their places.
+    assert main(["add-items", "--model", str(run), "--items", str(files / "new.csv"), "--export-base", str(base),
+                 "--name", "m", "--k", "10", "--cold-score-offset", "1000"]) == 0
+    info = json.loads((base / "m" / "3" / "assets.extra" / "sasrec_export.json").read_text())
+    assert info["cold_score_offset"] == 1000
+    for item, category in NEW.items():
+        leading = served_top_k(base / "m" / "3", histories_ending_in(category - 1))
+        assert not np.isin(leading, list(NEW)).any() and (leading != "").all(), leading
 
 
 def test_bad_feature_files_and_models_without_features_are_one_line_and_exit_2(run, files, tmp_path, capsys):

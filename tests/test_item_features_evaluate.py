@@ -39,6 +39,11 @@ def test_evaluate_reports_the_training_runs_cold_and_warm_numbers(cold_run, caps
                 assert again[stage][group][key] == pytest.approx(value, rel=1e-5, abs=1e-7), (stage, group, key)
         assert again[stage]["cold"]["targets"] > 0
         assert f"cold ({trained[stage]['cold']['targets']} targets)" in out
+    # The offsets' table needs item features: an id-only model has no item served from them.
+    assert main(["evaluate", "--model", str(cold_run / "run"), "--data", str(cold_run / "log.csv"),
+                 "--eval-negatives", "10", "--cold-score-offsets", "0", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--cold-score-offsets needs a model with item features" in err and err.count("\n") == 1
 
 
 def test_a_record_that_does_not_fit_the_log_is_refused():

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from sasrec_tf.cli.common import UsageError, default_of
-from sasrec_tf.cli.feature_flags import add_item_features_flags, read_item_features_flags
+from sasrec_tf.cli.feature_flags import (add_cold_score_offset_flag, add_item_features_flags,
+                                          check_cold_score_offset, read_item_features_flags)
 from sasrec_tf.export import export_saved_model
 from sasrec_tf.serving.options import DEFAULTS
 
@@ -28,6 +29,7 @@ def register(subcommands) -> None:
                         help=f"model name clients use (default: {DEFAULTS.model_name})")
     k = default_of(export_saved_model, "k")
     parser.add_argument("--k", type=int, default=k, help=f"items returned per request (default: {k})")
+    add_cold_score_offset_flag(parser)
     parser.add_argument("--out", metavar="DIR",
                         help="also write the grown model directory here (a later add-items or export starts from it)")
     parser.set_defaults(func=run)
@@ -42,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--export-base {args.export_base} is a file; expected the directory TF Serving watches")
     if args.out is not None and Path(args.out).resolve() == Path(args.model).resolve():
         raise UsageError("--out must differ from --model: the trained model directory stays as it is")
+    check_cold_score_offset(args)
     features = read_item_features_flags(args)
     grown, added = add_cold_items(load_trained(args.model), features)
     print(f"added {added.added} items from {features.source} ({added.already_known} already known, kept; "
@@ -54,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     steps = ["load", "trace and save", "warmup", "publish"]
     progress = Steps(f"exporting to {Path(args.export_base) / args.name}", len(steps), names=steps)
     path = export_saved_model(grown, args.export_base, args.name, k=args.k, progress=progress,
-                              card_from=args.model, notes={"cold_items": added.to_dict()})
+                              card_from=args.model, notes={"cold_items": added.to_dict()},
+                              cold_score_offset=args.cold_score_offset)
     print(f"exported {args.name} version {path.name} to {path} ({len(grown.vocab)} items)")
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,10 @@ def register(subcommands) -> None:
                     help="negatives per item in the sampled protocol (default: the paper's "
                          f"{default_of(TrainOptions, 'eval_negatives')})")
     add_repeated_targets_flag(parser)
+    parser.add_argument("--cold-score-offsets", dest="cold_score_offsets", type=float, nargs="+", metavar="O",
+                        help="a model trained under the cold-start protocol with item features: also rank the "
+                             "validation split with cold items' scores lowered by each O (cold, warm and all targets; "
+                             "the choice for `export --cold-score-offset`; default: the train run's grid)")
     parser.set_defaults(func=run)
 
 
@@ -55,6 +60,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"cold start as the training run held out ({recorded}): {len(cold.items)} of {data.num_items} items "
               f"(fraction {cold.fraction}, seed {cold.seed}); cold and warm targets reported", flush=True)
     protocol = {"cold_items": cold.items} if cold is not None else {}
+    if args.cold_score_offsets and (cold is None or not trained.model.uses_item_features):
+        raise UsageError("--cold-score-offsets needs a model with item features trained under the cold-start "
+                         "protocol (train --item-features ... --cold-items F)")
+    if args.cold_score_offsets and not all(math.isfinite(o) and o >= 0 for o in args.cold_score_offsets):
+        raise UsageError(f"--cold-score-offsets must be finite numbers >= 0, got {args.cold_score_offsets}")
     metrics: dict[str, Any] = {
         stage: evaluate(trained.model, split, stage=stage, seed=args.seed, num_negatives=options.eval_negatives,
                         repeated_targets=options.repeated_targets, progress=evaluation_progress(stage), **protocol)
@@ -62,6 +72,14 @@ def run(args: argparse.Namespace) -> int:
     if cold is not None:
         metrics["cold_start"] = cold.to_dict()
     print(format_table([("valid", metrics["valid"]), ("test", metrics["test"])]))
+    if cold is not None and trained.model.uses_item_features:
+        from sasrec_tf.evaluation import DEFAULT_COLD_OFFSETS, cold_offset_table, format_cold_offset_table
+
+        metrics["cold_score_offsets"] = cold_offset_table(trained.model, split, cold.items,
+                                                          offsets=args.cold_score_offsets or DEFAULT_COLD_OFFSETS,
+                                                          repeated_targets=options.repeated_targets)
+        print(format_cold_offset_table(metrics["cold_score_offsets"]))
+
     if args.out:
         write_json(args.out, metrics)
         print(f"wrote {args.out}")

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from sasrec_tf.cli.common import UsageError, default_of
+from sasrec_tf.cli.feature_flags import add_cold_score_offset_flag, check_cold_score_offset
 from sasrec_tf.export import describe_signatures, export_saved_model
 from sasrec_tf.serving.options import DEFAULTS
 
@@ -35,6 +36,7 @@ def register(subcommands) -> None:
                         help="how much lower the metric may be "
                              f"(default: {default_of(export_saved_model, 'gate_tolerance')})")
     parser.add_argument("--force", action="store_true", help="publish even if the gate refuses (recorded in the card)")
+    add_cold_score_offset_flag(parser)
     parser.set_defaults(func=run)
 
 
@@ -46,13 +48,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--export-base {args.export_base} is a file; expected the directory TF Serving watches")
     if args.gate_on is None and (args.force or args.gate_tolerance is not None):
         raise UsageError("--force and --gate-tolerance apply to the publish gate: add --gate-on METRIC")
+    check_cold_score_offset(args)
     tolerance = {} if args.gate_tolerance is None else {"gate_tolerance": args.gate_tolerance}
     steps = ["load", "trace and save", *(["warmup"] if args.warmup else []), "publish"]
     progress = Steps(f"exporting {args.model} to {Path(args.export_base) / args.name}", len(steps), names=steps)
     try:
         path = export_saved_model(args.model, args.export_base, args.name, version=args.version, k=args.k,
                                   warmup=args.warmup, gate_on=args.gate_on, **tolerance,
-                                  force=args.force, progress=progress)
+                                  force=args.force, progress=progress, cold_score_offset=args.cold_score_offset)
     except GateRefused as err:
         raise UsageError(f"{err}; nothing was exported (--force publishes it anyway)") from None
     gate = read_card(path)["export"]["gate"]

@@ -1,4 +1,5 @@
-"""The item-features flags ``train --item-features`` and ``add-items --items`` share, and reading them.
+"""The item-features flags ``train --item-features`` and ``add-items --items`` share, and reading them;
+the cold-score offset flag of ``export`` and ``add-items``.
 
 TensorFlow-free (the parser is built from it).
 """
@@ -6,8 +7,28 @@ TensorFlow-free (the parser is built from it).
 from __future__ import annotations
 
 import argparse
+import math
 
 from sasrec_tf.experiment import Pipeline
+
+
+def add_cold_score_offset_flag(parser: argparse.ArgumentParser) -> None:
+    """``--cold-score-offset O``: the export's cold items served ``O`` lower (``export_saved_model``'s
+    ``cold_score_offset``; check it with :func:`check_cold_score_offset`)."""
+    parser.add_argument("--cold-score-offset", dest="cold_score_offset", type=float, metavar="O",
+                        help="serve every cold item (no trained id row: held out, or added by add-items) O lower "
+                             "than its feature vector scores: the exposure knob for new items, chosen on the "
+                             "cold-start protocol's validation table (default: the model's "
+                             "feature_cold_score_offset, 0 unless trained with one)")
+
+
+def check_cold_score_offset(args: argparse.Namespace) -> None:
+    """A usage error for a negative or non-finite ``--cold-score-offset``."""
+    from sasrec_tf.cli.common import UsageError
+
+    if args.cold_score_offset is not None and not (math.isfinite(args.cold_score_offset)
+                                                   and args.cold_score_offset >= 0):
+        raise UsageError(f"--cold-score-offset must be a finite number >= 0, got {args.cold_score_offset}")
 
 
 def add_item_features_flags(parser: argparse.ArgumentParser, flag: str = "--item-features", *,

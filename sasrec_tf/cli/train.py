@@ -149,6 +149,11 @@ def run(args: argparse.Namespace) -> int:
         rows += [(f"{name} baseline (test)", result.metrics[key]["test"]) for name, key in BASELINES
                  if key in result.metrics]
         print(format_table(rows))
+        if "cold_score_offsets" in result.metrics:
+            from sasrec_tf.evaluation.cold_offsets import format_cold_offset_table
+
+            print(format_cold_offset_table(result.metrics["cold_score_offsets"]))
+            print("(sasrec-tf export --cold-score-offset O serves cold items O lower: chosen on validation)")
         print(f"wrote {args.out}/metrics.json")
     return 0
 

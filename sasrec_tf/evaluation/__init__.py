@@ -18,6 +18,7 @@ Every ranking goes through the one kernel, :mod:`sasrec_tf.ranking`.
 
 from sasrec_tf.evaluation.baselines import ContentBaseline, MostPopular
 from sasrec_tf.evaluation.callback import RankingMetricsCallback
+from sasrec_tf.evaluation.cold_offsets import DEFAULT_COLD_OFFSETS, cold_offset_table, format_cold_offset_table
 from sasrec_tf.evaluation.inputs import EvaluationInputs, prepare_inputs
 from sasrec_tf.evaluation.keras_validation import QueryModel, validation_dataset
 from sasrec_tf.evaluation.metrics import DEFAULT_KS, MRR, NDCG, HitRate, full_ranks, metric_names, ranking_metrics
@@ -34,5 +35,5 @@ __all__ = [
     "repeated_targets_mask", "training_item_counts", "ranking_metrics", "metric_names", "full_ranks", "HitRate",
     "NDCG", "MRR", "DEFAULT_KS", "NOT_A_CANDIDATE", "REPEATED_TARGETS", "STAGES", "PROTOCOLS",
     "RankingMetricsCallback", "QueryModel", "validation_dataset", "MostPopular", "ContentBaseline",
-    "target_group_metrics",
+    "target_group_metrics", "cold_offset_table", "format_cold_offset_table", "DEFAULT_COLD_OFFSETS",
 ]

@@ -84,8 +84,9 @@ def ranking_metrics(ranks: Any, ks: Sequence[int] = DEFAULT_KS) -> dict[str, flo
 
 
 def full_ranks(queries: tf.Tensor, item_embeddings: tf.Tensor, targets: tf.Tensor,
-               histories: tf.Tensor | None = None, repeated_targets: str = "miss") -> tf.Tensor:
-    """1-based rank ``[B]`` int32 of each target among all items ``1..N``, scored ``q · M_i``.
+               histories: tf.Tensor | None = None, repeated_targets: str = "miss",
+               item_bias: tf.Tensor | None = None) -> tf.Tensor:
+    """1-based rank ``[B]`` int32 of each target among all items ``1..N``, scored ``q · M_i`` (``+ b_i``).
 
     The ranking kernel's rules (:mod:`sasrec_tf.ranking.kernel`), as in
     :func:`sasrec_tf.evaluation.evaluate_full`: padding (row 0) is never a
@@ -100,8 +101,9 @@ def full_ranks(queries: tf.Tensor, item_embeddings: tf.Tensor, targets: tf.Tenso
       targets: ``[B]`` true next items in ``1..N``.
       histories: ``[B, H]`` each row's history items, 0 = padding; ``None`` excludes nothing.
       repeated_targets: see :func:`sasrec_tf.evaluation.evaluate_full`; only with ``histories``.
+      item_bias: ``[N + 1]`` added to every item's score (``SASRec.item_score_bias()``), or None.
     """
-    return kernel.history_excluded_ranks(kernel.score_all(queries, item_embeddings), targets, histories,
+    return kernel.history_excluded_ranks(kernel.score_all(queries, item_embeddings, item_bias), targets, histories,
                                          repeated_targets)
 
 
@@ -133,6 +135,7 @@ class _FullRankingMetric(keras.metrics.Mean):
             raise TypeError("candidates must provide item_embeddings() (e.g. a SASRec); "
                             f"got {type(candidates).__name__}")
         self._item_embeddings = candidates.item_embeddings
+        self._item_bias = getattr(candidates, "item_score_bias", lambda: None)
         self.exclude_history = bool(exclude_history)
         self.repeated_targets = check_repeated_targets(repeated_targets)
 
@@ -143,7 +146,8 @@ class _FullRankingMetric(keras.metrics.Mean):
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_true = tf.convert_to_tensor(y_true)
         histories = y_true[:, 1:] if self.exclude_history else None
-        ranks = full_ranks(y_pred, self._item_embeddings(), y_true[:, 0], histories, self.repeated_targets)
+        ranks = full_ranks(y_pred, self._item_embeddings(), y_true[:, 0], histories, self.repeated_targets,
+                           self._item_bias())
         weights = tf.cast(ranks > 0, self.dtype)  # 0: left out (repeated_targets="drop")
         if sample_weight is not None:
             weights *= tf.reshape(tf.cast(sample_weight, self.dtype), [-1])

@@ -284,6 +284,9 @@ def _evaluate(run: _Run, fitted: _Fitted, options: TrainOptions, *, baseline: bo
                           "short_users": int(split.num_short_users)}
     if run.cold is not None:
         metrics["cold_start"] = run.cold.to_dict()
+        if run.model.uses_item_features and "valid" in stages:  # the exposure knob, chosen on validation
+            metrics["cold_score_offsets"] = evaluation.cold_offset_table(
+                run.model, split, run.cold.items, repeated_targets=options.repeated_targets)
     if (baseline or run.cold is not None) and "test" in stages:  # cold start: read against them
         popular = MostPopular(split.train, data.num_items, run.config.max_len)
         metrics["baseline_most_popular"] = {"test": _evaluate_stage(popular, split, "test", seed, protocol, verbose,

@@ -33,13 +33,18 @@ order of ``SIGNATURE_REGISTRY``, which declares them (see "Adding a signature" b
     each candidate's score for its row's history.
 ``embed``
     ``history`` → ``embedding`` ``DT_FLOAT [batch, d]``: the sequence representation, whose dot
-    product with an item embedding is the item's score (for an external nearest-neighbour index).
+    product with an item embedding, plus the item's ``score_bias``, is the item's score (for an
+    external nearest-neighbour index).
 ``item_embeddings``
-    ``item_ids`` ``DT_STRING [batch]`` → ``embeddings`` ``DT_FLOAT [batch, d]`` and ``known``
-    ``DT_BOOL [batch]``. Items are looked up by id rather than returned all at once: that works
+    ``item_ids`` ``DT_STRING [batch]`` → ``embeddings`` ``DT_FLOAT [batch, d]``, ``known``
+    ``DT_BOOL [batch]`` and ``score_bias`` ``DT_FLOAT [batch]``: 0 for every item unless the export
+    carries a cold-score offset (``export_saved_model(..., cold_score_offset=O)``, ``sasrec-tf
+    export --cold-score-offset``), then ``-O`` for each cold item (a model with item features: an
+    item without a trained id row, held out or added by ``sasrec-tf add-items``), which every
+    signature scores ``O`` lower than its feature vector says: the exposure knob for new items. Items are looked up by id rather than returned all at once: that works
     under Predict (every signature input is required, responses stay within gRPC's message size,
     requests batch), and a client pages through the vocabulary it already has. Programs that load
-    the SavedModel get the whole matrix with ``loaded.all_item_embeddings()``.
+    the SavedModel get the whole matrix with ``loaded.all_item_embeddings()`` (with ``score_bias``).
 
 Documented behaviour, identical in every signature:
 

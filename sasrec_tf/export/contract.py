@@ -165,9 +165,12 @@ SIGNATURE_REGISTRY: Mapping[str, ServingSignature] = _registry(
     ServingSignature(SCORE, "score", (HISTORY_INPUT, CANDIDATES_INPUT), ("scores",), _history_and_candidates,
                      "each candidate's score; unknown candidates get the lowest float32"),
     ServingSignature(EMBED, "embed", (HISTORY_INPUT,), ("embedding",), _history,
-                     "the sequence representation (its dot product with an item embedding is the score)"),
-    ServingSignature(ITEM_EMBEDDINGS, "item_embeddings", (ITEM_IDS_INPUT,), ("embeddings", "known"), _item_ids,
-                     "the embeddings of the given item ids, and whether each id is known"),
+                     "the sequence representation (its dot product with an item embedding, plus the item's "
+                     "score_bias, is the score)"),
+    ServingSignature(ITEM_EMBEDDINGS, "item_embeddings", (ITEM_IDS_INPUT,), ("embeddings", "known", "score_bias"),
+                     _item_ids,
+                     "the embeddings of the given item ids, whether each id is known, and each item's score bias "
+                     "(the cold-score offset: 0 unless exported with one)"),
 )
 SIGNATURES = tuple(SIGNATURE_REGISTRY)
 

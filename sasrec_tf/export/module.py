@@ -53,10 +53,13 @@ class SASRecServingModule(tf.Module):
         compute_item_matrix: False leaves a model with item features a zero fused table, for a
             caller that writes its values into the SavedModel itself (the export of a model
             directory: :mod:`sasrec_tf.export.tables`).
+        cold_score_offset: how much lower every cold item (no trained id row) scores than its
+            feature vector says (``SASRec.item_score_bias``); None: the model's
+            ``feature_cold_score_offset``.
     """
 
     def __init__(self, model, vocab_file: str | os.PathLike[str], item_counts=None, k: int = DEFAULT_K, *,
-                 compute_item_matrix: bool = True):
+                 compute_item_matrix: bool = True, cold_score_offset: float | None = None):
         super().__init__(name="sasrec_serving")
         if model.uses_user_embedding:
             raise ValueError(
@@ -87,6 +90,10 @@ class SASRecServingModule(tf.Module):
         else:
             self._item_matrix = model.item_embeddings()  # [N + 1, d], row 0 = padding (one of model_variables)
 
+        # The cold items' score offset (SASRec.item_score_bias: -feature_cold_score_offset for an item
+        # without a trained id row), added to every model score; None (no variable) without one.
+        bias = model.item_score_bias(cold_score_offset)
+        self._item_bias = None if bias is None else tf.Variable(bias, trainable=False, name="item_score_bias")
         # Scoring reads the item matrix itself (q · Mᵀ), with no transposed copy of it: the export
         # then needs the table once, in memory and in the SavedModel (a catalogue of millions).
         self.popularity = tf.Variable(popularity_scores(item_counts, num_items), trainable=False, name="popularity")
@@ -128,12 +135,21 @@ class SASRecServingModule(tf.Module):
         packed = packed[:, tf.shape(packed)[1] - width:]
         return dense, self.encode_dense(packed), counts
 
+    def _item_biases(self, dense: tf.Tensor) -> tf.Tensor:
+        """The score bias of each of ``dense`` (any shape; 0 for padding and unknown ids, and for
+        every item of an export without a cold-score offset)."""
+        if self._item_bias is None:
+            return tf.zeros(tf.shape(dense), tf.float32)
+        return tf.where(dense > 0, tf.gather(self._item_bias, dense), 0.0)
+
     def _scores(self, history: tf.Tensor):
-        """``(dense ids [B, L], score table [B, N + 1], known [B])``: ``q · Mᵀ`` for a history with a known
-        item, the popularity for one without. ``(M · qᵀ)ᵀ`` rather than ``q · Mᵀ``: with the table
+        """``(dense ids [B, L], score table [B, N + 1], known [B])``: ``q · Mᵀ`` (plus the items' score
+        bias) for a history with a known item, the popularity for one without. ``(M · qᵀ)ᵀ`` rather than ``q · Mᵀ``: with the table
         ``[N + 1, d]`` as stored, that product is 1.5-1.7x faster on CPU at batch 32 and 1M items."""
         dense, query, known = self._encode(history)
         scores = tf.transpose(tf.matmul(self._item_matrix, query, transpose_b=True))
+        if self._item_bias is not None:
+            scores += self._item_bias[tf.newaxis, :]
         return dense, tf.where(known[:, tf.newaxis] > 0, scores, self.popularity[tf.newaxis, :]), known
 
     def _top_k(self, history: tf.Tensor, exclude_history: bool) -> dict[str, tf.Tensor]:
@@ -162,30 +178,33 @@ class SASRecServingModule(tf.Module):
         """``{"scores": [B, m]}`` of each row's candidates; unknown candidates get UNKNOWN_SCORE."""
         _, query, known = self._encode(history)
         dense = self._dense(candidates)
-        model_scores = tf.einsum("bd,bmd->bm", query, tf.gather(self._item_matrix, dense))
+        model_scores = tf.einsum("bd,bmd->bm", query, tf.gather(self._item_matrix, dense)) + self._item_biases(dense)
         scores = tf.where(known[:, tf.newaxis] > 0, model_scores, tf.gather(self.popularity, dense))
         return {"scores": tf.where(dense > 0, scores, tf.constant(UNKNOWN_SCORE, tf.float32))}
 
     @tf.function(input_signature=_inputs_of(EMBED))
     def embed(self, history):
-        """``{"embedding": [B, d]}``: the query whose dot product with an item vector is its score."""
+        """``{"embedding": [B, d]}``: the query whose dot product with an item vector, plus the item's
+        ``score_bias``, is its score."""
         _, query, _ = self._encode(history)
         return {"embedding": query}
 
     @tf.function(input_signature=_inputs_of(ITEM_EMBEDDINGS))
     def item_embeddings(self, item_ids):
-        """``{"embeddings": [B, d], "known": [B] bool}``; unknown ids get zeros."""
+        """``{"embeddings": [B, d], "known": [B] bool, "score_bias": [B]}``; unknown ids get zeros."""
         dense = self._dense(item_ids)
         known = dense > 0
         vectors = tf.gather(self._item_matrix, dense)
         vectors = tf.where(known[:, tf.newaxis], vectors, tf.zeros_like(vectors))
-        return {"embeddings": vectors, "known": known}
+        return {"embeddings": vectors, "known": known, "score_bias": self._item_biases(dense)}
 
     @tf.function(input_signature=[])
     def all_item_embeddings(self):
-        """``{"item_ids": [N] string, "embeddings": [N, d]}``: the whole catalogue, for index builds."""
+        """``{"item_ids": [N] string, "embeddings": [N, d], "score_bias": [N]}``: the whole catalogue, for
+        index builds (an item's score is ``query · embedding + score_bias``)."""
         dense = tf.range(1, self.num_items + 1, dtype=tf.int64)
-        return {"item_ids": self.index_to_id.lookup(dense - 1), "embeddings": self._item_matrix[1:]}
+        return {"item_ids": self.index_to_id.lookup(dense - 1), "embeddings": self._item_matrix[1:],
+                "score_bias": self._item_biases(dense)}
 
     def signatures(self) -> dict[str, Any]:
         """The concrete functions to save, by signature name (those of ``SIGNATURE_REGISTRY``)."""

@@ -74,6 +74,7 @@ def export_saved_model(
     progress: Callable[[str, int, int], None] | None = None,
     card_from: str | os.PathLike[str] | None = None,
     notes: dict[str, Any] | None = None,
+    cold_score_offset: float | None = None,
 ) -> Path:
     """Export a trained model to ``export_base/name/<version>/`` and return that path.
 
@@ -106,6 +107,10 @@ def export_saved_model(
         card_from: with a ``TrainedModel``, the model directory whose card it carries (e.g. the
             model it was grown from by ``sasrec-tf add-items``).
         notes: more entries for ``sasrec_export.json`` (e.g. ``cold_items``).
+        cold_score_offset: serve every cold item (a model with item features: an item without a
+            trained id row) this much lower than its feature vector scores, in every signature (the
+            exposure knob for new items; ``item_embeddings`` returns it as ``score_bias``); None: the
+            model's ``feature_cold_score_offset`` (0 unless trained with one).
 
     Raises:
         FileExistsError: the version exists already.
@@ -128,6 +133,8 @@ def export_saved_model(
         raise ValueError(f"version must be a positive integer of at most {MAX_VERSION} (an int64, as TF Serving "
                          f"reads it), got {version!r}")
     version = int(version)
+    if cold_score_offset is not None and not (np.isfinite(cold_score_offset) and cold_score_offset >= 0):
+        raise ValueError(f"cold_score_offset must be a finite number >= 0, got {cold_score_offset!r}")
     final = root / str(version)
     if final.exists():
         raise FileExistsError(f"{final} exists: versions are immutable; pick another --version")
@@ -158,6 +165,9 @@ def export_saved_model(
                 trained = load_trained(model, weights_dir=weights_dir,
                                        prepare=lambda built: defer_item_tables(built, deferred))
         report("model loaded")
+        served_offset = float(trained.model.config.feature_cold_score_offset if cold_score_offset is None
+                              else cold_score_offset)
+        trained.model.item_score_bias(served_offset)  # a bad offset fails here, before anything is written
         if len(trained.vocab) != trained.model.num_items:
             raise ValueError(f"the vocabulary has {len(trained.vocab)} items but the model {trained.model.num_items}")
 
@@ -169,7 +179,7 @@ def export_saved_model(
                 vocab_file = Path(vocab_dir) / "vocab.txt"
                 trained.vocab.save(vocab_file)
                 module = SASRecServingModule(trained.model, vocab_file, trained.item_counts, k=k,
-                                             compute_item_matrix=not deferred)
+                                             compute_item_matrix=not deferred, cold_score_offset=cold_score_offset)
                 tf.saved_model.save(module, str(staging), signatures=module.signatures())
             if deferred and trained.model.uses_item_features:  # its fused table, from the deferred id table
                 served = (trained.model.output_item_embedding or trained.model.item_embedding).embeddings
@@ -194,7 +204,9 @@ def export_saved_model(
                 "popularity": "training item counts" if trained.item_counts is not None else "dense-id order",
                 "unknown_score": UNKNOWN_SCORE,
                 "signatures": list(SIGNATURE_REGISTRY),
-                "config": trained.model.config.to_dict(),
+                "config": dataclasses.replace(trained.model.config,
+                                              feature_cold_score_offset=served_offset).to_dict(),
+                "cold_score_offset": served_offset,
                 **(notes or {}),
             }
             (extra / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")

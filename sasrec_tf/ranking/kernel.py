@@ -6,7 +6,8 @@ recommendation signatures and batch recommendations (:mod:`sasrec_tf.recommend`)
 written here holds everywhere at once:
 
 - **Score tables** are ``[B, N + 1]``: column ``j`` is dense item id ``j``; column 0 is the padding
-  id, never a candidate (:func:`score_all` is ``queries · Mᵀ`` over every row of the item matrix).
+  id, never a candidate (:func:`score_all` is ``queries · Mᵀ`` over every row of the item matrix,
+  plus a per-item bias where the model has one: the cold items' score offset).
 - **History exclusion**: the items of each row's history are removed from the candidates
   (:func:`history_exclusions` gives them as unique ``(row, item)`` pairs, without padding and
   without the row's target, plus whether the target itself was in the history).
@@ -37,13 +38,16 @@ __all__ = ["score_all", "beats", "history_exclusions", "target_ranks", "history_
 _KEY_STRIDE = 2**31  # (row, item) -> one int64 key: item ids and rows both fit int32
 
 
-def score_all(queries: tf.Tensor, item_matrix: tf.Tensor) -> tf.Tensor:
-    """Scores ``[B, N + 1]`` of every item for each query: ``queries [B, d] · item_matrix [N + 1, d]ᵀ``.
+def score_all(queries: tf.Tensor, item_matrix: tf.Tensor, item_bias: tf.Tensor | None = None) -> tf.Tensor:
+    """Scores ``[B, N + 1]`` of every item for each query: ``queries [B, d] · item_matrix [N + 1, d]ᵀ``,
+    plus ``item_bias [N + 1]`` (each item's score offset, e.g. the cold items' exposure offset:
+    ``SASRec.item_score_bias``) when given.
 
     Column ``j`` scores dense item ``j``; column 0 (padding) is scored too and excluded by every
     function below.
     """
-    return tf.matmul(queries, item_matrix, transpose_b=True)
+    scores = tf.matmul(queries, item_matrix, transpose_b=True)
+    return scores if item_bias is None else scores + tf.cast(item_bias, scores.dtype)[tf.newaxis, :]
 
 
 def beats(scores: tf.Tensor, target_scores: tf.Tensor) -> tf.Tensor:

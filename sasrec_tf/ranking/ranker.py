@@ -2,7 +2,8 @@
 
 The shape of TFRS's ``BruteForce`` / ``query_with_exclusions``, for next-item models: given the
 model (anything with ``query_embeddings(item_ids, user_ids=None)`` → ``[B, d]`` and
-``item_embeddings()`` → ``[N + 1, d]``), a batch of left-padded histories gives every item's
+``item_embeddings()`` → ``[N + 1, d]``, and optionally ``item_score_bias()`` → ``[N + 1]`` or None,
+added to every score), a batch of left-padded histories gives every item's
 score, the rank of each held-out target (full ranking or among sampled candidates) or the top k,
 with each history excluded. Its methods take and return tensors and are meant to run inside a
 ``tf.function`` the caller traces once (the offline protocols, the validation callback and batch
@@ -58,13 +59,19 @@ class Ranker:
         """``[N + 1, d]`` float32 item matrix, row 0 = padding."""
         return tf.convert_to_tensor(self.model.item_embeddings(), dtype=tf.float32)
 
+    def item_bias(self) -> tf.Tensor | None:
+        """``[N + 1]`` float32 added to every item's score (the model's ``item_score_bias()``, e.g.
+        the cold items' score offset), or None."""
+        bias = getattr(self.model, "item_score_bias", None)
+        return None if bias is None else bias()
+
     def scores(self, item_ids: tf.Tensor, user_ids: tf.Tensor | None = None, item_matrix: tf.Tensor | None = None):
         """``[B, N + 1]`` score table of every item (column = dense id; column 0 is padding).
 
         ``item_matrix`` (from :meth:`item_matrix`) lets a caller read the weights once per pass.
         """
         matrix = self.item_matrix() if item_matrix is None else item_matrix
-        return kernel.score_all(self.queries(item_ids, user_ids), matrix)
+        return kernel.score_all(self.queries(item_ids, user_ids), matrix, self.item_bias())
 
     def ranks(self, item_ids: tf.Tensor, targets: tf.Tensor, histories: tf.Tensor | None = None, *,
               user_ids: tf.Tensor | None = None, repeated_targets: str = "miss",
@@ -89,7 +96,8 @@ class Ranker:
         """:meth:`ranks` of queries ``[B, d]`` already computed (:meth:`queries`), so that one
         encoder pass can serve several protocols (:class:`~sasrec_tf.evaluation.JointRanking`)."""
         matrix = self.item_matrix() if item_matrix is None else item_matrix
-        return kernel.history_excluded_ranks(kernel.score_all(queries, matrix), targets, histories, repeated_targets)
+        return kernel.history_excluded_ranks(kernel.score_all(queries, matrix, self.item_bias()), targets, histories,
+                                             repeated_targets)
 
     def sampled_ranks(self, item_ids: tf.Tensor, targets: tf.Tensor, negatives: tf.Tensor, *,
                       user_ids: tf.Tensor | None = None, item_matrix: tf.Tensor | None = None) -> tf.Tensor:
@@ -103,6 +111,9 @@ class Ranker:
         candidates = tf.concat([tf.cast(targets, tf.int32)[:, None], tf.cast(negatives, tf.int32)], axis=1)
         # One contraction for target and negatives, so identical embeddings give identical scores.
         scores = tf.einsum("bd,bkd->bk", queries, tf.gather(matrix, candidates))
+        bias = self.item_bias()
+        if bias is not None:
+            scores += tf.gather(bias, candidates)
         return kernel.sampled_ranks(scores)
 
     def top_k(self, item_ids: tf.Tensor, k: int, exclude: tf.Tensor | None = None, *,
