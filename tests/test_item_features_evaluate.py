@@ -58,3 +58,28 @@ def test_a_record_that_does_not_fit_the_log_is_refused():
         hold_out_as_recorded(split, {**cold.to_dict(), "cold_items": 5})
     with pytest.raises(ValueError, match="needs a fraction in"):
         hold_out_as_recorded(split, {"fraction": 2.0, "seed": 1})
+
+
+def test_a_cold_start_run_with_features_prints_the_offsets_table_and_evaluate_repeats_it(tmp_path, capsys):
+    from sasrec_tf.data.synthetic import generate_attribute_interactions
+
+    log, table = generate_attribute_interactions(num_users=120, num_items=60, num_categories=12, seed=1)
+    log.to_csv(tmp_path / "log.csv", index=False)
+    table.to_csv(tmp_path / "features.csv", index=False)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "log.csv"), "--format", "csv", "--item-features",
+                 str(tmp_path / "features.csv"), "--out", str(run), "--epochs", "1", "--max-len", "8",
+                 "--hidden-units", "8", "--num-blocks", "1", "--eval-every", "1", "--cold-items", "0.1",
+                 "--eval-negatives", "10"]) == 0
+    printed = capsys.readouterr().out
+    trained = json.loads((run / "metrics.json").read_text())["cold_score_offsets"]
+    assert "cold-score offsets (valid, full ranking, ndcg@10)" in printed and "not served" in printed
+    assert main(["evaluate", "--model", str(run), "--data", str(tmp_path / "log.csv"), "--format", "csv",
+                 "--eval-negatives", "10", "--cold-score-offsets", "0", "0.5", "--out", str(tmp_path / "e.json")]) == 0
+    again = json.loads((tmp_path / "e.json").read_text())["cold_score_offsets"]
+    assert [row["offset"] for row in again["offsets"]] == [0.0, 0.5]
+    grid = {row["offset"]: row for row in trained["offsets"]}  # the run's grid holds 0 and 0.5
+    for mine in again["offsets"]:
+        theirs = grid[mine["offset"]]
+        for group in ("cold", "warm", "all"):
+            assert mine[group]["ndcg@10"] == pytest.approx(theirs[group]["ndcg@10"], rel=1e-5, abs=1e-7)
