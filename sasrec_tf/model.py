@@ -14,6 +14,7 @@ from sasrec_tf.config import SASRecConfig
 from sasrec_tf.item_frequency import ItemFrequency
 from sasrec_tf.layers import ItemRepresentation, SASRecEncoder
 from sasrec_tf.metrics import MRR, NDCG, HitRate
+from sasrec_tf.ranking.rules import check_cold_score_offset
 
 
 @keras.saving.register_keras_serializable(package="sasrec_tf")
@@ -220,9 +221,7 @@ class SASRec(keras.Model):
         Raises:
           ValueError: a negative or non-finite offset, or one > 0 for a model without item features.
         """
-        offset = float(self.config.feature_cold_score_offset if offset is None else offset)
-        if not (math.isfinite(offset) and offset >= 0):
-            raise ValueError(f"the cold-score offset must be a finite number >= 0, got {offset!r}")
+        offset = check_cold_score_offset(self.config.feature_cold_score_offset if offset is None else offset)
         if self.item_representation is None and offset > 0:
             raise ValueError("a cold-score offset lowers the scores of items served from their features: this "
                              "model uses no item features (feature_fusion='none')")

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--export-base {args.export_base} is a file; expected the directory TF Serving watches")
     if args.out is not None and Path(args.out).resolve() == Path(args.model).resolve():
         raise UsageError("--out must differ from --model: the trained model directory stays as it is")
-    check_cold_score_offset(args)
+    check_cold_score_offset("--cold-score-offset", args.cold_score_offset)
     features = read_item_features_flags(args)
     grown, added = add_cold_items(load_trained(args.model), features)
     print(f"added {added.added} items from {features.source} ({added.already_known} already known, kept; "

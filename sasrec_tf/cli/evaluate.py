@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 from sasrec_tf.choices import STAGES
 from sasrec_tf.cli.common import (UsageError, add_data_flags, add_option_flag, add_repeated_targets_flag, default_of,
                                   format_table, read_model_data, train_options, write_json)
+from sasrec_tf.cli.feature_flags import check_cold_score_offset
 from sasrec_tf.experiment import Pipeline, TrainOptions
 
 
@@ -63,8 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if args.cold_score_offsets and (cold is None or not trained.model.uses_item_features):
         raise UsageError("--cold-score-offsets needs a model with item features trained under the cold-start "
                          "protocol (train --item-features ... --cold-items F)")
-    if args.cold_score_offsets and not all(math.isfinite(o) and o >= 0 for o in args.cold_score_offsets):
-        raise UsageError(f"--cold-score-offsets must be finite numbers >= 0, got {args.cold_score_offsets}")
+    check_cold_score_offset("--cold-score-offsets", *(args.cold_score_offsets or ()))
     metrics: dict[str, Any] = {
         stage: evaluate(trained.model, split, stage=stage, seed=args.seed, num_negatives=options.eval_negatives,
                         repeated_targets=options.repeated_targets, progress=evaluation_progress(stage), **protocol)

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--export-base {args.export_base} is a file; expected the directory TF Serving watches")
     if args.gate_on is None and (args.force or args.gate_tolerance is not None):
         raise UsageError("--force and --gate-tolerance apply to the publish gate: add --gate-on METRIC")
-    check_cold_score_offset(args)
+    check_cold_score_offset("--cold-score-offset", args.cold_score_offset)
     tolerance = {} if args.gate_tolerance is None else {"gate_tolerance": args.gate_tolerance}
     steps = ["load", "trace and save", *(["warmup"] if args.warmup else []), "publish"]
     progress = Steps(f"exporting {args.model} to {Path(args.export_base) / args.name}", len(steps), names=steps)

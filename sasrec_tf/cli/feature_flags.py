@@ -7,7 +7,6 @@ TensorFlow-free (the parser is built from it).
 from __future__ import annotations
 
 import argparse
-import math
 
 from sasrec_tf.experiment import Pipeline
 
@@ -22,13 +21,17 @@ def add_cold_score_offset_flag(parser: argparse.ArgumentParser) -> None:
                              "feature_cold_score_offset, 0 unless trained with one)")
 
 
-def check_cold_score_offset(args: argparse.Namespace) -> None:
-    """A usage error for a negative or non-finite ``--cold-score-offset``."""
+def check_cold_score_offset(flag: str, *values: float | None) -> None:
+    """A usage error naming ``flag`` for a negative or non-finite value (None: not given)."""
     from sasrec_tf.cli.common import UsageError
+    from sasrec_tf.ranking.rules import check_cold_score_offset as check
 
-    if args.cold_score_offset is not None and not (math.isfinite(args.cold_score_offset)
-                                                   and args.cold_score_offset >= 0):
-        raise UsageError(f"--cold-score-offset must be a finite number >= 0, got {args.cold_score_offset}")
+    for value in values:
+        if value is not None:
+            try:
+                check(value, flag)
+            except ValueError as err:
+                raise UsageError(str(err)) from None
 
 
 def add_item_features_flags(parser: argparse.ArgumentParser, flag: str = "--item-features", *,

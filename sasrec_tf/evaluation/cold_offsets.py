@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import numpy as np
-
 from sasrec_tf.evaluation.metrics import DEFAULT_KS
+from sasrec_tf.ranking.rules import check_cold_score_offset
 
 __all__ = ["DEFAULT_COLD_OFFSETS", "NOT_SERVED_OFFSET", "cold_offset_table", "format_cold_offset_table"]
 
@@ -70,10 +69,9 @@ def cold_offset_table(model: Any, split: Any, cold_items: Any, *, offsets: Seque
     if not getattr(model, "uses_item_features", False):
         raise ValueError("the cold-score offset applies to a model with item features (feature_fusion sum, concat "
                          "or gate)")
-    offsets = [float(o) for o in offsets]
-    bad = [o for o in offsets if not (np.isfinite(o) and o >= 0)]
-    if bad or not offsets:
-        raise ValueError(f"offsets must be finite numbers >= 0 (at least one), got {offsets!r}")
+    if not len(offsets):
+        raise ValueError("give at least one offset")
+    offsets = [check_cold_score_offset(o, "offsets") for o in offsets]
 
     def ranked(offset: float) -> dict[str, Any]:
         metrics = evaluate(_Offset(model, offset), split, stage=stage, protocols=("full",), cold_items=cold_items,

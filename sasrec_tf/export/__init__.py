@@ -41,7 +41,8 @@ order of ``SIGNATURE_REGISTRY``, which declares them (see "Adding a signature" b
     carries a cold-score offset (``export_saved_model(..., cold_score_offset=O)``, ``sasrec-tf
     export --cold-score-offset``), then ``-O`` for each cold item (a model with item features: an
     item without a trained id row, held out or added by ``sasrec-tf add-items``), which every
-    signature scores ``O`` lower than its feature vector says: the exposure knob for new items. Items are looked up by id rather than returned all at once: that works
+    signature scores ``O`` lower than its feature vector says: the exposure knob for new items.
+    Items are looked up by id rather than returned all at once: that works
     under Predict (every signature input is required, responses stay within gRPC's message size,
     requests batch), and a client pages through the vocabulary it already has. Programs that load
     the SavedModel get the whole matrix with ``loaded.all_item_embeddings()`` (with ``score_bias``).

@@ -34,6 +34,7 @@ from sasrec_tf.export.contract import (
     WARMUP_FILE,
     parse_version,
 )
+from sasrec_tf.ranking.rules import check_cold_score_offset
 
 __all__ = ["STALE_EXPORT_SECONDS", "export_saved_model", "list_versions", "next_version", "remove_stale_staging",
            "write_warmup_requests"]
@@ -133,8 +134,8 @@ def export_saved_model(
         raise ValueError(f"version must be a positive integer of at most {MAX_VERSION} (an int64, as TF Serving "
                          f"reads it), got {version!r}")
     version = int(version)
-    if cold_score_offset is not None and not (np.isfinite(cold_score_offset) and cold_score_offset >= 0):
-        raise ValueError(f"cold_score_offset must be a finite number >= 0, got {cold_score_offset!r}")
+    if cold_score_offset is not None:
+        check_cold_score_offset(cold_score_offset)  # before the model loads
     final = root / str(version)
     if final.exists():
         raise FileExistsError(f"{final} exists: versions are immutable; pick another --version")

@@ -17,6 +17,7 @@ _EXPORTS = {
     "NOT_A_CANDIDATE": "sasrec_tf.ranking.rules",
     "REPEATED_TARGETS": "sasrec_tf.ranking.rules",
     "check_repeated_targets": "sasrec_tf.ranking.rules",
+    "check_cold_score_offset": "sasrec_tf.ranking.rules",
     "Ranker": "sasrec_tf.ranking.ranker",
     "score_all": "sasrec_tf.ranking.kernel",
     "beats": "sasrec_tf.ranking.kernel",

@@ -14,7 +14,8 @@ import numpy as np
 
 from sasrec_tf.choices import REPEATED_TARGETS
 
-__all__ = ["UNKNOWN_SCORE", "NOT_A_CANDIDATE", "REPEATED_TARGETS", "check_repeated_targets", "popularity_scores"]
+__all__ = ["UNKNOWN_SCORE", "NOT_A_CANDIDATE", "REPEATED_TARGETS", "check_repeated_targets", "check_cold_score_offset",
+           "popularity_scores"]
 
 # The score of what is not a candidate (padding, an excluded history item, an unknown id): the
 # lowest float32, -3.4028235e38. It sorts last like -inf but stays finite, because TF Serving's REST
@@ -36,6 +37,15 @@ def check_repeated_targets(repeated_targets: str) -> str:
     if repeated_targets not in REPEATED_TARGETS:
         raise ValueError(f"repeated_targets must be one of {REPEATED_TARGETS}, got {repeated_targets!r}")
     return repeated_targets
+
+
+def check_cold_score_offset(offset: Any, name: str = "cold_score_offset") -> float:
+    """``offset`` as a float if it is a finite number >= 0 (how much lower cold items score:
+    ``SASRec.item_score_bias``), else a ``ValueError`` naming ``name`` (e.g. a command-line flag)."""
+    value = float(offset)
+    if not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {offset!r}")
+    return value
 
 
 def popularity_scores(item_counts: Any, num_items: int) -> np.ndarray:
